@@ -1,0 +1,52 @@
+# RPC from scratch, in six stages. `make help` lists the targets.
+
+GO         ?= go
+STAGES     := $(sort $(wildcard [0-9][0-9]-*))
+FUZZTIME   ?= 10s
+BENCHFLAGS ?=
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: help test tour bench diff golden lint fuzz
+
+help: ## list the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+test: ## go vet, then every test with the race detector (lesson checks included)
+	$(GO) vet ./...
+	$(GO) vet -tags exercises ./...
+	$(GO) test -race ./...
+
+tour: ## run every stage's demo, with -trace, against a server in the same process
+	@set -e; for stage in $(STAGES); do \
+		printf '\n======== %s ========\n\n' "$$(sed -n '1s/^# //p' $$stage/README.md)"; \
+		$(GO) run ./$$stage/cmd/client -trace; \
+	done
+
+bench: ## every benchmark, with allocations (BENCHFLAGS="-count 10" for benchstat)
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
+
+diff: ## what changed from one stage to the next: make diff FROM=01 TO=02
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=01 TO=02" >&2; exit 2; }
+	@from=$$(ls -d $(FROM)-* 2>/dev/null); to=$$(ls -d $(TO)-* 2>/dev/null); \
+	test -d "$$from" -a -d "$$to" || { echo "no stage $(FROM) or $(TO)" >&2; exit 2; }; \
+	git diff --no-index --stat "$$from" "$$to"; \
+	git diff --no-index --find-renames "$$from" "$$to"; \
+	true
+
+golden: ## rewrite every golden file; review the diff as you would review code
+	$(GO) test ./... -update
+
+lint: ## gofmt check, go vet, staticcheck (fetched through the module proxy)
+	@unformatted=$$(gofmt -l .); \
+	test -z "$$unformatted" || { echo "gofmt would change:"; echo "$$unformatted"; exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) ./...
+
+fuzz: ## every fuzz target for FUZZTIME each (default 10s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done

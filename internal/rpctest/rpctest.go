@@ -1,0 +1,207 @@
+// Package rpctest holds the test helpers that every stage's tests share:
+// golden files, the goroutine-leak check, and running the Python programs
+// that the interop tests talk to.
+//
+// Only tests import it. Lesson code never does: each stage stands alone.
+//
+// Every test package in the module imports this package, even one that has no
+// golden file, because importing it is what defines the -update flag, and
+// `go test ./... -update` fails in any package that does not know the flag.
+package rpctest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files instead of comparing with them")
+
+// Updating reports whether the tests run with -update.
+func Updating() bool { return *update }
+
+// Golden compares got with the golden file at path. With -update it writes
+// got to the file instead, so `go test ./... -update` (make golden) rewrites
+// every golden file; review the diff as you would review code.
+func Golden(t testing.TB, path string, got []byte) {
+	t.Helper()
+	if *update {
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+		t.Logf("rewrote %s", path)
+		return
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "no golden file yet: run `go test -update` once and review it")
+	assert.Equal(t, string(want), string(got), "%s differs; if the change is intended, run `go test -update` and review the diff", path)
+}
+
+// VerifyMain runs a package's tests, then fails the run if any goroutine
+// started by them is still alive. Call it from TestMain.
+func VerifyMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// InteropEnv is the environment variable that decides what an interop test
+// does when Python is missing: by default it skips with a message; set to
+// "required" (as .ci/run does) it fails instead.
+const InteropEnv = "RPC_INTEROP"
+
+// Python returns the path of a python3 that can import every module named,
+// or skips the test with a clear message. When RPC_INTEROP=required the test
+// fails instead of skipping, so that CI never passes on a skipped interop test.
+func Python(t testing.TB, modules ...string) string {
+	t.Helper()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		if os.Getenv(InteropEnv) == "required" {
+			t.Fatalf("%s, and %s=required", msg, InteropEnv)
+		}
+		t.Skipf("interop test skipped: %s (set %s=required to make this a failure)", msg, InteropEnv)
+	}
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		missing("python3 is not on PATH")
+	}
+	for _, mod := range modules {
+		out, err := exec.Command(py, "-c", "import "+mod).CombinedOutput()
+		if err != nil {
+			missing("python3 cannot import %s: %s", mod, strings.TrimSpace(string(out)))
+		}
+	}
+	return py
+}
+
+// RunPython runs a Python program to its end and returns what it printed on
+// standard output. It fails the test if the program exits non-zero or runs
+// longer than a generous backstop.
+func RunPython(t testing.TB, py string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Backstop)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	require.NoError(t, err, "python %v failed\nstdout:\n%s\nstderr:\n%s", args, stdout.String(), stderr.String())
+	return stdout.String()
+}
+
+// Backstop is how long a test waits for something that should happen at
+// once. It only stops a broken test from hanging; no test relies on it.
+const Backstop = 30 * time.Second
+
+// StartServer starts a server program (a Python server or a stage's own
+// binary), waits for the line "listening on HOST:PORT" that every server in
+// the course prints once it accepts connections, and returns HOST:PORT.
+// The program is stopped and waited for when the test ends. What the program
+// prints after that line is kept and logged if the test fails.
+func StartServer(t testing.TB, cmd *exec.Cmd) string {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start(), "start %v", cmd.Args)
+
+	addrc := make(chan string, 1)
+	var rest syncBuffer
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				select {
+				case addrc <- addr:
+				default:
+				}
+				continue
+			}
+			fmt.Fprintln(&rest, sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-copied
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%v printed:\n%s\nstderr:\n%s", cmd.Args, rest.String(), stderr.String())
+		}
+	})
+	select {
+	case addr := <-addrc:
+		return addr
+	case <-copied:
+		t.Fatalf("%v ended without printing \"listening on\"; stderr:\n%s", cmd.Args, stderr.String())
+	case <-time.After(Backstop):
+		t.Fatalf("%v did not print \"listening on\" within %v", cmd.Args, Backstop)
+	}
+	return ""
+}
+
+// syncBuffer is a bytes.Buffer that a process's output goroutine and the
+// test may use at the same time.
+type syncBuffer struct {
+	mu  sync.Mutex // protects buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// CountingListener counts the connections it accepts, so that a test can see
+// whether a client reused its connection or opened a new one for each call.
+type CountingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+// Accept accepts a connection and counts it.
+func (l *CountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+// Accepted returns how many connections have been accepted so far.
+func (l *CountingListener) Accepted() int { return int(l.accepted.Load()) }
+
+// Listen listens on a free port of 127.0.0.1 and closes the listener when the
+// test ends (closing it twice is harmless).
+func Listen(t testing.TB) *CountingListener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return &CountingListener{Listener: l}
+}

@@ -1,0 +1,87 @@
+package rpctest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestMain(m *testing.M) { VerifyMain(m) }
+
+// recorder is a testing.TB that records how a helper ended the test
+// instead of ending it.
+type recorder struct {
+	testing.TB
+	skipped, failed, errored string
+}
+
+func (r *recorder) Errorf(format string, args ...any) { r.errored = fmt.Sprintf(format, args...) }
+
+func (r *recorder) Helper() {}
+func (r *recorder) Skipf(format string, args ...any) {
+	r.skipped = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// callPython runs Python on its own goroutine, since ending a test ends the
+// goroutine it runs on.
+func callPython(t *testing.T, modules ...string) *recorder {
+	r := &recorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Python(r, modules...)
+	}()
+	<-done
+	return r
+}
+
+func TestPythonMissingSkipsOrFails(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no python3 anywhere
+	t.Setenv(InteropEnv, "")
+	r := callPython(t)
+	assert.Contains(t, r.skipped, "python3 is not on PATH")
+	assert.Contains(t, r.skipped, "RPC_INTEROP=required")
+	assert.Empty(t, r.failed)
+
+	t.Setenv(InteropEnv, "required")
+	r = callPython(t)
+	assert.Contains(t, r.failed, "python3 is not on PATH, and RPC_INTEROP=required")
+	assert.Empty(t, r.skipped)
+}
+
+func TestPythonMissingModule(t *testing.T) {
+	t.Setenv(InteropEnv, "required")
+	r := callPython(t, "no_such_module_anywhere")
+	if r.failed == "" && r.skipped == "" {
+		t.Fatal("a missing module must fail the test when interop is required")
+	}
+	if r.failed != "" {
+		assert.Contains(t, r.failed, "cannot import no_such_module_anywhere")
+	} else {
+		assert.Contains(t, r.skipped, "python3 is not on PATH") // no python3 here at all
+	}
+}
+
+func TestGolden(t *testing.T) {
+	was := *update
+	*update = false // this test checks the comparison, even under -update
+	defer func() { *update = was }()
+
+	path := filepath.Join(t.TempDir(), "x.golden")
+	assert.NoError(t, os.WriteFile(path, []byte("same\n"), 0o644))
+	r := &recorder{TB: t}
+	Golden(r, path, []byte("same\n"))
+	assert.Empty(t, r.errored)
+
+	Golden(r, path, []byte("changed\n"))
+	assert.Contains(t, r.errored, "x.golden differs")
+}
