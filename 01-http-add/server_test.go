@@ -17,23 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestMain(m *testing.M) { rpctest.VerifyMain(m) }
-
-// serve runs srv on l until the test ends, then shuts it down and checks that
-// Serve returned nil. It returns the address to dial.
-func serve(t testing.TB, srv *Server, l net.Listener) string {
-	t.Helper()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
-		defer cancel()
-		assert.NoError(t, srv.Shutdown(ctx))
-		assert.NoError(t, <-served)
-	})
-	return l.Addr().String()
-}
-
 func TestServeHTTP(t *testing.T) {
 	tests := []struct {
 		name   string
