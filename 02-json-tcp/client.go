@@ -1,0 +1,191 @@
+package jsontcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Client is the client stub. Call sends a call by name over one TCP
+// connection and waits for its answer; Add and Echo are typed stubs on top
+// of it, which read like local Go functions.
+//
+// A Client may be used by many goroutines at once, but its calls take turns:
+// one call is on the wire at a time, because an answer carries nothing that
+// says which call it belongs to. (Stage 05 lifts this with request ids.)
+//
+// If a call fails in a way that leaves the connection in doubt (the network
+// failed, the server hung up, or ctx ended while the call was on the wire),
+// the Client is broken: every later call returns ErrBroken at once. It does
+// not dial again by itself, because it cannot know whether the server ran
+// the call whose answer was lost, and running it twice may not be safe.
+type Client struct {
+	mu     sync.Mutex // held for a whole call; protects conn, frames, broken
+	conn   net.Conn
+	frames *frameReader
+	broken error // why the connection is unusable, or nil
+}
+
+// ErrBroken is returned for calls on a Client whose connection failed or
+// was closed. Dial a new Client.
+var ErrBroken = errors.New("client connection is broken")
+
+// Option changes how Dial builds a Client.
+type Option func(*clientOptions)
+
+type clientOptions struct {
+	tap *Tap
+}
+
+// WithTap prints every byte the client sends and receives to t.
+func WithTap(t *Tap) Option {
+	return func(o *clientOptions) { o.tap = t }
+}
+
+// Dial connects to the server at addr ("host:port").
+func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	var o clientOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if o.tap != nil {
+		conn = o.tap.Conn(conn)
+	}
+	return NewClient(conn), nil
+}
+
+// NewClient returns a Client that makes its calls over conn.
+func NewClient(conn net.Conn) *Client {
+	return &Client{conn: conn, frames: newFrameReader(conn, DefaultMaxMessageBytes)}
+}
+
+// Call calls method on the server with positional args and keyword
+// kwargs (either may be nil) and returns the result's JSON. A failure the
+// server reports is a *ServerError; the connection stays usable after it.
+func (c *Client) Call(ctx context.Context, method string, args []any, kwargs map[string]any) (json.RawMessage, error) {
+	msg, err := encodeRequest(method, args, kwargs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: arguments cannot be sent as JSON: %w", method, err)
+	}
+	answer, err := c.roundTrip(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", method, err)
+	}
+	res, err := decodeResponse(answer)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", method, err)
+	}
+	return res, nil
+}
+
+// roundTrip sends one request and reads one answer, holding the connection
+// for both. The answer is a copy the caller may keep.
+func (c *Client) roundTrip(ctx context.Context, msg []byte) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // not sent: the connection is still good
+	}
+	// The context's deadline becomes the connection's; cancelling the
+	// context cuts the deadline short, which wakes a blocked read or write.
+	deadline, _ := ctx.Deadline()
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return nil, c.breakConn(err)
+	}
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.conn.SetDeadline(time.Now())
+		close(cancelled)
+	})
+	defer func() {
+		if !stop() {
+			<-cancelled // let it finish, so it cannot cut the next call short
+		}
+	}()
+
+	if _, err := c.conn.Write(msg); err != nil {
+		return nil, c.breakConn(contextOr(ctx, err))
+	}
+	answer, err := c.frames.next()
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("the server closed the connection before answering: %w", err)
+		}
+		return nil, c.breakConn(contextOr(ctx, err))
+	}
+	return append([]byte(nil), answer...), nil
+}
+
+// contextOr returns ctx's error if ctx has ended, since that is why the
+// connection failed, else err. A read that timed out at ctx's deadline
+// may beat ctx's own timer by a hair; that is the deadline too.
+func contextOr(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	if deadline, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// breakConn marks the client broken because of err, closes the connection,
+// and returns err. c.mu is held.
+func (c *Client) breakConn(err error) error {
+	c.broken = fmt.Errorf("%w: an earlier call failed: %v", ErrBroken, err)
+	c.conn.Close()
+	return err
+}
+
+// Close closes the connection. Calls after Close return ErrBroken.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return nil
+	}
+	c.broken = fmt.Errorf("%w: the client was closed", ErrBroken)
+	return c.conn.Close()
+}
+
+// Add is a typed stub for the demo server's add(a, b, c=10). Go has no
+// default arguments, so the Go signature takes all three; Call can leave c
+// out to get the server's default.
+func (c *Client) Add(ctx context.Context, a, b, cc int) (int, error) {
+	var sum int
+	err := c.callInto(ctx, &sum, "add", a, b, cc)
+	return sum, err
+}
+
+// Echo is a typed stub for the demo server's echo(x), for strings.
+func (c *Client) Echo(ctx context.Context, s string) (string, error) {
+	var out string
+	err := c.callInto(ctx, &out, "echo", s)
+	return out, err
+}
+
+// callInto calls method with positional args and decodes the result into
+// the value result points to.
+func (c *Client) callInto(ctx context.Context, result any, method string, args ...any) error {
+	res, err := c.Call(ctx, method, args, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(res, result); err != nil {
+		return fmt.Errorf("%s: result %s: %w", method, quoteShort(string(res)), err)
+	}
+	return nil
+}

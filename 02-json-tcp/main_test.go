@@ -1,0 +1,37 @@
+package jsontcp
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { rpctest.VerifyMain(m) }
+
+// serve runs srv on l until the test ends, then shuts it down and checks that
+// Serve returned nil. It returns the address to dial.
+func serve(t testing.TB, srv *Server, l net.Listener) string {
+	t.Helper()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
+		defer cancel()
+		assert.NoError(t, srv.Shutdown(ctx))
+		assert.NoError(t, <-served)
+	})
+	return l.Addr().String()
+}
+
+// dial returns a client of the server at addr, closed when the test ends.
+func dial(t testing.TB, addr string, opts ...Option) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), addr, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,0 +1,271 @@
+package jsontcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+)
+
+// rawConn dials addr and returns the connection and a reader of answers.
+func rawConn(t *testing.T, addr string) (net.Conn, *frameReader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+	return conn, newFrameReader(conn, DefaultMaxMessageBytes)
+}
+
+func write(t *testing.T, conn net.Conn, s string) {
+	t.Helper()
+	_, err := io.WriteString(conn, s)
+	require.NoError(t, err)
+}
+
+// assertClosed checks that a read failed because the server closed the
+// connection. A server that closes with bytes unread sends a reset, and
+// the reader may see that instead of the end of the stream.
+func assertClosed(t *testing.T, err error) {
+	t.Helper()
+	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "want the connection closed, got %v", err)
+}
+
+func nextAnswer(t *testing.T, answers *frameReader) string {
+	t.Helper()
+	msg, err := answers.next()
+	require.NoError(t, err)
+	return string(msg)
+}
+
+// TestServerAnswersEachCallInOrder sends requests the ways TCP may deliver
+// them: several in one write, one over many writes, one byte per write.
+// The article's server reads once with recv(1024) and would fail each.
+func TestServerAnswersEachCallInOrder(t *testing.T) {
+	conn, answers := rawConn(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+
+	// Three calls in one write.
+	write(t, conn, `{"method_name": "add", "method_args": [1, 2], "method_kwargs": {"c": 3}}`+
+		`{"method_name": "add", "method_args": [1, 2], "method_kwargs": {}}`+"\n"+
+		`{"method_name": "echo", "method_args": ["x"], "method_kwargs": {}}`)
+	assert.Equal(t, `{"res":6}`, nextAnswer(t, answers))
+	assert.Equal(t, `{"res":13}`, nextAnswer(t, answers))
+	assert.Equal(t, `{"res":"x"}`, nextAnswer(t, answers))
+
+	// One call, a byte per write.
+	for _, b := range []byte(`{"method_name": "add", "method_args": [40, 2, 0]}`) {
+		write(t, conn, string(b))
+	}
+	assert.Equal(t, `{"res":42}`, nextAnswer(t, answers))
+}
+
+// TestServerLargeRequest echoes 200 KB, two hundred times the article's
+// 1024-byte read.
+func TestServerLargeRequest(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	big := strings.Repeat("0123456789{}[]\"\\,:", 200<<10/18)
+	got, err := c.Echo(t.Context(), big)
+	require.NoError(t, err)
+	assert.Equal(t, big, got)
+}
+
+// TestServerRequestTooLarge sends more than the limit: the server answers
+// with an error, closes that connection without reading the rest, and goes
+// on serving everyone else.
+func TestServerRequestTooLarge(t *testing.T) {
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = 1000
+	addr := serve(t, srv, rpctest.Listen(t))
+	conn, answers := rawConn(t, addr)
+
+	write(t, conn, `{"method_name": "echo", "method_args": ["`+strings.Repeat("x", 5000))
+	assert.Equal(t, `{"res":null,"error":"message too large: more than 1000 bytes; closing the connection"}`, nextAnswer(t, answers))
+	_, err := answers.next()
+	assertClosed(t, err)
+
+	other := dial(t, addr)
+	sum, err := other.Add(t.Context(), 1, 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 6, sum)
+}
+
+// TestServerMalformed checks both kinds of bad JSON: one whose brackets
+// still balance gets an error and the connection goes on; one that leaves
+// no way to find the next message gets an error and the connection closes.
+func TestServerMalformed(t *testing.T) {
+	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
+
+	conn, answers := rawConn(t, addr)
+	write(t, conn, `{"method_name": "add", "method_args": [1, 2], tru}`)
+	assert.Equal(t, `{"res":null,"error":"request is not a call: invalid character 't' looking for beginning of object key string"}`, nextAnswer(t, answers))
+	write(t, conn, `{"method_name": "add", "method_args": [1, 2]}`)
+	assert.Equal(t, `{"res":13}`, nextAnswer(t, answers), "the connection goes on")
+
+	conn, answers = rawConn(t, addr)
+	write(t, conn, "GET / HTTP/1.1\r\n\r\n")
+	assert.Equal(t, `{"res":null,"error":"malformed message: a message is a JSON object and starts with '{', not 'G'; closing the connection"}`, nextAnswer(t, answers))
+	_, err := answers.next()
+	assertClosed(t, err)
+
+	conn, answers = rawConn(t, addr)
+	write(t, conn, `{"method_args": [1, 2]]`)
+	assert.Equal(t, `{"res":null,"error":"malformed message: ']' where '}' was due; closing the connection"}`, nextAnswer(t, answers))
+	_, err = answers.next()
+	assertClosed(t, err)
+}
+
+// TestServerPanicIsAnAnswer registers a function that panics: the caller
+// gets an error, and the server and the connection go on.
+func TestServerPanicIsAnAnswer(t *testing.T) {
+	srv := NewDemoServer()
+	require.NoError(t, srv.Register("boom", func() int { panic("kaboom") }))
+	c := dial(t, serve(t, srv, rpctest.Listen(t)))
+
+	_, err := c.Call(t.Context(), "boom", nil, nil)
+	var serverErr *ServerError
+	require.ErrorAs(t, err, &serverErr)
+	assert.Equal(t, "boom: panicked: kaboom", serverErr.Message)
+
+	sum, err := c.Add(t.Context(), 1, 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 6, sum)
+}
+
+// TestSlowClientBlocksNobody opens a connection that sends half a request and
+// then goes quiet. Other callers are answered at once, and the server hangs
+// up on the silent one when its idle timeout runs out.
+func TestSlowClientBlocksNobody(t *testing.T) {
+	srv := NewDemoServer()
+	srv.IdleTimeout = 200 * time.Millisecond
+	addr := serve(t, srv, rpctest.Listen(t))
+
+	silent, answers := rawConn(t, addr)
+	write(t, silent, `{"method_name": "add", "meth`)
+
+	c := dial(t, addr)
+	for i := range 5 {
+		sum, err := c.Add(t.Context(), i, i, 0)
+		require.NoError(t, err)
+		assert.Equal(t, 2*i, sum)
+	}
+
+	_, err := answers.next()
+	assert.ErrorIs(t, err, io.EOF, "the server should close the silent connection, not leave it to our deadline")
+}
+
+// TestShutdownFinishesCallsInFlight holds a call inside the server, asks the
+// server to shut down, and checks that the call still gets its answer, that
+// an idle connection is closed at once, and that Shutdown waited.
+func TestShutdownFinishesCallsInFlight(t *testing.T) {
+	srv := NewDemoServer()
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv.beforeAnswer = func() {
+		close(entered)
+		<-release
+	}
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	_, idle := rawConn(t, l.Addr().String())
+	c := dial(t, l.Addr().String())
+	type result struct {
+		sum int
+		err error
+	}
+	answered := make(chan result, 1)
+	go func() {
+		sum, err := c.Add(context.Background(), 40, 2, 0)
+		answered <- result{sum, err}
+	}()
+	<-entered
+
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	_, err := idle.next()
+	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed at once")
+	assert.NoError(t, <-served, "Serve returns once the listener is closed")
+	select {
+	case err := <-shutdown:
+		t.Fatalf("Shutdown returned %v while a call was in flight", err)
+	default:
+	}
+	close(release)
+
+	got := <-answered
+	require.NoError(t, got.err)
+	assert.Equal(t, 42, got.sum)
+	assert.NoError(t, <-shutdown)
+	_, err = net.Dial("tcp", l.Addr().String())
+	assert.Error(t, err, "a server that has shut down accepts no connection")
+}
+
+// TestShutdownDeadline holds a call past Shutdown's deadline: Shutdown
+// closes the connection and returns the context's error.
+func TestShutdownDeadline(t *testing.T) {
+	srv := NewDemoServer()
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv.beforeAnswer = func() {
+		close(entered)
+		<-release
+	}
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	c := dial(t, l.Addr().String())
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Add(context.Background(), 1, 2, 3)
+		failed <- err
+	}()
+	<-entered
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline has passed already
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
+	assert.Error(t, <-failed, "the call's connection was closed under it")
+	close(release)
+	assert.ErrorIs(t, <-shutdown, context.Canceled)
+	assert.NoError(t, <-served)
+}
+
+// TestManyConnections runs many connections, each making many calls at
+// once, and checks every answer. Run under -race, it is also the server's
+// check for data races.
+func TestManyConnections(t *testing.T) {
+	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
+	const conns, calls = 32, 100
+	var g errgroup.Group
+	for i := range conns {
+		g.Go(func() error {
+			c, err := Dial(t.Context(), addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for j := range calls {
+				sum, err := c.Add(t.Context(), i, j, 1000*i)
+				if err != nil {
+					return err
+				}
+				if want := i + j + 1000*i; sum != want {
+					return fmt.Errorf("conn %d call %d: got %d, want %d", i, j, sum, want)
+				}
+			}
+			return nil
+		})
+	}
+	assert.NoError(t, g.Wait())
+}

@@ -1,0 +1,63 @@
+package jsontcp
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// The procedures the demo server offers, as in the articles. They are plain
+// Go functions: nothing in them knows about JSON or connections.
+
+// add returns a + b + c. The article declares it add(a, b, c=10). Go's
+// integers wrap around when they overflow, so add checks first.
+func add(a, b, c int) (int, error) {
+	sum, ok := addInts(a, b)
+	if ok {
+		sum, ok = addInts(sum, c)
+	}
+	if !ok {
+		return 0, fmt.Errorf("%d + %d + %d does not fit in an int (%d bits)", a, b, c, strconv.IntSize)
+	}
+	return sum, nil
+}
+
+func addInts(a, b int) (int, bool) {
+	if (b > 0 && a > math.MaxInt-b) || (b < 0 && a < math.MinInt-b) {
+		return 0, false
+	}
+	return a + b, true
+}
+
+// test takes any arguments at all and returns a fixed string, as the
+// article's test(*args, **kwargs) does.
+func test(args []any, kwargs map[string]any) string {
+	return "the test function has been called"
+}
+
+// echo returns its argument unchanged. json.RawMessage holds the argument's
+// JSON as it came, so any value (a string, a number, an object) goes back
+// without being decoded and encoded again.
+func echo(x json.RawMessage) json.RawMessage {
+	return x
+}
+
+// NewDemoServer returns a server offering the demo procedures:
+//
+//	add(a, b, c=10)
+//	test(*args, **kwargs)
+//	echo(x)
+func NewDemoServer() *Server {
+	s := NewServer()
+	for _, err := range []error{
+		s.Register("add", add, "a", "b", "c=10"),
+		s.Register("test", test, "*args", "**kwargs"),
+		s.Register("echo", echo, "x"),
+	} {
+		if err != nil {
+			panic(err) // our own registrations: a mistake here is a bug
+		}
+	}
+	return s
+}
