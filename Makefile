@@ -27,7 +27,8 @@ bench: ## every benchmark, with allocations (BENCHFLAGS="-count 10" for benchsta
 
 diff: ## what changed from one stage to the next: make diff FROM=01 TO=02
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=01 TO=02" >&2; exit 2; }
-	@from=$$(ls -d $(FROM)-* 2>/dev/null); to=$$(ls -d $(TO)-* 2>/dev/null); \
+	@from=$$(find . -maxdepth 1 -type d -name '$(FROM)-*' | sed 's|^\./||' | head -1); \
+	to=$$(find . -maxdepth 1 -type d -name '$(TO)-*' | sed 's|^\./||' | head -1); \
 	test -d "$$from" -a -d "$$to" || { echo "no stage $(FROM) or $(TO)" >&2; exit 2; }; \
 	git diff --no-index --stat "$$from" "$$to"; \
 	git diff --no-index --find-renames "$$from" "$$to"; \

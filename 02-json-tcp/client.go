@@ -1,6 +1,7 @@
 package jsontcp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,10 +27,11 @@ import (
 // not dial again by itself, because it cannot know whether the server ran
 // the call whose answer was lost, and running it twice may not be safe.
 type Client struct {
-	mu     sync.Mutex // held for a whole call; protects conn, frames, broken
+	mu     sync.Mutex // held for a whole call; protects all below
 	conn   net.Conn
-	frames *frameReader
-	broken error // why the connection is unusable, or nil
+	frames *frameReader // reads answers from conn
+	out    bytes.Buffer // the request being sent; reused from call to call
+	broken error        // why the connection is unusable, or nil
 }
 
 // ErrBroken is returned for calls on a Client whose connection failed or
@@ -73,11 +75,13 @@ func NewClient(conn net.Conn) *Client {
 // kwargs (either may be nil) and returns the result's JSON. A failure the
 // server reports is a *ServerError; the connection stays usable after it.
 func (c *Client) Call(ctx context.Context, method string, args []any, kwargs map[string]any) (json.RawMessage, error) {
-	msg, err := encodeRequest(method, args, kwargs)
-	if err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out.Reset()
+	if err := encodeRequest(&c.out, method, args, kwargs); err != nil {
 		return nil, fmt.Errorf("%s: arguments cannot be sent as JSON: %w", method, err)
 	}
-	answer, err := c.roundTrip(ctx, msg)
+	answer, err := c.roundTrip(ctx, c.out.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
@@ -88,11 +92,9 @@ func (c *Client) Call(ctx context.Context, method string, args []any, kwargs map
 	return res, nil
 }
 
-// roundTrip sends one request and reads one answer, holding the connection
-// for both. The answer is a copy the caller may keep.
+// roundTrip sends one request and reads one answer. The answer is valid
+// until the next roundTrip. c.mu is held.
 func (c *Client) roundTrip(ctx context.Context, msg []byte) ([]byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.broken != nil {
 		return nil, c.broken
 	}
@@ -126,7 +128,7 @@ func (c *Client) roundTrip(ctx context.Context, msg []byte) ([]byte, error) {
 		}
 		return nil, c.breakConn(contextOr(ctx, err))
 	}
-	return append([]byte(nil), answer...), nil
+	return answer, nil
 }
 
 // contextOr returns ctx's error if ctx has ended, since that is why the
@@ -183,6 +185,11 @@ func (c *Client) callInto(ctx context.Context, result any, method string, args .
 	res, err := c.Call(ctx, method, args, nil)
 	if err != nil {
 		return err
+	}
+	if string(res) == "null" {
+		// json.Unmarshal would leave the result as it was: null would
+		// read as 0 or "". The typed stubs' results are never null.
+		return fmt.Errorf("%s: result is null", method)
 	}
 	if err := json.Unmarshal(res, result); err != nil {
 		return fmt.Errorf("%s: result %s: %w", method, quoteShort(string(res)), err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 )
 
@@ -170,39 +171,104 @@ func (s *scanner) scan(p []byte) (int, error) {
 	return -1, nil
 }
 
-// encodeRequest returns the message for a call, ended by a newline. Nil
+// encodeRequest writes the message for a call, ended by a newline. Nil
 // args and kwargs are sent as [] and {}, which the article's server needs.
-func encodeRequest(method string, args []any, kwargs map[string]any) ([]byte, error) {
+func encodeRequest(buf *bytes.Buffer, method string, args []any, kwargs map[string]any) error {
 	if args == nil {
 		args = []any{}
 	}
 	if kwargs == nil {
 		kwargs = map[string]any{}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(struct {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false) // keep < > & as they are: this is not going into HTML
+	return enc.Encode(struct {
 		MethodName   string         `json:"method_name"`
 		MethodArgs   []any          `json:"method_args"`
 		MethodKwargs map[string]any `json:"method_kwargs"`
 	}{method, args, kwargs})
-	return buf.Bytes(), err
 }
 
 // decodeRequest parses one message as a call. Its errors are answered to
 // the caller; the stream goes on.
 func decodeRequest(msg []byte) (*request, error) {
 	var req request
-	dec := json.NewDecoder(bytes.NewReader(msg))
-	dec.DisallowUnknownFields() // a misspelt "method_kwarg" must not be dropped in silence
-	if err := dec.Decode(&req); err != nil {
+	err := json.Unmarshal(msg, &req)
+	if err == nil {
+		err = checkFields(msg, "method_name", "method_args", "method_kwargs")
+	}
+	if err != nil {
 		return nil, fmt.Errorf("request is not a call: %v", err)
 	}
 	if req.MethodName == "" {
 		return nil, errors.New(`request is not a call: no "method_name"`)
 	}
 	return &req, nil
+}
+
+// checkFields checks that the keys of the JSON object msg are among known,
+// each at most once. encoding/json would drop a key the struct lacks (a
+// misspelt "method_kwarg"), and keep only the last of two alike; either
+// way something the caller sent would be lost in silence.
+//
+// msg must be valid JSON, as json.Unmarshal has checked, so the walk only
+// has to tell the object's keys from its values and skip over strings.
+func checkFields(msg []byte, known ...string) error {
+	seen := make(map[string]bool, len(known))
+	depth, wantKey := 0, false
+	for i := 0; i < len(msg); i++ {
+		switch msg[i] {
+		case '"':
+			end := stringEnd(msg, i)
+			if depth == 1 && wantKey {
+				var key string
+				_ = json.Unmarshal(msg[i:end+1], &key) // a valid JSON string
+				switch {
+				case !slices.Contains(known, key):
+					return fmt.Errorf("unknown field %s", quoteShort(key))
+				case seen[key]:
+					return fmt.Errorf("field %s given twice", quoteShort(key))
+				}
+				seen[key] = true
+				wantKey = false
+			}
+			i = end
+		case '{', '[':
+			depth++
+			wantKey = depth == 1
+		case '}', ']':
+			depth--
+		case ',':
+			wantKey = depth == 1
+		}
+	}
+	return nil
+}
+
+// stringEnd returns the index of the quote that ends the JSON string that
+// starts at msg[start].
+func stringEnd(msg []byte, start int) int {
+	i := start + 1
+	for {
+		i += bytes.IndexByte(msg[i:], '"')
+		backslashes := 0
+		for msg[i-1-backslashes] == '\\' {
+			backslashes++
+		}
+		if backslashes%2 == 0 {
+			return i
+		}
+		i++ // an escaped quote: look further
+	}
+}
+
+// unmarshalStrict is json.Unmarshal that refuses an object field the Go
+// struct does not have: a misspelt "method_kwarg" must not be dropped in
+// silence.
+func unmarshalStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // writeResponse writes the answer to a call, followed by a newline.

@@ -1,7 +1,6 @@
 package jsontcp
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +38,8 @@ type param struct {
 }
 
 var (
-	errorType = reflect.TypeFor[error]()
+	errorType      = reflect.TypeFor[error]()
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
 	nameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
@@ -223,10 +223,15 @@ func decodeArg(name string, t reflect.Type, raw json.RawMessage) (reflect.Value,
 		// encoding/json would leave the zero value: null would read as 0.
 		return reflect.Value{}, fmt.Errorf("argument %s: want %s, got null", quoteName(name), t)
 	}
+	if t == rawMessageType {
+		return reflect.ValueOf(raw), nil // already checked: it is one JSON value
+	}
 	v := reflect.New(t)
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v.Interface()); err != nil {
+	unmarshal := json.Unmarshal
+	if hasStruct(t) {
+		unmarshal = unmarshalStrict // a field the struct lacks is an error, not dropped
+	}
+	if err := unmarshal(raw, v.Interface()); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
 			return reflect.Value{}, fmt.Errorf("argument %s: want %s, got %s", quoteName(name), t, shortJSON(raw))
@@ -261,4 +266,18 @@ func shortJSON(raw []byte) string {
 		return string(raw[:max]) + "..."
 	}
 	return string(raw)
+}
+
+// hasStruct reports whether a value of type t can hold a struct, whose
+// unknown JSON fields encoding/json would drop in silence.
+func hasStruct(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		return true
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return hasStruct(t.Elem())
+	case reflect.Map:
+		return hasStruct(t.Key()) || hasStruct(t.Elem())
+	}
+	return false
 }

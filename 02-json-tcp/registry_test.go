@@ -84,6 +84,27 @@ func TestCallBindsLikePython(t *testing.T) {
 	}
 }
 
+// TestCallRefusesUnknownFields checks that a struct parameter does not drop
+// a field it does not have: a misspelt field is an error, not lost.
+func TestCallRefusesUnknownFields(t *testing.T) {
+	type point struct{ X, Y int }
+	r := registry{}
+	require.NoError(t, r.register("norm1", func(ps []point) int {
+		n := 0
+		for _, p := range ps {
+			n += p.X + p.Y
+		}
+		return n
+	}, "points"))
+
+	got, err := r["norm1"].call(args(`[{"x": 1, "y": 2}, {"X": 3}]`), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 6, got)
+
+	_, err = r["norm1"].call(args(`[{"x": 1, "z": 2}]`), nil)
+	assert.EqualError(t, err, `argument 'points': json: unknown field "z"`)
+}
+
 func TestCallRecoversPanic(t *testing.T) {
 	r := registry{}
 	require.NoError(t, r.register("div", func(a, b int) int { return a / b }, "a", "b"))

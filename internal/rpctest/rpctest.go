@@ -26,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -49,7 +48,31 @@ func Golden(t testing.TB, path string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	require.NoError(t, err, "no golden file yet: run `go test -update` once and review it")
-	assert.Equal(t, string(want), string(got), "%s differs; if the change is intended, run `go test -update` and review the diff", path)
+	if !bytes.Equal(want, got) {
+		t.Errorf("%s differs; if the change is intended, run `go test -update` and review the diff\n%s", path, lineDiff(string(want), string(got)))
+	}
+}
+
+// lineDiff shows where two texts part: the first line that differs, with
+// a few lines of context from each.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	i := 0
+	for i < len(w) && i < len(g) && w[i] == g[i] {
+		i++
+	}
+	window := func(lines []string, mark string) string {
+		var b strings.Builder
+		for j := max(i-3, 0); j < min(i+4, len(lines)); j++ {
+			prefix := "   "
+			if j >= i {
+				prefix = mark
+			}
+			fmt.Fprintf(&b, "%s %4d| %s\n", prefix, j+1, lines[j])
+		}
+		return b.String()
+	}
+	return fmt.Sprintf("from line %d:\n--- golden\n%s+++ got\n%s", i+1, window(w, "---"), window(g, "+++"))
 }
 
 // VerifyMain runs a package's tests, then fails the run if any goroutine
@@ -115,6 +138,19 @@ const Backstop = 30 * time.Second
 // prints after that line is kept and logged if the test fails.
 func StartServer(t testing.TB, cmd *exec.Cmd) string {
 	t.Helper()
+	return StartProcess(t, cmd).Addr
+}
+
+// Process is a server program started by StartProcess.
+type Process struct {
+	Addr   string          // the HOST:PORT it printed
+	Exited <-chan struct{} // closed when its standard output closes: it has ended
+}
+
+// StartProcess is StartServer for a test that also needs to know when the
+// program ends by itself, such as a server that dies on bad input.
+func StartProcess(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var stderr syncBuffer
@@ -149,13 +185,13 @@ func StartServer(t testing.TB, cmd *exec.Cmd) string {
 	})
 	select {
 	case addr := <-addrc:
-		return addr
+		return &Process{Addr: addr, Exited: copied}
 	case <-copied:
 		t.Fatalf("%v ended without printing \"listening on\"; stderr:\n%s", cmd.Args, stderr.String())
 	case <-time.After(Backstop):
 		t.Fatalf("%v did not print \"listening on\" within %v", cmd.Args, Backstop)
 	}
-	return ""
+	return nil
 }
 
 // syncBuffer is a bytes.Buffer that a process's output goroutine and the

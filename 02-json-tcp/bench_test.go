@@ -1,0 +1,150 @@
+package jsontcp
+
+import (
+	"net/rpc"
+	"net/rpc/jsonrpc"
+	"strings"
+	"testing"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+)
+
+// The benchmarks share their names with every stage's, so that benchstat can
+// set one stage against another. Run them with `make bench`. The same four
+// run against the standard library's net/rpc/jsonrpc, in the same process
+// and run, so that one benchstat table compares the two.
+
+func benchClient(b *testing.B) *Client {
+	return dial(b, serve(b, NewDemoServer(), rpctest.Listen(b)))
+}
+
+// BenchmarkAdd makes one call at a time on one connection.
+func BenchmarkAdd(b *testing.B) {
+	c := benchClient(b)
+	for i := 0; b.Loop(); i++ {
+		if sum, err := c.Add(b.Context(), i, 1, 0); err != nil || sum != i+1 {
+			b.Fatalf("add(%d, 1, 0) = %d, %v", i, sum, err)
+		}
+	}
+}
+
+// BenchmarkAddParallel makes calls from GOMAXPROCS goroutines at once, each
+// with a connection of its own: a Client makes one call at a time.
+func BenchmarkAddParallel(b *testing.B) {
+	addr := serve(b, NewDemoServer(), rpctest.Listen(b))
+	b.RunParallel(func(pb *testing.PB) {
+		c := dial(b, addr)
+		for i := 0; pb.Next(); i++ {
+			if sum, err := c.Add(b.Context(), i, 1, 0); err != nil || sum != i+1 {
+				b.Errorf("add(%d, 1, 0) = %d, %v", i, sum, err)
+				return
+			}
+		}
+	})
+}
+
+func benchEcho(b *testing.B, size int) {
+	c := benchClient(b)
+	s := strings.Repeat("0123456789abcdef", size/16)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if got, err := c.Echo(b.Context(), s); err != nil || got != s {
+			b.Fatalf("echo of %d bytes: %d bytes, %v", len(s), len(got), err)
+		}
+	}
+}
+
+func BenchmarkEcho1K(b *testing.B)  { benchEcho(b, 1<<10) }
+func BenchmarkEcho64K(b *testing.B) { benchEcho(b, 64<<10) }
+
+// Arith is the same service for net/rpc: its methods follow net/rpc's
+// rules, one argument and a reply pointer.
+type Arith struct{}
+
+// AddArgs are add's arguments for net/rpc.
+type AddArgs struct{ A, B, C int }
+
+// Add answers add(a, b, c), with the same overflow check as ours.
+func (Arith) Add(args AddArgs, sum *int) error {
+	var err error
+	*sum, err = add(args.A, args.B, args.C)
+	return err
+}
+
+// Echo answers echo(s).
+func (Arith) Echo(s string, out *string) error {
+	*out = s
+	return nil
+}
+
+// jsonrpcClient starts a net/rpc server speaking JSON-RPC 1.0 on a free
+// port and returns a client of it.
+func jsonrpcClient(b *testing.B) *rpc.Client {
+	srv := rpc.NewServer()
+	if err := srv.Register(Arith{}); err != nil {
+		b.Fatal(err)
+	}
+	l := rpctest.Listen(b)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeCodec(jsonrpc.NewServerCodec(conn))
+		}
+	}()
+	c, err := jsonrpc.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		c.Close() // ends the server's ServeCodec for this connection
+		l.Close()
+		<-done
+	})
+	return c
+}
+
+func BenchmarkJSONRPCAdd(b *testing.B) {
+	c := jsonrpcClient(b)
+	for i := 0; b.Loop(); i++ {
+		var sum int
+		if err := c.Call("Arith.Add", AddArgs{i, 1, 0}, &sum); err != nil || sum != i+1 {
+			b.Fatalf("Arith.Add(%d, 1, 0) = %d, %v", i, sum, err)
+		}
+	}
+}
+
+// BenchmarkJSONRPCAddParallel shares one client among the goroutines:
+// net/rpc's client has many calls in flight on one connection.
+func BenchmarkJSONRPCAddParallel(b *testing.B) {
+	c := jsonrpcClient(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for i := 0; pb.Next(); i++ {
+			var sum int
+			if err := c.Call("Arith.Add", AddArgs{i, 1, 0}, &sum); err != nil || sum != i+1 {
+				b.Errorf("Arith.Add(%d, 1, 0) = %d, %v", i, sum, err)
+				return
+			}
+		}
+	})
+}
+
+func benchJSONRPCEcho(b *testing.B, size int) {
+	c := jsonrpcClient(b)
+	s := strings.Repeat("0123456789abcdef", size/16)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		var got string
+		if err := c.Call("Arith.Echo", s, &got); err != nil || got != s {
+			b.Fatalf("Arith.Echo of %d bytes: %d bytes, %v", len(s), len(got), err)
+		}
+	}
+}
+
+func BenchmarkJSONRPCEcho1K(b *testing.B)  { benchJSONRPCEcho(b, 1<<10) }
+func BenchmarkJSONRPCEcho64K(b *testing.B) { benchJSONRPCEcho(b, 64<<10) }
+

@@ -1,0 +1,236 @@
+package jsontcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+)
+
+func TestClientCall(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+
+	for _, tt := range []struct {
+		method string
+		args   []any
+		kwargs map[string]any
+		want   string
+	}{
+		{"add", []any{1, 2}, map[string]any{"c": 3}, "6"},
+		{"add", []any{1, 2}, nil, "13"},
+		{"add", nil, map[string]any{"a": 1, "b": 2, "c": 0}, "3"},
+		{"test", []any{"测试项"}, map[string]any{"kw1": "1"}, `"the test function has been called"`},
+		{"echo", []any{map[string]any{"k": []int{1, 2}}}, nil, `{"k":[1,2]}`},
+		{"echo", []any{"<tag> & \"quotes\""}, nil, `"<tag> & \"quotes\""`},
+	} {
+		res, err := c.Call(t.Context(), tt.method, tt.args, tt.kwargs)
+		require.NoError(t, err)
+		assert.JSONEq(t, tt.want, string(res), "%s %v %v", tt.method, tt.args, tt.kwargs)
+	}
+}
+
+// TestClientServerErrorKeepsConnection checks that a refused call is a
+// *ServerError naming the problem, and that the next call goes through on
+// the same connection.
+func TestClientServerErrorKeepsConnection(t *testing.T) {
+	l := rpctest.Listen(t)
+	c := dial(t, serve(t, NewDemoServer(), l))
+
+	for _, tt := range []struct {
+		method string
+		args   []any
+		kwargs map[string]any
+		want   string
+	}{
+		{"sub", []any{3, 1}, nil, "no method 'sub'; there are: add, echo, test"},
+		{"add", []any{1, "two"}, nil, `add: argument 'b': want int, got "two"`},
+		{"add", []any{1}, nil, "add: missing argument 'b'"},
+		{"add", []any{1, 2}, map[string]any{"d": 4}, "add: no parameter named 'd'"},
+		{"add", []any{1, 2, 3, 4}, nil, "add: takes 3 arguments by position, got 4"},
+		{"add", []any{9223372036854775807, 1, 0}, nil, "add: 9223372036854775807 + 1 + 0 does not fit in an int (64 bits)"},
+	} {
+		_, err := c.Call(t.Context(), tt.method, tt.args, tt.kwargs)
+		var serverErr *ServerError
+		require.ErrorAs(t, err, &serverErr)
+		assert.Equal(t, tt.want, serverErr.Message)
+
+		sum, err := c.Add(t.Context(), 1, 2, 3)
+		require.NoError(t, err)
+		assert.Equal(t, 6, sum)
+	}
+	assert.Equal(t, 1, l.Accepted(), "every call shared one connection")
+}
+
+// TestClientConcurrentUse shares one Client among many goroutines: calls
+// take turns on the connection, and every caller gets its own answer.
+func TestClientConcurrentUse(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	var g errgroup.Group
+	for i := range 16 {
+		g.Go(func() error {
+			for j := range 50 {
+				sum, err := c.Add(t.Context(), i, j, 0)
+				if err != nil {
+					return err
+				}
+				if sum != i+j {
+					return fmt.Errorf("add(%d, %d) = %d", i, j, sum)
+				}
+			}
+			return nil
+		})
+	}
+	assert.NoError(t, g.Wait())
+}
+
+// holdingServer starts a demo server whose calls wait inside until the
+// test ends. It returns the server's address and a channel that receives
+// once for each call that has reached the server.
+func holdingServer(t *testing.T) (addr string, entered chan struct{}) {
+	srv := NewDemoServer()
+	entered, release := make(chan struct{}, 8), make(chan struct{})
+	srv.beforeAnswer = func() {
+		entered <- struct{}{}
+		<-release
+	}
+	addr = serve(t, srv, rpctest.Listen(t))
+	t.Cleanup(func() { close(release) }) // runs before the server's shutdown
+	return addr, entered
+}
+
+// TestClientCancel cancels a call while the server holds it. The call
+// returns context.Canceled at once; since its answer may still come, the
+// connection cannot be trusted, and later calls fail with ErrBroken.
+func TestClientCancel(t *testing.T) {
+	addr, entered := holdingServer(t)
+	c := dial(t, addr)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-entered
+		cancel()
+	}()
+	_, err := c.Add(ctx, 1, 2, 3)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	_, err = c.Add(t.Context(), 1, 2, 3)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.ErrorContains(t, err, "context canceled")
+}
+
+func TestClientDeadline(t *testing.T) {
+	addr, _ := holdingServer(t)
+	c := dial(t, addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // the call is held past it
+	defer cancel()
+	_, err := c.Add(ctx, 1, 2, 3)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// TestClientCancelledBeforeSending checks that a call whose context has
+// already ended is not sent, and does not break the client.
+func TestClientCancelledBeforeSending(t *testing.T) {
+	l := rpctest.Listen(t)
+	c := dial(t, serve(t, NewDemoServer(), l))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.Add(ctx, 1, 2, 3)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	sum, err := c.Add(t.Context(), 1, 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 6, sum)
+}
+
+// oneShotServer answers the first request on each connection with answer
+// and closes the connection, as the article's server does.
+func oneShotServer(t *testing.T, answer string) string {
+	l := rpctest.Listen(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = newFrameReader(conn, DefaultMaxMessageBytes).next()
+			_, _ = io.WriteString(conn, answer)
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+// TestClientServerHangsUp talks to a server that answers one call and
+// closes the connection. The second call must fail with a clear error, not
+// hang, and the client must then say it is broken.
+func TestClientServerHangsUp(t *testing.T) {
+	c := dial(t, oneShotServer(t, `{"res": 6}`))
+	sum, err := c.Add(t.Context(), 1, 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 6, sum)
+
+	_, err = c.Add(t.Context(), 1, 2, 3)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset"), "got %v", err)
+	assert.ErrorContains(t, err, "add: ")
+
+	_, err = c.Add(t.Context(), 1, 2, 3)
+	assert.ErrorIs(t, err, ErrBroken)
+}
+
+// TestClientOddAnswers points the client at servers that answer in ways it
+// must not take for a result.
+func TestClientOddAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		answer, wantErr string
+	}{
+		{`{"result": 6}`, `add: answer has no "res"`},
+		{`{"res": "6"}`, "add: result \"\\\"6\\\"\": json: cannot unmarshal string into Go value of type int"},
+		{`{"res": 6.5}`, "cannot unmarshal number 6.5"},
+		{`{"res": null}`, "add: result is null"},
+		{`{"res": null, "error": "nope"}`, "add: server answered: nope"},
+		{`Please use the correct function`, "malformed message"},
+	} {
+		c := dial(t, oneShotServer(t, tt.answer))
+		_, err := c.Add(t.Context(), 1, 2, 3)
+		assert.ErrorContains(t, err, tt.wantErr, tt.answer)
+	}
+}
+
+func TestClientAnswerTooLarge(t *testing.T) {
+	c := dial(t, oneShotServer(t, `{"res": "`+strings.Repeat("x", DefaultMaxMessageBytes)+`"}`))
+	_, err := c.Echo(t.Context(), "x")
+	assert.ErrorIs(t, err, errTooLarge)
+}
+
+func TestClientClose(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	require.NoError(t, c.Close())
+	_, err := c.Add(t.Context(), 1, 2, 3)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.NoError(t, c.Close(), "closing twice is harmless")
+}
+
+func TestDialRefused(t *testing.T) {
+	l := rpctest.Listen(t)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	_, err := Dial(t.Context(), addr)
+	var opErr *net.OpError
+	assert.ErrorAs(t, err, &opErr)
+}

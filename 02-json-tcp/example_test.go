@@ -1,0 +1,44 @@
+package jsontcp_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	jsontcp "github.com/rpc-from-scratch/course/02-json-tcp"
+)
+
+// A server offering one function, and calls to it by position, by keyword,
+// and with a default.
+func ExampleClient_Call() {
+	srv := jsontcp.NewServer()
+	greet := func(name, greeting string) string { return greeting + ", " + name + "!" }
+	if err := srv.Register("greet", greet, "name", `greeting="Hello"`); err != nil {
+		panic(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() { _ = srv.Shutdown(context.Background()); <-served }()
+
+	ctx := context.Background()
+	c, err := jsontcp.Dial(ctx, l.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	res, err := c.Call(ctx, "greet", []any{"Ada"}, nil)
+	fmt.Println(string(res), err)
+	res, err = c.Call(ctx, "greet", []any{"Ada"}, map[string]any{"greeting": "你好"})
+	fmt.Println(string(res), err)
+	_, err = c.Call(ctx, "greet", nil, map[string]any{"nmae": "Ada"})
+	fmt.Println(err)
+	// Output:
+	// "Hello, Ada!" <nil>
+	// "你好, Ada!" <nil>
+	// greet: server answered: greet: no parameter named 'nmae'
+}

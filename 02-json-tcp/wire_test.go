@@ -1,0 +1,82 @@
+package jsontcp
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWire writes hand-made bytes to a real server and records every byte
+// both ways with a Tap. The transcript is testdata/wire.golden: the exact
+// answer bytes for the article's requests, for odd ways of sending them,
+// and for bad input.
+func TestWire(t *testing.T) {
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = 200
+	addr := serve(t, srv, rpctest.Listen(t))
+
+	tests := []struct {
+		name    string
+		writes  []string // each one conn.Write
+		answers int      // how many answers to read
+		closes  bool     // the server then hangs up
+	}{
+		{"the request of the JSON-RPC article, byte for byte",
+			[]string{`{"method_name": "add", "method_args": [1, 2], "method_kwargs": {"c": 3}}`}, 1, false},
+		{"add(1, 2), c by default",
+			[]string{`{"method_name": "add", "method_args": [1, 2], "method_kwargs": {}}`}, 1, false},
+		{"the other article's test(\"测试项\", kw1=\"1\"), as Python's json.dumps writes it",
+			[]string{`{"method_name": "test", "method_args": ["\u6d4b\u8bd5\u9879"], "method_kwargs": {"kw1": "1"}}`}, 1, false},
+		{"two requests in one write",
+			[]string{`{"method_name": "echo", "method_args": [1]}{"method_name": "echo", "method_args": [2]}`}, 2, false},
+		{"one request in three writes",
+			[]string{`{"method_name": "ec`, `ho", "method_args": [{"nested": [`, `"}]"]}]}`}, 1, false},
+		{"unknown method", []string{`{"method_name": "sub", "method_args": [3, 1]}`}, 1, false},
+		{"no method_name", []string{`{"method_args": [3, 1]}`}, 1, false},
+		{"misspelt field", []string{`{"method_name": "add", "method_arg": [3, 1]}`}, 1, false},
+		{"wrong type", []string{`{"method_name": "add", "method_args": [1, "2"]}`}, 1, false},
+		{"bad JSON, brackets balanced: answered, connection goes on",
+			[]string{`{"method_name": add}`, `{"method_name": "add", "method_args": [1, 2, 3]}`}, 2, false},
+		{"not a JSON object: answered, then closed", []string{"add(1, 2)\n"}, 1, true},
+		{"larger than the limit (200 bytes here): answered, then closed",
+			[]string{`{"method_name": "echo", "method_args": ["` + strings.Repeat("x", 300) + `"]}`}, 1, true},
+	}
+	var transcript bytes.Buffer
+	for _, tt := range tests {
+		fmt.Fprintf(&transcript, "### %s\n", tt.name)
+		tap := NewTap(&transcript)
+		raw, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		require.NoError(t, raw.SetDeadline(time.Now().Add(rpctest.Backstop)))
+		conn := tap.Conn(raw)
+		for _, w := range tt.writes {
+			_, err := io.WriteString(conn, w)
+			require.NoError(t, err, tt.name)
+		}
+		answers := newFrameReader(conn, DefaultMaxMessageBytes)
+		for range tt.answers {
+			_, err := answers.next()
+			require.NoError(t, err, tt.name)
+		}
+		if tt.closes {
+			_, err := answers.next()
+			assertClosed(t, err)
+			tap.Flush()
+			fmt.Fprintln(&transcript, "=== the server closed the connection")
+		}
+		require.NoError(t, conn.Close())
+		fmt.Fprintln(&transcript)
+	}
+	got := bytes.ReplaceAll(transcript.Bytes(), []byte(addr), []byte("127.0.0.1:PORT"))
+	rpctest.Golden(t, filepath.Join("testdata", "wire.golden"), got)
+	assert.NotContains(t, string(got), "panic")
+}
