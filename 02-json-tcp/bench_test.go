@@ -147,4 +147,3 @@ func benchJSONRPCEcho(b *testing.B, size int) {
 
 func BenchmarkJSONRPCEcho1K(b *testing.B)  { benchJSONRPCEcho(b, 1<<10) }
 func BenchmarkJSONRPCEcho64K(b *testing.B) { benchJSONRPCEcho(b, 64<<10) }
-

@@ -40,7 +40,7 @@ type param struct {
 var (
 	errorType      = reflect.TypeFor[error]()
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
-	nameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	nameRE         = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // register adds fn to the registry under name. spec names fn's parameters,

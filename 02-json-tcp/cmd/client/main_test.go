@@ -86,7 +86,9 @@ func liar(t *testing.T) string {
 				defer conn.Close()
 				dec := json.NewDecoder(conn)
 				for {
-					var req struct{ MethodArgs []int `json:"method_args"` }
+					var req struct {
+						MethodArgs []int `json:"method_args"`
+					}
 					if dec.Decode(&req) != nil {
 						return
 					}
