@@ -1,6 +1,7 @@
 package jsontcp
 
 import (
+	"net"
 	"net/rpc"
 	"net/rpc/jsonrpc"
 	"strings"
@@ -84,27 +85,14 @@ func jsonrpcClient(b *testing.B) *rpc.Client {
 	if err := srv.Register(Arith{}); err != nil {
 		b.Fatal(err)
 	}
-	l := rpctest.Listen(b)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeCodec(jsonrpc.NewServerCodec(conn))
-		}
-	}()
-	c, err := jsonrpc.Dial("tcp", l.Addr().String())
+	addr := rpctest.ServeConns(b, func(conn net.Conn) {
+		srv.ServeCodec(jsonrpc.NewServerCodec(conn))
+	})
+	c, err := jsonrpc.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		c.Close() // ends the server's ServeCodec for this connection
-		l.Close()
-		<-done
-	})
+	b.Cleanup(func() { c.Close() })
 	return c
 }
 

@@ -97,13 +97,9 @@ func TestClientConcurrentUse(t *testing.T) {
 // once for each call that has reached the server.
 func holdingServer(t *testing.T) (addr string, entered chan struct{}) {
 	srv := NewDemoServer()
-	entered, release := make(chan struct{}, 8), make(chan struct{})
-	srv.beforeAnswer = func() {
-		entered <- struct{}{}
-		<-release
-	}
+	entered, release := holdCalls(srv)
 	addr = serve(t, srv, rpctest.Listen(t))
-	t.Cleanup(func() { close(release) }) // runs before the server's shutdown
+	t.Cleanup(release) // runs before the server's shutdown, which waits for held calls
 	return addr, entered
 }
 
@@ -154,25 +150,10 @@ func TestClientCancelledBeforeSending(t *testing.T) {
 // oneShotServer answers the first request on each connection with answer
 // and closes the connection, as the article's server does.
 func oneShotServer(t *testing.T, answer string) string {
-	l := rpctest.Listen(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = newFrameReader(conn, DefaultMaxMessageBytes).next()
-			_, _ = io.WriteString(conn, answer)
-			conn.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
+	return rpctest.ServeConns(t, func(conn net.Conn) {
+		_, _ = newFrameReader(conn, DefaultMaxMessageBytes).next()
+		_, _ = io.WriteString(conn, answer)
 	})
-	return l.Addr().String()
 }
 
 // TestClientServerHangsUp talks to a server that answers one call and

@@ -3,6 +3,7 @@ package jsontcp
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -34,4 +35,15 @@ func dial(t testing.TB, addr string, opts ...Option) *Client {
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// holdCalls makes every call to srv wait, once it has reached the server,
+// until release is called. entered receives once for each call that waits.
+func holdCalls(srv *Server) (entered chan struct{}, release func()) {
+	entered, held := make(chan struct{}, 8), make(chan struct{})
+	srv.beforeAnswer = func() {
+		entered <- struct{}{}
+		<-held
+	}
+	return entered, sync.OnceFunc(func() { close(held) })
 }

@@ -168,11 +168,7 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 // an idle connection is closed at once, and that Shutdown waited.
 func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	srv := NewDemoServer()
-	entered, release := make(chan struct{}), make(chan struct{})
-	srv.beforeAnswer = func() {
-		close(entered)
-		<-release
-	}
+	entered, release := holdCalls(srv)
 	l := rpctest.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -200,7 +196,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 		t.Fatalf("Shutdown returned %v while a call was in flight", err)
 	default:
 	}
-	close(release)
+	release()
 
 	got := <-answered
 	require.NoError(t, got.err)
@@ -214,11 +210,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 // closes the connection and returns the context's error.
 func TestShutdownDeadline(t *testing.T) {
 	srv := NewDemoServer()
-	entered, release := make(chan struct{}), make(chan struct{})
-	srv.beforeAnswer = func() {
-		close(entered)
-		<-release
-	}
+	entered, release := holdCalls(srv)
 	l := rpctest.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -236,7 +228,7 @@ func TestShutdownDeadline(t *testing.T) {
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(ctx) }()
 	assert.Error(t, <-failed, "the call's connection was closed under it")
-	close(release)
+	release()
 	assert.ErrorIs(t, <-shutdown, context.Canceled)
 	assert.NoError(t, <-served)
 }

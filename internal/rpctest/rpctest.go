@@ -241,3 +241,50 @@ func Listen(t testing.TB) *CountingListener {
 	t.Cleanup(func() { _ = l.Close() })
 	return &CountingListener{Listener: l}
 }
+
+// ServeConns runs a bare TCP server on a free loopback port until the test
+// ends: each connection it accepts is handed to handle on a goroutine of
+// its own. Tests use it for servers that misbehave on purpose. When the
+// test ends, the listener and every connection are closed, and ServeConns
+// waits for the handlers to return.
+func ServeConns(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	l := Listen(t)
+	var (
+		mu     sync.Mutex // protects conns, closed
+		conns  = map[net.Conn]bool{}
+		closed bool
+		wg     sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if closed {
+				mu.Unlock()
+				conn.Close()
+				return
+			}
+			conns[conn] = true
+			mu.Unlock()
+			wg.Go(func() {
+				defer conn.Close()
+				handle(conn)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		mu.Lock()
+		closed = true
+		for conn := range conns {
+			conn.Close()
+		}
+		mu.Unlock()
+		l.Close()
+		wg.Wait()
+	})
+	return l.Addr().String()
+}

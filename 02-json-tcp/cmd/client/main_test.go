@@ -72,44 +72,27 @@ func TestLoad(t *testing.T) {
 // liar serves the wire format by hand: it answers every seventh call with a
 // wrong sum and refuses every eleventh.
 func liar(t *testing.T) string {
-	l := rpctest.Listen(t)
 	var calls atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return rpctest.ServeConns(t, func(conn net.Conn) {
+		dec := json.NewDecoder(conn)
 		for {
-			conn, err := l.Accept()
-			if err != nil {
+			var req struct {
+				MethodArgs []int `json:"method_args"`
+			}
+			if dec.Decode(&req) != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				dec := json.NewDecoder(conn)
-				for {
-					var req struct {
-						MethodArgs []int `json:"method_args"`
-					}
-					if dec.Decode(&req) != nil {
-						return
-					}
-					sum := req.MethodArgs[0] + req.MethodArgs[1] + req.MethodArgs[2]
-					switch n := calls.Add(1); {
-					case n%11 == 0:
-						fmt.Fprintln(conn, `{"res": null, "error": "no"}`)
-					case n%7 == 0:
-						fmt.Fprintf(conn, "{\"res\": %d}\n", sum+1)
-					default:
-						fmt.Fprintf(conn, "{\"res\": %d}\n", sum)
-					}
-				}
-			}()
+			sum := req.MethodArgs[0] + req.MethodArgs[1] + req.MethodArgs[2]
+			switch n := calls.Add(1); {
+			case n%11 == 0:
+				fmt.Fprintln(conn, `{"res": null, "error": "no"}`)
+			case n%7 == 0:
+				fmt.Fprintf(conn, "{\"res\": %d}\n", sum+1)
+			default:
+				fmt.Fprintf(conn, "{\"res\": %d}\n", sum)
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
 	})
-	return l.Addr().String()
 }
 
 // TestLoadCatchesWrongAnswers points load mode at the liar: the summary
