@@ -200,8 +200,9 @@ func (s *Server) handle(msg []byte) (any, error) {
 }
 
 // Shutdown stops accepting connections, closes those waiting for a request,
-// and waits for the calls in flight to be answered, or for ctx to end; then
-// it closes what is left.
+// and waits for the calls in flight to be answered. If ctx ends first, it
+// closes every connection and returns ctx's error at once, without waiting
+// for functions that are still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -229,7 +230,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			conn.Close()
 		}
 		s.mu.Unlock()
-		<-done
 		return ctx.Err()
 	}
 }

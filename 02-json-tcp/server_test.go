@@ -207,7 +207,8 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 }
 
 // TestShutdownDeadline holds a call past Shutdown's deadline: Shutdown
-// closes the connection and returns the context's error.
+// closes the connection and returns the context's error, while the call
+// is still stuck in its function.
 func TestShutdownDeadline(t *testing.T) {
 	srv := NewDemoServer()
 	entered, release := holdCalls(srv)
@@ -228,9 +229,10 @@ func TestShutdownDeadline(t *testing.T) {
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(ctx) }()
 	assert.Error(t, <-failed, "the call's connection was closed under it")
-	release()
-	assert.ErrorIs(t, <-shutdown, context.Canceled)
+	assert.ErrorIs(t, <-shutdown, context.Canceled, "Shutdown does not wait for a call that is stuck")
 	assert.NoError(t, <-served)
+	release()
+	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
 }
 
 // TestManyConnections runs many connections, each making many calls at
