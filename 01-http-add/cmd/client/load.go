@@ -29,12 +29,15 @@ func load(ctx context.Context, stdout, stderr io.Writer, calls, concurrency int,
 		next       atomic.Int64 // the next call to make
 		errs       atomic.Int64
 		mismatches atomic.Int64
-		reported   atomic.Int64 // failures printed so far
 		latencies  = make([]time.Duration, calls)
 		wg         sync.WaitGroup
+		mu         sync.Mutex // protects reported, and stderr while reporting
+		reported   int        // failures printed so far
 	)
 	report := func(format string, args ...any) {
-		if reported.Add(1) <= 5 { // the first few tell the story; the count tells the rest
+		mu.Lock()
+		defer mu.Unlock()
+		if reported++; reported <= 5 { // the first few tell the story; the count tells the rest
 			fmt.Fprintf(stderr, format+"\n", args...)
 		}
 	}
