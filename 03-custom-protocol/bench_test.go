@@ -1,0 +1,99 @@
+package customproto
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+)
+
+// The benchmarks share their names with every stage's, so that benchstat can
+// set one stage against another. Run them with `make bench`.
+// BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes, sent
+// and answered with no parsing at all, in the same run.
+
+func benchClient(b *testing.B) *Client {
+	return dial(b, serve(b, NewDemoServer(), rpctest.Listen(b)))
+}
+
+// BenchmarkAdd makes one call at a time on one connection.
+func BenchmarkAdd(b *testing.B) {
+	c := benchClient(b)
+	for i := 0; b.Loop(); i++ {
+		if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
+			b.Fatalf("add(%d, 1) = %d, %v", i, sum, err)
+		}
+	}
+}
+
+// BenchmarkAddParallel makes calls from GOMAXPROCS goroutines at once, each
+// with a connection of its own: a Client makes one call at a time.
+func BenchmarkAddParallel(b *testing.B) {
+	addr := serve(b, NewDemoServer(), rpctest.Listen(b))
+	b.RunParallel(func(pb *testing.PB) {
+		c := dial(b, addr)
+		for i := 0; pb.Next(); i++ {
+			if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
+				b.Errorf("add(%d, 1) = %d, %v", i, sum, err)
+				return
+			}
+		}
+	})
+}
+
+func benchEcho(b *testing.B, size int) {
+	c := benchClient(b)
+	s := strings.Repeat("0123456789abcdef", size/16)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if got, err := c.Echo(b.Context(), s); err != nil || got != s {
+			b.Fatalf("echo of %d bytes: %d bytes, %v", len(s), len(got), err)
+		}
+	}
+}
+
+func BenchmarkEcho1K(b *testing.B)  { benchEcho(b, 1<<10) }
+func BenchmarkEcho64K(b *testing.B) { benchEcho(b, 64<<10) }
+
+// BenchmarkAddFloor is a raw TCP ping-pong of the bytes of one add call
+// and its answer: the client writes the request and reads the answer's
+// bytes back, and the server reads the request's bytes and writes the
+// answer, with nothing parsed, looked up or checked. What BenchmarkAdd
+// takes beyond this is the cost of the protocol and the stubs.
+func BenchmarkAddFloor(b *testing.B) {
+	payload, err := encodeRequest(nil, "add", []any{1000, 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	request := appendFrame(nil, payload)
+	answer := (&framedForm{}).appendAnswer(nil, 1001, nil)
+
+	addr := rpctest.ServeConns(b, func(conn net.Conn) {
+		buf := make([]byte, len(request))
+		for {
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				return
+			}
+			if _, err := conn.Write(answer); err != nil {
+				return
+			}
+		}
+	})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+
+	buf := make([]byte, len(answer))
+	for b.Loop() {
+		if _, err := conn.Write(request); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
