@@ -401,6 +401,41 @@ func TestStageShape(t *testing.T) {
 	assert.NotZero(t, stages)
 }
 
+// TestStagesStandAlone checks that no file of a stage, tests included,
+// imports another stage: a learner can take any one stage and run it.
+func TestStagesStandAlone(t *testing.T) {
+	root := root(t)
+	entries, err := os.ReadDir(root)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if !e.IsDir() || !stageRE.MatchString(e.Name()) {
+			continue
+		}
+		stage := e.Name()
+		err := filepath.WalkDir(filepath.Join(root, stage), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+				return err
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+			if err != nil {
+				return err
+			}
+			for _, imp := range f.Imports {
+				dir, _, _ := strings.Cut(strings.TrimPrefix(strings.Trim(imp.Path.Value, `"`), modulePath+"/"), "/")
+				if stageRE.MatchString(dir) && dir != stage {
+					rel, _ := filepath.Rel(root, path)
+					t.Errorf("%s imports stage %s: each stage stands alone", rel, dir)
+				}
+			}
+			return nil
+		})
+		require.NoError(t, err)
+	}
+}
+
+// modulePath is the module's import path, from go.mod.
+const modulePath = "github.com/rpc-from-scratch/course"
+
 // lessonSections are the headings every lesson has, in this order (see
 // ../shared/STYLE.md). A heading may go on after the words given here.
 var lessonSections = []string{

@@ -1,0 +1,192 @@
+package gobrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// Client is the client stub. Call sends a call by name over one TCP
+// connection, as a frame of the connection's gob stream, and waits for its
+// answer; Add and Echo are typed stubs on top of it, which read like local
+// Go functions.
+//
+// A Client may be used by many goroutines at once, but its calls take turns:
+// one call is on the wire at a time, because an answer carries nothing that
+// says which call it belongs to. (Stage 05 lifts this with request ids.)
+//
+// If a call fails in a way that leaves the connection in doubt (the network
+// failed, the server hung up, or ctx ended while the call was on the wire),
+// the Client is broken: every later call returns ErrBroken at once. It does
+// not dial again by itself, because it cannot know whether the server ran
+// the call whose answer was lost, and running it twice may not be safe.
+type Client struct {
+	mu      sync.Mutex // held for a whole call; protects all below
+	conn    net.Conn
+	calls   *encoder // writes calls to conn
+	answers *decoder // reads answers from conn
+	broken  error    // why the connection is unusable, or nil
+}
+
+// ErrBroken is returned for calls on a Client whose connection failed or
+// was closed. Dial a new Client.
+var ErrBroken = errors.New("client connection is broken")
+
+// Option changes how Dial builds a Client.
+type Option func(*clientOptions)
+
+type clientOptions struct {
+	tap *Tap
+}
+
+// WithTap prints every byte the client sends and receives to t.
+func WithTap(t *Tap) Option {
+	return func(o *clientOptions) { o.tap = t }
+}
+
+// Dial connects to the server at addr ("host:port").
+func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	var o clientOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if o.tap != nil {
+		conn = o.tap.Conn(conn)
+	}
+	return NewClient(conn), nil
+}
+
+// NewClient returns a Client that makes its calls over conn.
+func NewClient(conn net.Conn) *Client {
+	return &Client{conn: conn, calls: newEncoder(), answers: newDecoder(conn, DefaultMaxMessageBytes)}
+}
+
+// Call calls the function name on the server with args, each an int, a
+// float64 or a string, and returns its result: an int, a float64 or a
+// string, as the answer's type code says. A failure the server reports is a
+// *ServerError; the connection stays usable after it.
+func (c *Client) Call(ctx context.Context, name string, args ...any) (any, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	req, err := newRequest(name, args)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var answer Response
+	if err := c.roundTrip(ctx, &req, &answer); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	res, err := decodeAnswer(&answer)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return res, nil
+}
+
+// roundTrip sends one request and reads its answer into answer. c.mu is
+// held.
+func (c *Client) roundTrip(ctx context.Context, req *Request, answer *Response) error {
+	if c.broken != nil {
+		return c.broken
+	}
+	if err := ctx.Err(); err != nil {
+		return err // not encoded, not sent: the connection is still good
+	}
+	msg, err := c.calls.encode(req)
+	if err != nil {
+		return c.breakConn(err)
+	}
+	// The context's deadline becomes the connection's; cancelling the
+	// context cuts the deadline short, which wakes a blocked read or write.
+	deadline, _ := ctx.Deadline()
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return c.breakConn(err)
+	}
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.conn.SetDeadline(time.Now())
+		close(cancelled)
+	})
+	defer func() {
+		if !stop() {
+			<-cancelled // let it finish, so it cannot cut the next call short
+		}
+	}()
+
+	if _, err := c.conn.Write(msg); err != nil {
+		return c.breakConn(contextOr(ctx, err))
+	}
+	if err := c.answers.decode(answer); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("the server closed the connection before answering: %w", err)
+		}
+		return c.breakConn(contextOr(ctx, err))
+	}
+	return nil
+}
+
+// contextOr returns ctx's error if ctx has ended, since that is why the
+// connection failed, else err. A read that timed out at ctx's deadline
+// may beat ctx's own timer by a hair; that is the deadline too.
+func contextOr(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	if deadline, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// breakConn marks the client broken because of err, closes the connection,
+// and returns err. c.mu is held.
+func (c *Client) breakConn(err error) error {
+	c.broken = fmt.Errorf("%w: an earlier call failed: %v", ErrBroken, err)
+	c.conn.Close()
+	return err
+}
+
+// Close closes the connection. Calls after Close return ErrBroken.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return nil
+	}
+	c.broken = fmt.Errorf("%w: the client was closed", ErrBroken)
+	return c.conn.Close()
+}
+
+// Add is a typed stub for the demo server's add(a, b).
+func (c *Client) Add(ctx context.Context, a, b int) (int, error) {
+	return callAs[int](ctx, c, "add", a, b)
+}
+
+// Echo is a typed stub for the demo server's echo(s).
+func (c *Client) Echo(ctx context.Context, s string) (string, error) {
+	return callAs[string](ctx, c, "echo", s)
+}
+
+// callAs calls name with args and checks that the result is a T.
+func callAs[T any](ctx context.Context, c *Client, name string, args ...any) (T, error) {
+	res, err := c.Call(ctx, name, args...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	t, ok := res.(T)
+	if !ok {
+		return t, fmt.Errorf("%s: result is %s, want %s", name, describe(res), wireTypes[reflect.TypeFor[T]()])
+	}
+	return t, nil
+}

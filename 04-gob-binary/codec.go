@@ -1,0 +1,435 @@
+package gobrpc
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// The wire, as a person reading the traffic sees it. A frame is the length
+// of its payload, 4 bytes big-endian, and then the payload:
+//
+//	00 00 00 15  14 ff 80 01 03 73 75 6d 01 02 ...     sum(1, 2): 21 bytes of gob
+//
+// The payload is what one gob Encode call wrote. A connection carries one
+// gob stream each way, so the first frame each side sends also defines the
+// types it sends (Request, or Response, and Value), field by field, before
+// the first value; later frames carry the value alone. sum(1, 2) is 148
+// bytes in the first frame of a connection and 21 bytes in any later one.
+//
+// The values are the article's, in Go structs: a Request names a function
+// and gives its Params; a Response carries the result in Data, or the
+// reason the call failed in Error. Each argument and result is a Value,
+// tagged with the article's type code.
+
+// Request is a call: the function's name and its arguments.
+type Request struct {
+	Func   string  // the function's name: sum
+	Params []Value // its arguments, in order
+}
+
+// Response is the answer to a Request: the result, or the reason the call
+// failed. A result always has a type code, so an error cannot pass for one.
+type Response struct {
+	Data  Value  // the result; the zero Value when the call failed
+	Error string // why the call failed
+}
+
+// Value is one argument or result. Type is the article's type code, and
+// only the field it names is set: Value{Type: 1, Int: 3} is the int 3.
+type Value struct {
+	Type  uint8 // 1 for an int, 2 for a float, 3 for a str
+	Int   int
+	Float float64
+	Str   string
+}
+
+// The type codes, as the article numbers them.
+const (
+	typeInt   = 1
+	typeFloat = 2
+	typeStr   = 3
+)
+
+// init shows gob our wire types, in a fixed order, as the package starts.
+// gob numbers a type when the process first meets it, and the numbers are
+// in the bytes: fixed here, they keep the transcripts the same whatever a
+// program or a test encodes first.
+func init() {
+	enc := gob.NewEncoder(io.Discard)
+	for _, v := range []any{&Request{}, &Response{}} {
+		if err := enc.Encode(v); err != nil {
+			panic(err) // our own types: a failure here is a bug
+		}
+	}
+}
+
+// DefaultMaxMessageBytes is the largest frame payload either side reads
+// unless told otherwise: a request, on the server; an answer, on the client.
+const DefaultMaxMessageBytes = 1 << 20
+
+// maxArgs bounds how many arguments a call may give.
+const maxArgs = 64
+
+// maxTypeDefs bounds how many types a peer may define on one connection.
+// The decoder keeps every definition for as long as the connection lasts;
+// our client defines 3 (Request, []Value, Value), our server 2.
+const maxTypeDefs = 16
+
+// readBufferBytes is the most one read takes from a connection.
+const readBufferBytes = 4096
+
+// frameHeaderBytes is the size of a frame's length.
+const frameHeaderBytes = 4
+
+// errTooLarge and errMalformed end a connection: after them the reader
+// cannot tell where the next message starts, or what the gob stream's
+// types are.
+var (
+	errTooLarge  = errors.New("message too large")
+	errMalformed = errors.New("malformed message")
+)
+
+// frameReader cuts a byte stream into the payloads of frames. It does not
+// care how the bytes arrive: one frame split over many reads, several
+// frames in one read, or one byte at a time.
+//
+// It reads a frame's length first, and refuses a frame longer than max
+// before it reads, or allocates room for, any of the payload.
+type frameReader struct {
+	r      *bufio.Reader
+	max    int                    // the largest payload, in bytes
+	header [frameHeaderBytes]byte // the length being read
+	buf    []byte                 // the payload being read; reused from frame to frame
+}
+
+// newFrameReader returns a frameReader of r, which it buffers.
+func newFrameReader(r io.Reader, max int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, readBufferBytes), max: max}
+}
+
+// next returns the next frame's payload. The slice is valid until the next
+// call. At the end of the stream between frames it returns io.EOF; in the
+// middle of one, io.ErrUnexpectedEOF. Any error it returns is final.
+func (f *frameReader) next() ([]byte, error) {
+	if _, err := io.ReadFull(f.r, f.header[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(f.header[:])
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("%w: a frame of 0 bytes; a frame holds at least one gob message", errMalformed)
+	case uint64(n) > uint64(f.max):
+		return nil, fmt.Errorf("%w: a frame of %d bytes, more than %d", errTooLarge, n, f.max)
+	}
+	if cap(f.buf) < int(n) {
+		f.buf = make([]byte, n)
+	}
+	f.buf = f.buf[:n]
+	if _, err := io.ReadFull(f.r, f.buf); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	return f.buf, nil
+}
+
+// unexpectedEOF turns the end of the stream in the middle of a frame into
+// io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// scanMessages checks that payload is what one gob Encode call writes:
+// whole gob messages, each its length and then that many bytes, all of
+// them type definitions but the last, which carries a value. It returns
+// how many types the payload defines.
+//
+// A gob message starts with a type id: negative for a definition of the
+// type, positive for a value of it. Reading only these headers, before gob
+// reads anything, keeps a frame from holding half a message, two values,
+// or an unbounded number of type definitions.
+func scanMessages(payload []byte) (typeDefs int, err error) {
+	for len(payload) > 0 {
+		n, size := gobUint(payload)
+		if size == 0 || n == 0 || n > uint64(len(payload)-size) {
+			return 0, fmt.Errorf("%w: a gob message whose length does not fit in its frame", errMalformed)
+		}
+		msg := payload[size : size+int(n)]
+		payload = payload[size+int(n):]
+		id, size := gobUint(msg)
+		switch {
+		case size == 0:
+			return 0, fmt.Errorf("%w: a gob message with no type id", errMalformed)
+		case id&1 == 1: // gob writes a negative int with its lowest bit set
+			typeDefs++
+		case len(payload) > 0:
+			return 0, fmt.Errorf("%w: more after the value that ends a frame", errMalformed)
+		default:
+			return typeDefs, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: a frame that defines types and carries no value", errMalformed)
+}
+
+// gobUint reads an unsigned integer as gob writes it: below 128, one byte;
+// otherwise a byte holding minus the count of bytes that follow, and then
+// those bytes, big-endian. It returns the integer and the bytes it took, or
+// a size of 0 if p does not start with one.
+func gobUint(p []byte) (u uint64, size int) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	if p[0] < 0x80 {
+		return uint64(p[0]), 1
+	}
+	n := -int(int8(p[0]))
+	if n > 8 || len(p) <= n {
+		return 0, 0
+	}
+	for _, b := range p[1 : 1+n] {
+		u = u<<8 | uint64(b)
+	}
+	return u, 1 + n
+}
+
+// decoder reads the values of one gob stream that arrives in frames: the
+// server's requests, or the client's answers.
+type decoder struct {
+	frames   *frameReader
+	src      bytes.Reader // the payload being decoded
+	gob      *gob.Decoder // reads src; remembers the types the stream has defined
+	typeDefs int          // types the stream has defined so far
+}
+
+// newDecoder returns a decoder of the frames that r carries, each at most
+// max bytes.
+func newDecoder(r io.Reader, max int) *decoder {
+	d := &decoder{frames: newFrameReader(r, max)}
+	d.gob = gob.NewDecoder(&d.src)
+	return d
+}
+
+// decode reads the next frame into v, which must point to a zero value:
+// gob leaves alone the fields a message does not carry.
+//
+// Any error it returns is final. After a frame it could not read, the
+// stream is in doubt: the frame may have defined types that later frames
+// use, and the sender has no way to know they were lost.
+func (d *decoder) decode(v any) error {
+	payload, err := d.frames.next()
+	if err != nil {
+		return err
+	}
+	defs, err := scanMessages(payload)
+	if err != nil {
+		return err
+	}
+	if d.typeDefs += defs; d.typeDefs > maxTypeDefs {
+		return fmt.Errorf("%w: more than %d type definitions on one connection", errMalformed, maxTypeDefs)
+	}
+	d.src.Reset(payload)
+	if err := d.gob.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	return nil
+}
+
+// encoder writes the values of one gob stream as frames: the client's
+// calls, or the server's answers.
+type encoder struct {
+	frame bytes.Buffer // the frame being built: room for its length, then what gob writes
+	gob   *gob.Encoder // writes to frame; remembers the types the stream has defined
+}
+
+// newEncoder returns the encoder of a new gob stream.
+func newEncoder() *encoder {
+	e := &encoder{}
+	e.gob = gob.NewEncoder(&e.frame)
+	return e
+}
+
+// encode returns v as one frame: its length, then everything one gob
+// Encode call wrote. The frame is valid until the next call. If it fails,
+// or its frame is not sent, the stream cannot go on: the frame may define
+// types that the next frames use.
+func (e *encoder) encode(v any) ([]byte, error) {
+	var room [frameHeaderBytes]byte
+	e.frame.Reset()
+	e.frame.Write(room[:])
+	if err := e.gob.Encode(v); err != nil {
+		return nil, err
+	}
+	frame := e.frame.Bytes()
+	n := len(frame) - frameHeaderBytes
+	if uint64(n) > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: %d bytes do not fit in a frame", errTooLarge, n)
+	}
+	binary.BigEndian.PutUint32(frame, uint32(n))
+	return frame, nil
+}
+
+// parseCall reads a Request as a call: the function's name and its
+// arguments, ints, float64s and strings.
+func parseCall(req *Request) (name string, args []any, err error) {
+	if !utf8.ValidString(req.Func) {
+		return "", nil, fmt.Errorf("function name %s is not valid UTF-8", quoteShort(req.Func))
+	}
+	if len(req.Params) > maxArgs {
+		return "", nil, fmt.Errorf("more than %d arguments", maxArgs)
+	}
+	for i, p := range req.Params {
+		v, err := fromValue(p)
+		if err != nil {
+			return "", nil, fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		args = append(args, v)
+	}
+	return req.Func, args, nil
+}
+
+// fromValue returns the int, float64 or string that v carries. A value
+// whose type code is unknown, or that sets the field of another type too,
+// is refused: nothing a caller sent is silently dropped.
+func fromValue(v Value) (any, error) {
+	var res any
+	rest := v // v without the field its type code names
+	switch v.Type {
+	case typeInt:
+		res, rest.Int = v.Int, 0
+	case typeFloat:
+		if math.IsInf(v.Float, 0) || math.IsNaN(v.Float) {
+			return nil, fmt.Errorf("float %v: the wire carries finite floats only", v.Float)
+		}
+		res, rest.Float = v.Float, 0
+	case typeStr:
+		if !utf8.ValidString(v.Str) {
+			return nil, fmt.Errorf("%s is not valid UTF-8", quoteShort(v.Str))
+		}
+		res, rest.Str = v.Str, ""
+	default:
+		return nil, fmt.Errorf("unknown type code %d: 1 is int, 2 float, 3 str", v.Type)
+	}
+	if rest != (Value{Type: v.Type}) {
+		return nil, fmt.Errorf("type code %d, with the field of another type set too", v.Type)
+	}
+	return res, nil
+}
+
+// toValue returns v, an int, a float64 or a string, as a Value.
+func toValue(v any) (Value, error) {
+	switch v := v.(type) {
+	case int:
+		return Value{Type: typeInt, Int: v}, nil
+	case float64:
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return Value{}, fmt.Errorf("%v cannot be sent: the wire carries finite floats only", v)
+		}
+		return Value{Type: typeFloat, Float: v}, nil
+	case string:
+		return Value{Type: typeStr, Str: v}, nil
+	}
+	return Value{}, fmt.Errorf("a %T cannot be sent: the wire carries int, float64 and string", v)
+}
+
+// formatFloat writes f as Python's str() does: the shortest digits that
+// read back as f, always with a point or an exponent. Go's shortest form
+// writes 3 for three and 1e+06 for a million; Python writes 3.0 and
+// 1000000.0, and switches to an exponent only below 1e-4 or from 1e16 up.
+func formatFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'e', -1, 64)
+	exp, _ := strconv.Atoi(s[strings.IndexByte(s, 'e')+1:]) // cannot fail: FormatFloat wrote it
+	if exp < -4 || exp >= 16 {
+		return s // 1e+16, 1.5e-05: the same in both languages
+	}
+	s = strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// describe names a value's wire type and shows the value, for an error
+// message: int 42, float 1.5, str "x".
+func describe(v any) string {
+	switch v := v.(type) {
+	case int:
+		return "int " + strconv.Itoa(v)
+	case float64:
+		return "float " + formatFloat(v)
+	case string:
+		return "str " + quoteShort(v)
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// newRequest returns the Request that calls name with args, each an int, a
+// float64 or a string.
+func newRequest(name string, args []any) (Request, error) {
+	req := Request{Func: name, Params: make([]Value, len(args))}
+	for i, arg := range args {
+		var err error
+		if req.Params[i], err = toValue(arg); err != nil {
+			return Request{}, fmt.Errorf("argument %d: %w", i+1, err)
+		}
+	}
+	return req, nil
+}
+
+// newResponse returns the answer to a call that returned res, or failed
+// with callErr.
+func newResponse(res any, callErr error) Response {
+	if callErr == nil {
+		v, err := toValue(res)
+		if err == nil {
+			return Response{Data: v}
+		}
+		callErr = err
+	}
+	return Response{Error: callErr.Error()}
+}
+
+// decodeAnswer reads a Response: the result, or the error the server
+// reported.
+func decodeAnswer(r *Response) (any, error) {
+	switch {
+	case r.Data == Value{}:
+		return nil, &ServerError{Message: r.Error}
+	case r.Error != "":
+		return nil, fmt.Errorf("answer has both a result and an error, %s", quoteShort(r.Error))
+	}
+	res, err := fromValue(r.Data)
+	if err != nil {
+		return nil, fmt.Errorf("answer: %w", err)
+	}
+	return res, nil
+}
+
+// ServerError is a failure the server reported: the call reached the
+// server, and the server answered that it could not do it.
+type ServerError struct {
+	Message string // the answer's Error
+}
+
+func (e *ServerError) Error() string {
+	return "server answered: " + e.Message
+}
+
+// quoteShort quotes s for an error message, cut to a readable length: an
+// error must name the bad value, not echo a megabyte of it back.
+func quoteShort(s string) string {
+	const max = 40
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,445 @@
+package gobrpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+)
+
+// rawConn dials addr and returns the connection and a reader of its
+// answers.
+func rawConn(t *testing.T, addr string) (net.Conn, *decoder) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+	return conn, newDecoder(conn, DefaultMaxMessageBytes)
+}
+
+func write(t *testing.T, conn net.Conn, p []byte) {
+	t.Helper()
+	_, err := conn.Write(p)
+	require.NoError(t, err)
+}
+
+// assertClosed checks that a read failed because the server closed the
+// connection. A server that closes with bytes unread sends a reset, and
+// the reader may see that instead of the end of the stream.
+func assertClosed(t *testing.T, err error) {
+	t.Helper()
+	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "want the connection closed, got %v", err)
+}
+
+func nextAnswer(t *testing.T, answers *decoder) Response {
+	t.Helper()
+	var resp Response
+	require.NoError(t, answers.decode(&resp))
+	return resp
+}
+
+// intAnswer and strAnswer are the Responses that carry an int or a str.
+func intAnswer(n int) Response    { return Response{Data: Value{Type: typeInt, Int: n}} }
+func strAnswer(s string) Response { return Response{Data: Value{Type: typeStr, Str: s}} }
+
+// calls returns the frames that one connection's encoder writes for
+// requests, joined, as a client would send them.
+func calls(t *testing.T, requests ...Request) []byte {
+	t.Helper()
+	var stream []byte
+	for _, f := range encodeFrames(t, anys(requests)...) {
+		stream = append(stream, f...)
+	}
+	return stream
+}
+
+// anys returns pointers to requests, as the encoder takes them.
+func anys(requests []Request) []any {
+	var out []any
+	for i := range requests {
+		out = append(out, &requests[i])
+	}
+	return out
+}
+
+// call returns the Request for name(args...).
+func call(t *testing.T, name string, args ...any) Request {
+	t.Helper()
+	req, err := newRequest(name, args)
+	require.NoError(t, err)
+	return req
+}
+
+// TestServerCalls sends the article's calls the ways TCP may deliver them:
+// several in one write, one over two writes, one byte per write. Every
+// answer is compared decoded; their bytes are in testdata/wire.golden.
+func TestServerCalls(t *testing.T) {
+	conn, answers := rawConn(t, serve(t, newStoppedClockServer(t), rpctest.Listen(t)))
+
+	write(t, conn, calls(t, call(t, "sum", 1, 2), call(t, "sum", 1.1, 2), call(t, "get_time")))
+	assert.Equal(t, intAnswer(3), nextAnswer(t, answers))
+	assert.Equal(t, Response{Data: Value{Type: typeFloat, Float: 3.1}}, nextAnswer(t, answers))
+	assert.Equal(t, strAnswer("Wed Jan 16 22:05:31 2019"), nextAnswer(t, answers))
+
+	conn, answers = rawConn(t, conn.RemoteAddr().String())
+	frames := encodeFrames(t, new(call(t, "echo", "a,b-c:d@e%f\n\x00中文")), new(call(t, "add", 40, 2)))
+	write(t, conn, frames[0][:2])
+	write(t, conn, frames[0][2:])
+	assert.Equal(t, strAnswer("a,b-c:d@e%f\n\x00中文"), nextAnswer(t, answers))
+	for _, b := range frames[1] {
+		write(t, conn, []byte{b})
+	}
+	assert.Equal(t, intAnswer(42), nextAnswer(t, answers))
+}
+
+// TestServerErrorsAreNotData sends calls that decode well and must be
+// refused. Each gets an answer with an Error and no Data, and the same
+// connection then serves a good call.
+func TestServerErrorsAreNotData(t *testing.T) {
+	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
+	tests := []struct {
+		name   string
+		req    Request
+		answer string
+	}{
+		{"unknown function", call(t, "sub", 3, 1), `no function "sub"; there are: add, echo, get_time, sum`},
+		{"a Go name", call(t, "Sum", 1, 2), `no function "Sum"; there are: add, echo, get_time, sum`},
+		{"a Python attribute", call(t, "__class__"), `no function "__class__"; there are: add, echo, get_time, sum`},
+		{"unknown type code", Request{Func: "sum", Params: []Value{{Type: 9, Int: 1}, {Type: typeInt, Int: 2}}}, "argument 1: unknown type code 9: 1 is int, 2 float, 3 str"},
+		{"two fields set", Request{Func: "echo", Params: []Value{{Type: typeStr, Str: "x", Int: 1}}}, "argument 1: type code 3, with the field of another type set too"},
+		{"too few arguments", call(t, "sum", 1), "sum: takes 2 arguments, got 1"},
+		{"too many arguments", call(t, "get_time", 1), "get_time: takes 0 arguments, got 1"},
+		{"more than 64", Request{Func: "sum", Params: make([]Value, 65)}, "more than 64 arguments"},
+		{"the wrong type", call(t, "echo", 42), "echo: argument 1: want str, got int 42"},
+		{"not numbers", call(t, "sum", "a", 1), `sum: sum adds numbers, not str "a" and int 1`},
+		{"overflow", call(t, "add", 9223372036854775807, 1), "add: 9223372036854775807 + 1 does not fit in an int (64 bits)"},
+		{"not UTF-8", call(t, "echo", "\xff"), `argument 1: "\xff" is not valid UTF-8`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, answers := rawConn(t, addr)
+			write(t, conn, calls(t, tt.req, call(t, "sum", 1, 2)))
+			assert.Equal(t, Response{Error: tt.answer}, nextAnswer(t, answers))
+			assert.Equal(t, intAnswer(3), nextAnswer(t, answers))
+		})
+	}
+}
+
+// tripwire is a type whose GobDecode, code of the receiving program,
+// records that it ran.
+type tripwire struct{ Cmd string }
+
+var tripped atomic.Bool
+
+func (t tripwire) GobEncode() ([]byte, error) { return []byte(t.Cmd), nil }
+func (*tripwire) GobDecode([]byte) error      { tripped.Store(true); return nil }
+
+// hostileRequest is a Request whose Params carry a type with code of its
+// own, as a sender hoping for pickle's behaviour might write it.
+type hostileRequest struct {
+	Func   string
+	Params []*tripwire
+}
+
+// TestArticleFlawCodeOnLoad sends a call whose argument is a value of a
+// type with decoding code of its own. pickle.loads would run whatever
+// function the bytes name. gob fills in the types the receiver declares
+// and nothing else: Params are Values, so the call is refused before any
+// of the argument is read, although the server's process has the type,
+// registered with gob.
+//
+// A field of type any is where the bytes do choose: into one, gob decodes
+// any type the receiving program has registered, and runs its GobDecode.
+// That is why Value is a struct, not an any.
+func TestArticleFlawCodeOnLoad(t *testing.T) {
+	gob.Register(&tripwire{})
+	conn, answers := rawConn(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	write(t, conn, encodeFrames(t, &hostileRequest{Func: "echo", Params: []*tripwire{{Cmd: "rm -rf /"}}})[0])
+	assert.Contains(t, nextAnswer(t, answers).Error, "gob: wrong type ([]gobrpc.Value) for received field hostileRequest.Params")
+	assert.False(t, tripped.Load(), "gob ran code the sender chose")
+
+	var stream bytes.Buffer
+	require.NoError(t, gob.NewEncoder(&stream).Encode(struct{ Params []any }{[]any{&tripwire{Cmd: "rm -rf /"}}}))
+	var into struct{ Params []any }
+	require.NoError(t, gob.NewDecoder(&stream).Decode(&into))
+	assert.True(t, tripped.Load(), "into a field of type any, the bytes choose which registered type's code runs")
+}
+
+// broken has methods that go wrong in the ways a server must survive.
+type broken struct{}
+
+func (broken) Boom() int                     { panic("kaboom") }
+func (broken) Map() any                      { return map[string]int{"a": 1} }
+func (broken) Huge(a, b float64) float64     { return a * b }
+func (broken) Nothing(s string) (any, error) { return nil, nil }
+
+// TestServerBadResults registers methods that panic or return what the
+// wire cannot carry: each caller gets an error, and the server goes on.
+func TestServerBadResults(t *testing.T) {
+	srv := NewServer()
+	_, err := srv.Register(broken{})
+	require.NoError(t, err)
+	c := dial(t, serve(t, srv, rpctest.Listen(t)))
+
+	for _, tt := range []struct {
+		name string
+		args []any
+		want string
+	}{
+		{"boom", nil, "boom: panicked: kaboom"},
+		{"map", nil, "a map[string]int cannot be sent: the wire carries int, float64 and string"},
+		{"huge", []any{1e300, 1e300}, "+Inf cannot be sent: the wire carries finite floats only"},
+		{"nothing", []any{"x"}, "a <nil> cannot be sent: the wire carries int, float64 and string"},
+	} {
+		_, err := c.Call(t.Context(), tt.name, tt.args...)
+		var serverErr *ServerError
+		require.ErrorAs(t, err, &serverErr, tt.name)
+		assert.Equal(t, tt.want, serverErr.Message)
+	}
+	got, err := c.Call(t.Context(), "huge", 2.0, 3.0)
+	require.NoError(t, err)
+	assert.Equal(t, 6.0, got)
+}
+
+// TestServerLargeRequest echoes 200 KB, a hundred times the article's
+// 2048-byte read.
+func TestServerLargeRequest(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	big := strings.Repeat("a,b-c:d@e%f\n中文\x00", 200<<10/21)
+	got, err := c.Echo(t.Context(), big)
+	require.NoError(t, err)
+	assert.Equal(t, big, got)
+}
+
+// TestServerRequestTooLarge announces frames over the limit: the server
+// refuses each from its length, closes that connection without reading
+// the rest, and goes on serving everyone else.
+func TestServerRequestTooLarge(t *testing.T) {
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = 1000
+	addr := serve(t, srv, rpctest.Listen(t))
+
+	for header, want := range map[string]string{
+		"\x00\x00\x13\x88": "message too large: a frame of 5000 bytes, more than 1000; closing the connection",
+		"\xff\xff\xff\xff": "message too large: a frame of 4294967295 bytes, more than 1000; closing the connection",
+	} {
+		conn, answers := rawConn(t, addr)
+		write(t, conn, []byte(header+"xxxxxxxx"))
+		assert.Equal(t, Response{Error: want}, nextAnswer(t, answers))
+		err := answers.decode(&Response{})
+		assertClosed(t, err)
+	}
+
+	sum, err := dial(t, addr).Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+}
+
+// TestServerMalformed sends frames the server cannot read. Each time it
+// says why and closes the connection: the good call that follows in the
+// same write is never answered, because after a frame it could not read,
+// the server cannot trust the gob stream.
+func TestServerMalformed(t *testing.T) {
+	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
+	good := calls(t, call(t, "sum", 1, 2))
+	for _, tt := range []struct {
+		name   string
+		stream []byte
+		want   string
+	}{
+		{"a zero length", []byte{0, 0, 0, 0}, "malformed message: a frame of 0 bytes; a frame holds at least one gob message"},
+		{"garbage in a well-sized frame", frame([]byte("hello, world")), "malformed message: a gob message whose length does not fit in its frame"},
+		{"garbage inside a gob message", frame(append(bytes.Clone(firstDefs), 4, 0xff, 0x80, 0x01, 0x7f)), "malformed message: gob: "},
+		{"a value before its type", sumLaterFrame, "malformed message: gob: "},
+		{"two values in one frame", frame(append(bytes.Clone(sumFirstFrame[4:]), sumLaterFrame[4:]...)), "malformed message: more after the value that ends a frame"},
+		{"an answer for a call", encodeFrames(t, &Response{Error: "x"})[0], "malformed message: gob: type mismatch"},
+		{"too many type definitions", frame(manyTypes(t, maxTypeDefs)), "malformed message: more than 16 type definitions on one connection"},
+		{"stage 03's text", []byte("23 func:sum@params:1-1,1-2\n"), "message too large: a frame of 842211430 bytes, more than 1048576"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, answers := rawConn(t, addr)
+			write(t, conn, append(bytes.Clone(tt.stream), good...))
+			resp := nextAnswer(t, answers)
+			assert.Zero(t, resp.Data)
+			assert.Contains(t, resp.Error, tt.want)
+			assert.True(t, strings.HasSuffix(resp.Error, "; closing the connection"), resp.Error)
+			assertClosed(t, answers.decode(&Response{}))
+		})
+	}
+}
+
+// TestServerCutShort sends the start of a frame and hangs up: the server
+// has nothing to answer, and closes the connection.
+func TestServerCutShort(t *testing.T) {
+	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
+	for _, cut := range []int{2, 4, 60, len(sumFirstFrame) - 1} {
+		conn, answers := rawConn(t, addr)
+		write(t, conn, sumFirstFrame[:cut])
+		require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+		assertClosed(t, answers.decode(&Response{}))
+	}
+}
+
+// TestSlowClientBlocksNobody opens a connection that sends half a request
+// and one that sends nothing, then go quiet. Other callers are answered at
+// once, and the server hangs up on the silent ones when their idle timeout
+// runs out. The article's server serves one connection at a time: the
+// first silent client would block everyone.
+func TestSlowClientBlocksNobody(t *testing.T) {
+	srv := NewDemoServer()
+	srv.IdleTimeout = 200 * time.Millisecond
+	addr := serve(t, srv, rpctest.Listen(t))
+
+	half, halfAnswers := rawConn(t, addr)
+	write(t, half, sumFirstFrame[:60])
+	_, mute := rawConn(t, addr)
+
+	c := dial(t, addr)
+	for i := range 5 {
+		sum, err := c.Add(t.Context(), i, i)
+		require.NoError(t, err)
+		assert.Equal(t, 2*i, sum)
+	}
+
+	for _, answers := range []*decoder{halfAnswers, mute} {
+		err := answers.decode(&Response{})
+		assert.ErrorIs(t, err, io.EOF, "the server should close the silent connection, not leave it to our deadline")
+	}
+}
+
+// TestShutdownFinishesCallsInFlight holds a call inside the server, asks the
+// server to shut down, and checks that the call still gets its answer, that
+// an idle connection is closed at once, and that Shutdown waited.
+func TestShutdownFinishesCallsInFlight(t *testing.T) {
+	srv := NewDemoServer()
+	entered, release := holdCalls(srv)
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	_, idle := rawConn(t, l.Addr().String())
+	c := dial(t, l.Addr().String())
+	type result struct {
+		sum int
+		err error
+	}
+	answered := make(chan result, 1)
+	go func() {
+		sum, err := c.Add(context.Background(), 40, 2)
+		answered <- result{sum, err}
+	}()
+	<-entered
+
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	err := idle.decode(&Response{})
+	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed at once")
+	assert.NoError(t, <-served, "Serve returns once the listener is closed")
+	select {
+	case err := <-shutdown:
+		t.Fatalf("Shutdown returned %v while a call was in flight", err)
+	default:
+	}
+	release()
+
+	got := <-answered
+	require.NoError(t, got.err)
+	assert.Equal(t, 42, got.sum)
+	assert.NoError(t, <-shutdown)
+	_, err = net.Dial("tcp", l.Addr().String())
+	assert.Error(t, err, "a server that has shut down accepts no connection")
+}
+
+// TestShutdownDeadline holds a call past Shutdown's deadline: Shutdown
+// closes the connection and returns the context's error, while the call
+// is still stuck in its function.
+func TestShutdownDeadline(t *testing.T) {
+	srv := NewDemoServer()
+	entered, release := holdCalls(srv)
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	c := dial(t, l.Addr().String())
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Add(context.Background(), 1, 2)
+		failed <- err
+	}()
+	<-entered
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline has passed already
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
+	assert.Error(t, <-failed, "the call's connection was closed under it")
+	assert.ErrorIs(t, <-shutdown, context.Canceled, "Shutdown does not wait for a call that is stuck")
+	assert.NoError(t, <-served)
+	release()
+	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
+}
+
+// TestManyConnections runs many connections at once, each making many
+// calls of every kind, and checks every answer. Run under -race, it is
+// also the server's check for data races.
+func TestManyConnections(t *testing.T) {
+	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
+	const conns, calls = 32, 100
+	var g errgroup.Group
+	for i := range conns {
+		g.Go(func() error {
+			c, err := Dial(t.Context(), addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for j := range calls {
+				if err := checkCall(t.Context(), c, i, j); err != nil {
+					return fmt.Errorf("conn %d call %d: %w", i, j, err)
+				}
+			}
+			return nil
+		})
+	}
+	assert.NoError(t, g.Wait())
+}
+
+// checkCall makes call j of connection i, an add, a sum of floats or an
+// echo by turns, with arguments of its own, and checks the answer.
+func checkCall(ctx context.Context, c *Client, i, j int) error {
+	var got, want any
+	var err error
+	switch j % 3 {
+	case 0:
+		got, err = c.Call(ctx, "add", i, 1000*j)
+		want = i + 1000*j
+	case 1:
+		got, err = c.Call(ctx, "sum", float64(i)+0.5, j)
+		want = float64(i) + 0.5 + float64(j)
+	default:
+		s := fmt.Sprintf("conn %d, call %d: 中文", i, j)
+		got, err = c.Call(ctx, "echo", s)
+		want = s
+	}
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("got %#v, want %#v", got, want)
+	}
+	return nil
+}
