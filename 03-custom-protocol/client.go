@@ -154,7 +154,9 @@ func (c *Client) breakConn(err error) error {
 	return err
 }
 
-// Close closes the connection. Calls after Close return ErrBroken.
+// Close closes the connection. Calls after Close return ErrBroken. A call
+// on the wire holds the connection, so Close waits for it to end; to
+// abandon a call, cancel its context.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

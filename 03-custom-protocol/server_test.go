@@ -394,6 +394,29 @@ func TestShutdownDeadline(t *testing.T) {
 	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
 }
 
+// TestClientVanishes has a client give up and hang up while its call is
+// inside the server. The server cannot write that answer; it drops the
+// connection and goes on serving everyone else.
+func TestClientVanishes(t *testing.T) {
+	srv := NewDemoServer()
+	entered, release := holdCalls(srv)
+	addr := serve(t, srv, rpctest.Listen(t))
+	defer release() // before the server's shutdown, which waits for held calls
+
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-entered
+		cancel() // the client closes its connection: it is broken now
+	}()
+	_, err := dial(t, addr).Add(ctx, 1, 2)
+	require.ErrorIs(t, err, context.Canceled)
+	release()
+
+	sum, err := dial(t, addr).Add(t.Context(), 1, 2)
+	require.NoError(t, err, "the server goes on serving")
+	assert.Equal(t, 3, sum)
+}
+
 // TestManyConnections runs many connections at once, some framed through
 // the Client and some in the article's form, each making many calls, and
 // checks every answer. Run under -race, it is also the server's check for
