@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
 // Client is the client stub of add. Its Add method hides everything that
@@ -26,11 +28,11 @@ type Client struct {
 type Option func(*clientOptions)
 
 type clientOptions struct {
-	tap *Tap
+	tap *wiretap.Tap
 }
 
 // WithTap prints every byte the client sends and receives to t.
-func WithTap(t *Tap) Option {
+func WithTap(t *wiretap.Tap) Option {
 	return func(o *clientOptions) { o.tap = t }
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/rpc-from-scratch/course/internal/wiretap"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -53,7 +54,7 @@ func TestWire(t *testing.T) {
 	var transcript bytes.Buffer
 	for _, tt := range tests {
 		fmt.Fprintf(&transcript, "### %s\n", tt.name)
-		tap := NewTap(&transcript)
+		tap := wiretap.New(&transcript)
 		raw, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		require.NoError(t, raw.SetDeadline(time.Now().Add(rpctest.Backstop)))

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"sync"
 	"time"
+
+	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
 // Client is the client stub. Call sends a call by name over one TCP
@@ -42,11 +44,11 @@ var ErrBroken = errors.New("client connection is broken")
 type Option func(*clientOptions)
 
 type clientOptions struct {
-	tap *Tap
+	tap *wiretap.Tap
 }
 
 // WithTap prints every byte the client sends and receives to t.
-func WithTap(t *Tap) Option {
+func WithTap(t *wiretap.Tap) Option {
 	return func(o *clientOptions) { o.tap = t }
 }
 

@@ -388,8 +388,8 @@ func TestStageShape(t *testing.T) {
 		stages++
 		stage := e.Name()
 		t.Run(stage, func(t *testing.T) {
-			for _, part := range []string{"README.md", "doc.go", "server.go", "client.go", "tap.go",
-				"cmd/server/main.go", "cmd/client/main.go", "cmd/client/load.go", "testdata/demo.golden"} {
+			for _, part := range []string{"README.md", "doc.go", "server.go", "client.go",
+				"cmd/server/main.go", "cmd/client/main.go", "testdata/demo.golden"} {
 				assert.FileExists(t, filepath.Join(root, stage, part))
 			}
 			lesson := filepath.Join("docs", stage+".md")

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	httpadd "github.com/rpc-from-scratch/course/01-http-add"
+	"github.com/rpc-from-scratch/course/internal/loadgen"
+	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
 func main() {
@@ -60,22 +62,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var opts []httpadd.Option
-	var tap *httpadd.Tap
+	var tap *wiretap.Tap
 	if *trace {
-		tap = httpadd.NewTap(stdout)
+		tap = wiretap.New(stdout)
 		opts = append(opts, httpadd.WithTap(tap))
 	}
 	c := httpadd.NewClient(*addr, opts...)
 	defer c.Close()
 
 	if *calls > 0 {
-		return load(ctx, stdout, stderr, *calls, *concurrency, *timeout, c.Add)
+		return loadgen.Run(ctx, stdout, stderr, *calls, *concurrency, *timeout, c.Add)
 	}
 	return demo(ctx, stdout, c, tap, *timeout)
 }
 
 // demo makes the article's two calls, then one the server must refuse.
-func demo(ctx context.Context, stdout io.Writer, c *httpadd.Client, tap *httpadd.Tap, timeout time.Duration) error {
+func demo(ctx context.Context, stdout io.Writer, c *httpadd.Client, tap *wiretap.Tap, timeout time.Duration) error {
 	for _, args := range [][2]int{{1, 2}, {22, 3}, {math.MaxInt, 1}} {
 		callCtx, cancel := context.WithTimeout(ctx, timeout)
 		sum, err := c.Add(callCtx, args[0], args[1])

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	jsontcp "github.com/rpc-from-scratch/course/02-json-tcp"
+	"github.com/rpc-from-scratch/course/internal/loadgen"
+	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
 func main() {
@@ -65,13 +67,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer closeAll()
-		return load(ctx, stdout, stderr, *calls, *concurrency, *timeout, add)
+		return loadgen.Run(ctx, stdout, stderr, *calls, *concurrency, *timeout, add)
 	}
 
 	var opts []jsontcp.Option
-	var tap *jsontcp.Tap
+	var tap *wiretap.Tap
 	if *trace {
-		tap = jsontcp.NewTap(stdout)
+		tap = wiretap.New(stdout)
 		opts = append(opts, jsontcp.WithTap(tap))
 	}
 	c, err := jsontcp.Dial(ctx, *addr, opts...)
@@ -102,7 +104,7 @@ func (d demoCall) String() string {
 }
 
 // demo makes the articles' calls, then some the server must refuse.
-func demo(ctx context.Context, stdout io.Writer, c *jsontcp.Client, tap *jsontcp.Tap, timeout time.Duration) error {
+func demo(ctx context.Context, stdout io.Writer, c *jsontcp.Client, tap *wiretap.Tap, timeout time.Duration) error {
 	for _, call := range []demoCall{
 		{"add", []any{1, 2}, map[string]any{"c": 3}},
 		{"add", []any{1, 2}, nil},
@@ -137,7 +139,7 @@ func demo(ctx context.Context, stdout io.Writer, c *jsontcp.Client, tap *jsontcp
 // dialPool dials n connections and returns an add function that hands
 // them out, one per caller at a time: a Client makes one call at a time,
 // so load mode gives each concurrent caller a connection of its own.
-func dialPool(ctx context.Context, addr string, n int) (add addFunc, closeAll func(), err error) {
+func dialPool(ctx context.Context, addr string, n int) (add loadgen.AddFunc, closeAll func(), err error) {
 	pool := make(chan *jsontcp.Client, max(n, 1))
 	closeAll = func() {
 		close(pool)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
+	"github.com/rpc-from-scratch/course/internal/loadgen"
+	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
 func main() {
@@ -66,13 +68,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer closeAll()
-		return load(ctx, stdout, stderr, *calls, *concurrency, *timeout, add)
+		return loadgen.Run(ctx, stdout, stderr, *calls, *concurrency, *timeout, add)
 	}
 
 	var opts []gobrpc.Option
-	var tap *gobrpc.Tap
+	var tap *wiretap.Tap
 	if *trace {
-		tap = gobrpc.NewTap(stdout)
+		tap = wiretap.New(stdout)
 		opts = append(opts, gobrpc.WithTap(tap))
 	}
 	c, err := gobrpc.Dial(ctx, *addr, opts...)
@@ -100,7 +102,7 @@ func (d demoCall) String() string {
 
 // demo makes the article's calls and echoes a string that stage 03 had to
 // escape, then makes some calls the server must refuse.
-func demo(ctx context.Context, stdout io.Writer, c *gobrpc.Client, tap *gobrpc.Tap, timeout time.Duration) error {
+func demo(ctx context.Context, stdout io.Writer, c *gobrpc.Client, tap *wiretap.Tap, timeout time.Duration) error {
 	for _, call := range []demoCall{
 		{"sum", []any{1, 2}},
 		{"sum", []any{1.1, 2}},
@@ -136,7 +138,7 @@ func demo(ctx context.Context, stdout io.Writer, c *gobrpc.Client, tap *gobrpc.T
 // dialPool dials n connections and returns an add function that hands
 // them out, one per caller at a time: a Client makes one call at a time,
 // so load mode gives each concurrent caller a connection of its own.
-func dialPool(ctx context.Context, addr string, n int) (add addFunc, closeAll func(), err error) {
+func dialPool(ctx context.Context, addr string, n int) (add loadgen.AddFunc, closeAll func(), err error) {
 	pool := make(chan *gobrpc.Client, max(n, 1))
 	closeAll = func() {
 		close(pool)

@@ -1,4 +1,4 @@
-package jsontcp
+package wiretap
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 // testdata/tap.golden.
 func TestTap(t *testing.T) {
 	var out bytes.Buffer
-	tap := NewTap(&out)
+	tap := New(&out)
 	client, server := net.Pipe()
 	conn := tap.Conn(client)
 

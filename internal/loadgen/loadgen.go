@@ -1,4 +1,7 @@
-package main
+// Package loadgen is one of the course's instruments, not a lesson: the load
+// mode of every stage's client (-calls, -concurrency) makes its calls through
+// Run, so that the stages' figures are measured the same way.
+package loadgen
 
 import (
 	"context"
@@ -10,16 +13,16 @@ import (
 	"time"
 )
 
-// addFunc is the call a load test makes: a stub's Add method.
-type addFunc func(ctx context.Context, a, b int) (int, error)
+// AddFunc is the call a load test makes: a stub's Add method.
+type AddFunc func(ctx context.Context, a, b int) (int, error)
 
-// load makes calls add calls from concurrency goroutines at once, each with
+// Run makes calls add calls from concurrency goroutines at once, each with
 // its own arguments, and checks every result. It prints one summary line:
 //
 //	calls=N ok=N errors=E mismatches=M elapsed=... rps=... p50=... p99=...
 //
 // and returns an error if any call failed or came back with a wrong sum.
-func load(ctx context.Context, stdout, stderr io.Writer, calls, concurrency int, timeout time.Duration, add addFunc) error {
+func Run(ctx context.Context, stdout, stderr io.Writer, calls, concurrency int, timeout time.Duration, add AddFunc) error {
 	if concurrency < 1 {
 		return fmt.Errorf("-concurrency must be at least 1, not %d", concurrency)
 	}

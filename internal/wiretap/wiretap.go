@@ -1,4 +1,7 @@
-package gobrpc
+// Package wiretap is one of the course's instruments, not a lesson: it prints
+// the bytes that cross a connection, so that every lesson can show its wire
+// protocol as it really is. Every stage uses the same Tap.
+package wiretap
 
 import (
 	"bytes"
@@ -13,7 +16,8 @@ import (
 )
 
 // Tap prints the bytes that cross a connection, exactly as they cross it.
-// The client's -trace flag puts a Tap on every connection it opens.
+// Every stage's client takes one through WithTap, and its -trace flag puts
+// one on every connection the client opens.
 //
 // Bytes that go the same way one after another are printed as one block,
 // however many reads or writes carried them, so a transcript does not depend
@@ -36,8 +40,8 @@ type Tap struct {
 	buf   []byte       // bytes seen in direction last, not printed yet
 }
 
-// NewTap returns a Tap that writes its transcript to w.
-func NewTap(w io.Writer) *Tap {
+// New returns a Tap that writes its transcript to w.
+func New(w io.Writer) *Tap {
 	return &Tap{w: w}
 }
 
