@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,20 +21,27 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second // to write an answer to a client that reads slowly
 	DefaultIdleTimeout    = 60 * time.Second // a kept-alive connection waiting for its next request
 	DefaultMaxHeaderBytes = 8 << 10          // request line and headers together
+	DefaultMaxConns       = 1024             // connections open at once
 )
 
 // Server is the server stub of add: it maps GET /add?a=1&b=2 (or GET /?a=1&b=2,
 // the article's form) to a call of add(1, 2) and writes the answer as JSON.
 //
 // The zero value is not ready to use; call NewServer. Change the limits
-// before calling Serve, and call Serve once.
+// before calling Serve, and call Serve once. Shutdown may be called at any
+// time, from any goroutine.
 type Server struct {
 	HeaderTimeout  time.Duration
 	WriteTimeout   time.Duration
 	IdleTimeout    time.Duration
 	MaxHeaderBytes int
+	// MaxConns caps the connections open at once; 0 means no cap. Past
+	// it the server accepts nothing until a connection closes: new ones
+	// wait in the kernel's accept queue.
+	MaxConns int
 
-	http *http.Server
+	http    *http.Server
+	running atomic.Int64 // calls whose handler has not returned
 
 	// beforeAnswer, when set, runs inside each call before its answer is
 	// written. Tests use it to hold a call in flight.
@@ -46,6 +55,7 @@ func NewServer() *Server {
 		WriteTimeout:   DefaultWriteTimeout,
 		IdleTimeout:    DefaultIdleTimeout,
 		MaxHeaderBytes: DefaultMaxHeaderBytes,
+		MaxConns:       DefaultMaxConns,
 		http:           &http.Server{},
 	}
 }
@@ -90,8 +100,15 @@ func add(a, b int) (int, error) {
 // is called, then returns nil. Each connection is served on its own
 // goroutine, so a slow client delays nobody but itself.
 func (s *Server) Serve(l net.Listener) error {
+	if s.MaxConns > 0 {
+		l = newLimitListener(l, s.MaxConns)
+	}
 	hs := s.http
-	hs.Handler = s
+	hs.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.running.Add(1)
+		defer s.running.Add(-1)
+		s.ServeHTTP(w, r)
+	})
 	hs.ReadHeaderTimeout = s.HeaderTimeout
 	hs.ReadTimeout = s.HeaderTimeout // a GET has no body: the whole request is its headers
 	hs.WriteTimeout = s.WriteTimeout
@@ -107,7 +124,80 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops accepting connections, closes idle ones, and waits for the
-// calls in flight to finish or for ctx to end, whichever comes first.
+// calls in flight to finish and their answers to be written. If ctx ends
+// first, it closes every connection at once, so that no client can hold it
+// longer: one that stops reading its answer would otherwise hold it for
+// the WriteTimeout. It returns ctx's error if a call was still running
+// then, and nil if all that was left was answers nobody was reading.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx)
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	s.http.Close()
+	if s.running.Load() > 0 {
+		return err
+	}
+	return nil
+}
+
+// limitListener accepts at most a fixed number of connections at once. When
+// all its slots are taken, Accept waits for a connection to close before
+// it takes another from the kernel, so new connections wait in the kernel's
+// accept queue (its length is the listen backlog, net.core.somaxconn on
+// Linux); once that is full, the kernel ignores new attempts and clients
+// retry or time out. It is the standard library's idea, written out:
+// golang.org/x/net/netutil has the same as LimitListener.
+type limitListener struct {
+	net.Listener
+	slots     chan struct{} // holds one value per open connection
+	closed    chan struct{} // closed by Close: Accept stops waiting for a slot
+	closeOnce sync.Once
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), closed: make(chan struct{})}
+}
+
+// Accept waits for a free slot, then for a connection.
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: conn, release: sync.OnceFunc(func() { <-l.slots })}, nil
+}
+
+// Close stops the listener, and wakes an Accept that waits for a slot.
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// limitedConn gives its slot back when it is closed, once however many
+// times it is closed.
+type limitedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
+// CloseWrite lets net/http close the sending half first, as it does on a
+// TCP connection before hanging up, so the client reads the last answer.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

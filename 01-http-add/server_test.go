@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,11 +96,13 @@ func TestBadValueKeepsServing(t *testing.T) {
 }
 
 // TestSlowClientBlocksNobody opens a connection that sends half a request and
-// then goes quiet. Other callers are answered at once, and the server hangs
-// up on the silent one when its header timeout runs out.
+// then goes quiet. Other callers are answered at once, long before the
+// server gives up on the silent one: a server that served one connection at
+// a time would reach them only after the header timeout, past their
+// deadline. Then the server hangs up on the silent one.
 func TestSlowClientBlocksNobody(t *testing.T) {
 	srv := NewServer()
-	srv.HeaderTimeout = 200 * time.Millisecond
+	srv.HeaderTimeout = 2 * time.Second
 	addr := serve(t, srv, rpctest.Listen(t))
 
 	silent, err := net.Dial("tcp", addr)
@@ -106,11 +111,13 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 	_, err = io.WriteString(silent, "GET /add?a=1&b=2 HTTP/1.1\r\nHost: te")
 	require.NoError(t, err)
 
+	ctx, cancel := context.WithTimeout(t.Context(), srv.HeaderTimeout/2)
+	defer cancel()
 	c := NewClient(addr)
 	defer c.Close()
 	for i := range 5 {
-		sum, err := c.Add(t.Context(), i, i)
-		require.NoError(t, err)
+		sum, err := c.Add(ctx, i, i)
+		require.NoError(t, err, "a call waited for the silent connection")
 		assert.Equal(t, 2*i, sum)
 	}
 
@@ -119,6 +126,63 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 	require.NoError(t, silent.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
 	_, err = io.ReadAll(silent)
 	assert.NoError(t, err, "the server should close the connection, not leave it to our deadline")
+}
+
+// dialRaw opens a connection to addr for hand-written requests, closed when
+// the test ends.
+func dialRaw(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn, bufio.NewReader(conn)
+}
+
+// readBody reads one answer from r and returns its body.
+func readBody(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	resp, err := http.ReadResponse(r, nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(body)
+}
+
+// TestMaxConns checks the cap on open connections. With MaxConns 2 and two
+// connections open, a third is not accepted: the kernel completes its
+// handshake and holds it in the accept queue, and its call waits. When one
+// of the two closes, the third is accepted and answered.
+func TestMaxConns(t *testing.T) {
+	srv := NewServer()
+	srv.MaxConns = 2
+	l := rpctest.Listen(t)
+	addr := serve(t, srv, l)
+
+	var open []net.Conn
+	for range 2 {
+		conn, r := dialRaw(t, addr)
+		_, err := io.WriteString(conn, "GET /add?a=1&b=2 HTTP/1.1\r\nHost: test\r\n\r\n")
+		require.NoError(t, err)
+		require.Equal(t, `{"result": 3}`, readBody(t, r))
+		open = append(open, conn)
+	}
+	require.Equal(t, 2, l.Accepted())
+
+	third, r := dialRaw(t, addr)
+	_, err := io.WriteString(third, "GET /add?a=2&b=2 HTTP/1.1\r\nHost: test\r\n\r\n")
+	require.NoError(t, err)
+	// A server without the cap answers in well under a millisecond; this
+	// wait is the check that ours does not, not a synchronisation.
+	require.NoError(t, third.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+	_, err = r.ReadByte()
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "a third connection was answered with MaxConns 2")
+	assert.Equal(t, 2, l.Accepted(), "a third connection was accepted with MaxConns 2")
+
+	require.NoError(t, open[0].Close())
+	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
+	assert.Equal(t, `{"result": 4}`, readBody(t, r), "the third connection, once a slot is free")
+	assert.Equal(t, 3, l.Accepted())
 }
 
 func TestHeaderTooLarge(t *testing.T) {
@@ -157,9 +221,111 @@ func TestIdleConnectionClosed(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "the server should close an idle connection")
 }
 
+// readWatch is a listener that counts the bytes its connections have read,
+// and closes done once they reach want.
+type readWatch struct {
+	net.Listener
+	read atomic.Int64
+	want int64
+	done chan struct{}
+}
+
+func (l *readWatch) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &readWatchConn{conn, l}, nil
+}
+
+type readWatchConn struct {
+	net.Conn
+	l *readWatch
+}
+
+func (c *readWatchConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.l.read.Add(int64(n)) == c.l.want && n > 0 {
+		close(c.l.done)
+	}
+	return n, err
+}
+
+// memInUse returns the bytes of heap and of goroutine stacks in use, after
+// a collection.
+func memInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
+}
+
+// TestConnectionCost measures what an open connection costs the server at
+// its most, in heap and in its goroutine's stack: each of many connections sends a request line and one header
+// just under MaxHeaderBytes, and never ends the headers. The lesson states
+// the bound this test keeps, and multiplies it by MaxConns.
+func TestConnectionCost(t *testing.T) {
+	const conns = 200
+	partial := "GET /add?a=1&b=2 HTTP/1.1\r\nX-Padding: " + strings.Repeat("x", DefaultMaxHeaderBytes-64)
+	l := &readWatch{Listener: rpctest.Listen(t), want: conns * int64(len(partial)), done: make(chan struct{})}
+	addr := serve(t, NewServer(), l)
+
+	before := memInUse()
+	for range conns {
+		conn, _ := dialRaw(t, addr)
+		_, err := io.WriteString(conn, partial)
+		require.NoError(t, err)
+	}
+	select {
+	case <-l.done: // the server has read every byte sent
+	case <-time.After(rpctest.Backstop):
+		t.Fatalf("the server read %d of %d bytes", l.read.Load(), l.want)
+	}
+	perConn := (memInUse() - before) / conns
+	t.Logf("each connection holds %d bytes of heap and stack", perConn)
+	assert.Less(t, perConn, int64(maxConnBytes), "per connection, with %d bytes of headers", len(partial))
+}
+
+// maxConnBytes is the most one connection may hold on the server, as the
+// lesson states it: net/http's read and write buffers (4 KiB each), the
+// headers read so far (at most MaxHeaderBytes, and the 4 KiB net/http
+// allows past it), the goroutine's stack and the connection's own state.
+const maxConnBytes = 48 << 10
+
+// writeWatch is a listener whose connections report, on wrote, each Write
+// that sent bytes: it shows when the server wrote an answer.
+type writeWatch struct {
+	net.Listener
+	wrote chan struct{}
+}
+
+func (l *writeWatch) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &writeWatchConn{conn, l.wrote}, nil
+}
+
+type writeWatchConn struct {
+	net.Conn
+	wrote chan struct{}
+}
+
+func (c *writeWatchConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		select {
+		case c.wrote <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
 // TestShutdownFinishesCallsInFlight holds a call inside the server, asks the
-// server to shut down, and checks that the call still gets its answer and
-// that Shutdown waited for it.
+// server to shut down, and checks that Shutdown waits: it does not return
+// while the call is held, and when it returns, the answer has been written.
 func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	srv := NewServer()
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -167,37 +333,37 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 		close(entered)
 		<-release
 	}
-	l := rpctest.Listen(t)
+	l := &writeWatch{Listener: rpctest.Listen(t), wrote: make(chan struct{}, 1)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
-	c := NewClient(l.Addr().String())
-	defer c.Close()
-	type result struct {
-		sum int
-		err error
-	}
-	answered := make(chan result, 1)
-	go func() {
-		sum, err := c.Add(context.Background(), 40, 2)
-		answered <- result{sum, err}
-	}()
+	conn, r := dialRaw(t, l.Addr().String())
+	_, err := io.WriteString(conn, "GET /add?a=40&b=2 HTTP/1.1\r\nHost: test\r\n\r\n")
+	require.NoError(t, err)
 	<-entered
 
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	require.NoError(t, <-served, "Serve returns as soon as Shutdown closes the listener")
+	// A Shutdown that does not wait returns within this window, while the
+	// call is held; the window is the check, not a synchronisation.
 	select {
 	case err := <-shutdown:
+		close(release)
 		t.Fatalf("Shutdown returned %v while a call was in flight", err)
-	case <-served: // Serve returns as soon as the listener closes
+	case <-time.After(50 * time.Millisecond):
 	}
 	close(release)
+	require.NoError(t, <-shutdown)
+	select {
+	case <-l.wrote:
+	default:
+		t.Fatal("Shutdown returned before the answer was written")
+	}
 
-	got := <-answered
-	require.NoError(t, got.err)
-	assert.Equal(t, 42, got.sum)
-	assert.NoError(t, <-shutdown)
-	_, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
+	assert.Equal(t, `{"result": 42}`, readBody(t, r))
+	_, err = net.Dial("tcp", l.Addr().String())
 	assert.Error(t, err, "a server that has shut down accepts no connection")
 }
 
