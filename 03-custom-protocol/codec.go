@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -50,7 +49,21 @@ const (
 
 // DefaultMaxMessageBytes is the largest message either side reads unless
 // told otherwise: a request, on the server; an answer, on the client.
-const DefaultMaxMessageBytes = 1 << 20
+// 128 KiB carries a call of 64 arguments of 2 KiB each, escaped, and the
+// benchmarks' 64 KiB echo, with room to spare.
+const DefaultMaxMessageBytes = 1 << 17
+
+// smallPayloadBytes is the largest payload a frameReader makes room for
+// at once, from the length alone. A longer one gets room as its bytes
+// arrive, so a header that claims a large payload and sends none of it
+// costs the reader this much, not the claim.
+const smallPayloadBytes = 4 << 10
+
+// keptBufferBytes is the largest buffer a reader or a form keeps from one
+// message to the next. A larger one is dropped once its message is done,
+// so that a connection that sent one large message and went quiet holds
+// small buffers only.
+const keptBufferBytes = 64 << 10
 
 // maxArgs bounds how many arguments a call may give, so that a message of
 // commas cannot make the server allocate many times the message's size.
@@ -134,13 +147,33 @@ func (l *legacyForm) parse(msg []byte) (string, []any, error) {
 // "error:" and the reason.
 func (l *legacyForm) appendAnswer(buf []byte, res any, callErr error) []byte {
 	if callErr == nil {
+		callErr = checkText(res)
+	}
+	if callErr == nil {
 		_, text, err := valueText(res)
 		if err == nil {
 			return append(append(buf, "data:"...), text...)
 		}
 		callErr = err
 	}
-	return append(append(buf, "error:"...), callErr.Error()...)
+	return append(append(buf, "error:"...), reason(callErr)...)
+}
+
+// checkText refuses a str result that is not UTF-8: the protocol promises
+// text, and the str a method returns may hold any bytes. (Our own client
+// sends such a str as it is, for the server to refuse.)
+func checkText(res any) error {
+	if s, ok := res.(string); ok && !utf8.ValidString(s) {
+		return fmt.Errorf("%s cannot be sent: a str is text, and this is not valid UTF-8", quoteShort(s))
+	}
+	return nil
+}
+
+// reason is the text of a refusal. An answer is text in both forms, and a
+// method's error may hold any bytes, so bytes that are not UTF-8 become
+// U+FFFD.
+func reason(err error) string {
+	return strings.ToValidUTF8(err.Error(), "\uFFFD")
 }
 
 // framedForm is our form: framed, escaped, and typed both ways.
@@ -164,13 +197,20 @@ func (f *framedForm) parse(msg []byte) (string, []any, error) {
 func (f *framedForm) appendAnswer(buf []byte, res any, callErr error) []byte {
 	p := f.payload[:0]
 	if callErr == nil {
+		callErr = checkText(res)
+	}
+	if callErr == nil {
 		p, callErr = appendValue(append(p, "data:"...), res)
 	}
 	if callErr != nil {
-		p = appendEscaped(append(p[:0], "error:"...), callErr.Error())
+		p = appendEscaped(append(p[:0], "error:"...), reason(callErr))
 	}
+	buf = appendFrame(buf, p)
 	f.payload = p
-	return appendFrame(buf, p)
+	if cap(p) > keptBufferBytes {
+		f.payload = nil // a large answer: do not keep its room for the next
+	}
+	return buf
 }
 
 // frameReader cuts a byte stream into the payloads of frames. It does not
@@ -178,11 +218,12 @@ func (f *framedForm) appendAnswer(buf []byte, res any, callErr error) []byte {
 // frames in one read, or one byte at a time.
 //
 // It reads a frame's length first, and refuses a frame longer than max
-// before it reads, or allocates room for, any of the payload.
+// before it reads any of the payload. It never trusts the length for
+// memory: room for the payload grows as the payload arrives.
 type frameReader struct {
 	r   *bufio.Reader
 	max int    // the largest payload, in bytes
-	buf []byte // the payload being read; reused from frame to frame
+	buf []byte // the payload being read; reused from frame to frame while small
 }
 
 // newFrameReader returns a frameReader of r, which it buffers unless r is a
@@ -195,15 +236,14 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 // call. At the end of the stream between frames it returns io.EOF; in the
 // middle of one, io.ErrUnexpectedEOF. Any error it returns is final.
 func (f *frameReader) next() ([]byte, error) {
+	if cap(f.buf) > keptBufferBytes {
+		f.buf = nil // the last frame was large; the caller is done with it
+	}
 	n, err := f.length()
 	if err != nil {
 		return nil, err
 	}
-	if cap(f.buf) < n {
-		f.buf = make([]byte, n)
-	}
-	f.buf = f.buf[:n]
-	if _, err := io.ReadFull(f.r, f.buf); err != nil {
+	if f.buf, err = readPayload(f.r, f.buf[:0], n); err != nil {
 		return nil, unexpectedEOF(err)
 	}
 	end, err := f.r.ReadByte()
@@ -214,6 +254,27 @@ func (f *frameReader) next() ([]byte, error) {
 		return nil, fmt.Errorf("%w: the %d bytes a frame announced are followed by %s, not a newline", errMalformed, n, quoteByte(end))
 	}
 	return f.buf, nil
+}
+
+// readPayload appends the next n bytes of r to buf. It makes room for
+// them as they arrive, not from n: when buf is full it doubles it, up to
+// n, and fills the new room before it grows again. So buf is at most
+// twice the bytes that have arrived, or smallPayloadBytes, or n, whichever
+// is largest of the first two and no more than the last. This is what the
+// standard library's internal saferio.ReadData does for file formats
+// whose headers claim sizes.
+func readPayload(r io.Reader, buf []byte, n int) ([]byte, error) {
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = grow(buf, min(max(2*cap(buf), smallPayloadBytes), n)-len(buf))
+		}
+		m, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // length reads a frame's header, the payload's length in decimal and a
@@ -259,10 +320,24 @@ func unexpectedEOF(err error) error {
 // appendFrame appends payload as one frame: its length, a space, the
 // payload and a newline.
 func appendFrame(buf, payload []byte) []byte {
+	buf = grow(buf, len(payload)+22) // 20 digits at most, a space, a newline
 	buf = strconv.AppendInt(buf, int64(len(payload)), 10)
 	buf = append(buf, ' ')
 	buf = append(buf, payload...)
 	return append(buf, '\n')
+}
+
+// grow makes room in buf for n more bytes, with one allocation of the size
+// needed when there is not. (slices.Grow makes its room with a temporary
+// slice of n bytes when built with -race, which doubles what the tests of
+// a request's cost measure.)
+func grow(buf []byte, n int) []byte {
+	if cap(buf)-len(buf) >= n {
+		return buf
+	}
+	room := make([]byte, len(buf), len(buf)+n)
+	copy(room, buf)
+	return room
 }
 
 // parseCall reads a call, func:NAME or func:NAME@params:T-V,T-V,..., into
@@ -338,7 +413,7 @@ func typedValue(code byte, s string) (any, error) {
 		}
 		return n, nil
 	case typeFloat:
-		if !floatRE.MatchString(s) {
+		if !isFloatText(s) {
 			return nil, fmt.Errorf("%s is not a float", quoteShort(s))
 		}
 		f, err := strconv.ParseFloat(s, 64)
@@ -350,10 +425,44 @@ func typedValue(code byte, s string) (any, error) {
 	return s, nil
 }
 
-// floatRE is what a float may look like on the wire: decimal digits, a
-// point, an exponent. It is stricter than strconv.ParseFloat, which would
-// also take "inf", "0x1p-2" and "1_000".
-var floatRE = regexp.MustCompile(`^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$`)
+// isFloatText reports whether s looks as a float may on the wire: a sign,
+// decimal digits with or without a point, and an exponent, as the regular
+// expression ^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$ says. It is stricter
+// than strconv.ParseFloat, which would also take "inf", "0x1p-2" and
+// "1_000"; and, unlike a regexp, it allocates nothing.
+func isFloatText(s string) bool {
+	digitsFrom := func(i int) int {
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	end := digitsFrom(i)
+	digits := end - i
+	if i = end; i < len(s) && s[i] == '.' {
+		end = digitsFrom(i + 1)
+		digits += end - i - 1
+		i = end
+	}
+	if digits == 0 {
+		return false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if end = digitsFrom(i); end == i {
+			return false
+		}
+		i = end
+	}
+	return i == len(s)
+}
 
 // text returns raw as a string, unescaped in the framed form, and checks
 // that it is valid UTF-8: a str is text, in Go as in Python.
@@ -377,8 +486,17 @@ func needsEscape(b byte) bool {
 }
 
 // appendEscaped appends s with every byte that needs it escaped as %XX.
+// It makes room for the result once, so that a long value costs its
+// escaped size and not the doublings of append on the way there.
 func appendEscaped(buf []byte, s string) []byte {
 	const hexDigits = "0123456789ABCDEF"
+	escapes := 0
+	for i := 0; i < len(s); i++ {
+		if needsEscape(s[i]) {
+			escapes++
+		}
+	}
+	buf = grow(buf, len(s)+2*escapes)
 	start := 0
 	for i := 0; i < len(s); i++ {
 		if b := s[i]; needsEscape(b) {

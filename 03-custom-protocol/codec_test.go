@@ -2,12 +2,18 @@ package customproto
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -99,6 +105,99 @@ func TestFrameReaderLimit(t *testing.T) {
 	msgs, err := readAll(strings.NewReader("1000 "+exact+"\n"), max)
 	assert.ErrorIs(t, err, io.EOF)
 	assert.Equal(t, []string{exact}, msgs, "a frame of exactly the limit is allowed")
+}
+
+// heapInUse returns the bytes of heap in use after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+// TestFrameReaderRoomGrowsWithData is issue 7's first attack on the frame
+// reader: many connections each send a header that claims the largest
+// frame allowed, one byte of it, and then nothing. A reader that made room
+// for the whole claim at once would hold 128 KiB for each; ours holds
+// room for what has arrived.
+func TestFrameReaderRoomGrowsWithData(t *testing.T) {
+	const readers = 200
+	claim := fmt.Sprintf("%d ", DefaultMaxMessageBytes)
+	before := heapInUse()
+	var wg sync.WaitGroup
+	writers := make([]*io.PipeWriter, readers)
+	for i := range writers {
+		pr, pw := io.Pipe()
+		writers[i] = pw
+		frames := newFrameReader(pr, DefaultMaxMessageBytes)
+		wg.Go(func() {
+			_, err := frames.next()
+			assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+		})
+		// The header and a first byte of payload, then a second byte: a
+		// pipe's Write returns once the reader has taken the bytes, so
+		// after the second the reader is inside the payload, holding
+		// whatever room it made for it.
+		_, err := io.WriteString(pw, claim+"x")
+		require.NoError(t, err)
+		_, err = io.WriteString(pw, "y")
+		require.NoError(t, err)
+	}
+	perReader := (heapInUse() - before) / readers
+	for _, pw := range writers {
+		pw.Close()
+	}
+	wg.Wait()
+	// Each reader has a 4 KiB bufio.Reader and 4 KiB of room for the
+	// payload; the pipe and the goroutine's bookkeeping add a little.
+	assert.Less(t, perReader, int64(24<<10), "each reader holds %d bytes for 2 bytes of payload", perReader)
+}
+
+// TestFrameReaderDropsLargeBuffer checks that a reader keeps the room of a
+// small frame for the next, and drops that of a large one before it waits
+// for the next header: a connection that sent one large call and went
+// quiet holds small buffers only.
+func TestFrameReaderDropsLargeBuffer(t *testing.T) {
+	large := strings.Repeat("x", 100<<10)
+	pr, pw := io.Pipe()
+	frames := newFrameReader(pr, DefaultMaxMessageBytes)
+	go func() {
+		_, _ = pw.Write(appendFrame(nil, []byte(large)))
+		_, _ = pw.Write([]byte("1")) // the next header's first byte, then silence
+	}()
+	msg, err := frames.next()
+	require.NoError(t, err)
+	require.Equal(t, large, string(msg))
+
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := frames.next()
+		waiting <- err
+	}()
+	// The pipe's Write of "1" returns when the reader has taken it: by
+	// then the reader is inside the header, past the point of dropping.
+	_, err = pw.Write([]byte("2"))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, cap(frames.buf), keptBufferBytes, "a reader waiting for its next frame keeps the room of a large one")
+	pw.Close()
+	assert.ErrorIs(t, <-waiting, io.ErrUnexpectedEOF)
+
+	small := strings.Repeat("y", 1000)
+	var stream bytes.Buffer
+	stream.Write(appendFrame(nil, []byte(small)))
+	stream.Write(appendFrame(nil, []byte(small)))
+	frames = newFrameReader(&stream, DefaultMaxMessageBytes)
+	first, err := frames.next()
+	require.NoError(t, err)
+	second, err := frames.next()
+	require.NoError(t, err)
+	assert.Same(t, &first[0], &second[0], "a small frame's room is reused")
+
+	answers := &framedForm{}
+	answers.appendAnswer(nil, large, nil)
+	assert.Zero(t, cap(answers.payload), "the room of a large answer is kept")
+	answers.appendAnswer(nil, small, nil)
+	assert.NotZero(t, cap(answers.payload), "the room of a small answer is dropped")
 }
 
 // TestFrameReaderLarge reads two 200 KB frames, far larger than the
@@ -258,6 +357,83 @@ func TestParseCall(t *testing.T) {
 	}
 }
 
+// allocated returns the bytes f allocates on the heap.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// maxAllocated is the most the server may allocate to read, call and
+// answer a request of n bytes: a few times its size, and a small constant.
+// The largest request then costs about half a MiB, and a request cannot
+// be shaped to cost many times its size, as issue 7's million empty
+// arguments did in stage 04 (160 times).
+func maxAllocated(n int) uint64 {
+	return 4*uint64(n) + 8<<10
+}
+
+// TestRequestCost sends the demo server's request handling the largest
+// requests allowed, shaped to cost the most: many arguments, long values,
+// escapes, a long name. None may cost more than maxAllocated. The count of
+// arguments is checked before any argument is built: a request of ten
+// thousand ints is refused for its count, at the cost of counting commas.
+func TestRequestCost(t *testing.T) {
+	n := DefaultMaxMessageBytes
+	long := func(prefix, unit string, sep string) string {
+		return prefix + strings.Repeat(unit+sep, (n-len(prefix))/len(unit+sep))
+	}
+	tests := []struct {
+		name string
+		msg  string
+		max  uint64 // what it may allocate, if less than maxAllocated
+	}{
+		{"many ints", long("func:sum@params:", "1-1000", ","), 8 << 10},
+		{"many empty strs", long("func:sum@params:", "3-", ","), 8 << 10},
+		{"only commas", long("func:sum@params:", "", ","), 8 << 10},
+		{"64 long strs", "func:echo@params:" + strings.Repeat("3-"+strings.Repeat("x", n/64-20)+",", 63) + "3-x", 0},
+		{"64 long floats", "func:sum@params:" + strings.Repeat("2-"+strings.Repeat("1", n/64-20)+",", 63) + "2-1", 0},
+		{"one str of escapes", long("func:echo@params:3-", "%41", ""), 0},
+		{"one str of escaped commas", long("func:echo@params:3-", "%2C", ""), 0},
+		{"a long name", long("func:", "a", ""), 0},
+	}
+	srv := NewDemoServer()
+	for _, tt := range tests {
+		for _, fm := range []form{&legacyForm{}, &framedForm{}} {
+			t.Run(fmt.Sprintf("%s/%T", tt.name, fm), func(t *testing.T) {
+				msg := []byte(tt.msg)
+				require.LessOrEqual(t, len(msg), n)
+				bound := maxAllocated(len(msg))
+				if tt.max != 0 {
+					bound = tt.max
+				}
+				var answer []byte
+				cost := allocated(func() {
+					res, err := srv.handle(fm, msg)
+					answer = fm.appendAnswer(nil, res, err)
+				})
+				t.Logf("%d bytes: %d allocated (%.1f a byte)", len(msg), cost, float64(cost)/float64(len(msg)))
+				assert.LessOrEqual(t, cost, bound, "a %d-byte request cost %d bytes (%.1f a byte); answer %q",
+					len(msg), cost, float64(cost)/float64(len(msg)), quoteShort(string(answer)))
+			})
+		}
+	}
+}
+
+// TestIsFloatText checks the float syntax against the regular expression
+// it stands for.
+func TestIsFloatText(t *testing.T) {
+	floatRE := regexp.MustCompile(`^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$`)
+	for _, s := range []string{
+		"1", "1.", ".5", "1.5", "-1.5", "+1.5", "1e5", "1E-5", "1.5e+10", ".5e1", "1.e2", "007",
+		"", ".", "-", "+", "e5", ".e5", "1e", "1e+", "1.5.5", "1e5e5", "inf", "nan", "0x1p3", "1_000", " 1", "1 ", "--1", "1e5.5",
+	} {
+		assert.Equal(t, floatRE.MatchString(s), isFloatText(s), "%q", s)
+	}
+}
+
 func TestEncodeRequest(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -327,9 +503,16 @@ func TestAnswers(t *testing.T) {
 			"71 error:a uint cannot be sent: the wire carries int%2C float64 and string\n"},
 		{math.Inf(1), nil, "error:+Inf cannot be sent: the wire carries finite floats only",
 			"62 error:+Inf cannot be sent: the wire carries finite floats only\n"},
+		// An answer is text: a str that is not UTF-8 is not sent, and
+		// bytes that are not UTF-8 in a reason become U+FFFD.
+		{"\xff", nil, `error:"\xff" cannot be sent: a str is text, and this is not valid UTF-8`,
+			"73 error:\"\\xff\" cannot be sent: a str is text%2C and this is not valid UTF-8\n"},
+		{nil, errors.New("bad \xff byte"), "error:bad \uFFFD byte", "18 error:bad \uFFFD byte\n"},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.legacy, string((&legacyForm{}).appendAnswer(nil, tt.res, tt.callErr)))
+		legacy := (&legacyForm{}).appendAnswer(nil, tt.res, tt.callErr)
+		assert.Equal(t, tt.legacy, string(legacy))
+		assert.True(t, utf8.Valid(legacy), "%q is not text", legacy)
 		assert.Equal(t, tt.framed, string((&framedForm{}).appendAnswer(nil, tt.res, tt.callErr)))
 
 		// What the server writes, the client reads back.

@@ -9,25 +9,35 @@ import (
 	"unicode/utf8"
 )
 
-// FuzzFrameReader feeds the frame reader arbitrary streams. It must never
-// panic, return a payload past its limit, or allocate room for one; and
-// every payload it returns, framed again, must be exactly the next piece of
-// the stream: what it reads is what appendFrame writes, and nothing else.
+// FuzzFrameReader feeds the frame reader arbitrary streams, with a small
+// limit or the default one. It must never panic, return a payload past its
+// limit, or make room past the limit or past twice the stream's size (or
+// smallPayloadBytes): room grows with the bytes that arrive, not with the
+// length a header claims. And every payload it returns, framed again, must
+// be exactly the next piece of the stream: what it reads is what
+// appendFrame writes, and nothing else.
 func FuzzFrameReader(f *testing.F) {
 	for _, seed := range []string{
 		"23 func:sum@params:1-1,1-2\n", "8 data:1-3\n10 data:2-3.1\n", "0 \n", "5 a\nb\nc\n",
-		"99999999999999999999 x", "257 x", "08 data:1-3\n", "8 data:1-3", "func:get_time", "7 data:1-3\n", "",
+		"99999999999999999999 x", "257 x", "131072 x", "131073 x", "08 data:1-3\n", "8 data:1-3", "func:get_time",
+		"7 data:1-3\n", "",
 	} {
-		f.Add([]byte(seed))
+		f.Add([]byte(seed), true)
+		f.Add([]byte(seed), false)
 	}
-	const max = 256
-	f.Fuzz(func(t *testing.T, stream []byte) {
+	f.Fuzz(func(t *testing.T, stream []byte, small bool) {
+		max := DefaultMaxMessageBytes
+		if small {
+			max = 256
+		}
+		room := min(max, 2*len(stream)+smallPayloadBytes)
 		r := newFrameReader(bytes.NewReader(stream), max)
 		rest := stream
 		for {
 			msg, err := r.next()
-			if cap(r.buf) > max {
-				t.Fatalf("allocated %d bytes with a limit of %d", cap(r.buf), max)
+			if len(msg) > max || cap(r.buf) > room {
+				t.Fatalf("a payload of %d bytes, room for %d, from a stream of %d bytes with a limit of %d",
+					len(msg), cap(r.buf), len(stream), max)
 			}
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) &&
@@ -59,7 +69,14 @@ func FuzzParseCall(f *testing.F) {
 		f.Add([]byte(seed), false)
 	}
 	f.Fuzz(func(t *testing.T, msg []byte, escaped bool) {
-		name, args, err := parseCall(msg, escaped)
+		var (
+			name string
+			args []any
+			err  error
+		)
+		if cost := allocated(func() { name, args, err = parseCall(msg, escaped) }); cost > maxAllocated(len(msg)) {
+			t.Fatalf("parsing %d bytes allocated %d", len(msg), cost)
+		}
 		if err != nil {
 			return
 		}
@@ -124,6 +141,9 @@ func FuzzDecodeAnswer(f *testing.F) {
 		if err != nil && res != nil {
 			t.Fatalf("both a result %v and an error %v", res, err)
 		}
+		if s, ok := res.(string); (ok && !utf8.ValidString(s)) || (serverErr != nil && !utf8.ValidString(serverErr.Message)) {
+			t.Fatalf("%q decoded to text that is not UTF-8: %q, %v", msg, res, err)
+		}
 		again := (&framedForm{}).appendAnswer(nil, res, callErr)
 		payload, readErr := newFrameReader(bytes.NewReader(again), len(again)).next()
 		if readErr != nil {
@@ -138,12 +158,14 @@ func FuzzDecodeAnswer(f *testing.F) {
 
 // FuzzHandle feeds the demo server's request handling arbitrary requests,
 // in both forms: parsing, looking up the function, checking the arguments,
-// calling. Nothing may panic, and every request gets an answer that is data
-// or an error, never both, which the client can read.
+// calling. Nothing may panic; handling and answering may allocate no more
+// than maxAllocated; and every request gets an answer that is data or an
+// error, never both, that is text (UTF-8) and that the client can read.
 func FuzzHandle(f *testing.F) {
 	for _, seed := range []string{
 		"func:sum@params:1-1,1-2", "func:sum@params:2-1e308,2-1e308", "func:add@params:1-9223372036854775807,1-1",
 		"func:get_time", "func:echo@params:3-x", "func:echo@params:1-1", "func:nosuch", "func:sum@params:3-a,3-b",
+		"func:echo@params:3-%FF", "func:%FF", "func:echo@params:3-\xff", "func:sum@params:1-1000,1-1000,1-1000",
 	} {
 		f.Add([]byte(seed), true)
 		f.Add([]byte(seed), false)
@@ -154,11 +176,24 @@ func FuzzHandle(f *testing.F) {
 		if framed {
 			fm = &framedForm{}
 		}
-		res, err := srv.handle(fm, msg)
+		var (
+			res    any
+			err    error
+			answer []byte
+		)
+		cost := allocated(func() {
+			res, err = srv.handle(fm, msg)
+			answer = fm.appendAnswer(nil, res, err)
+		})
+		if cost > maxAllocated(len(msg)) {
+			t.Fatalf("handling %d bytes allocated %d", len(msg), cost)
+		}
 		if err != nil && res != nil {
 			t.Fatalf("both a result %v and an error %v", res, err)
 		}
-		answer := fm.appendAnswer(nil, res, err)
+		if !utf8.Valid(answer) {
+			t.Fatalf("the answer %q is not text", answer)
+		}
 		if !framed {
 			if !bytes.HasPrefix(answer, []byte("data:")) && !bytes.HasPrefix(answer, []byte("error:")) {
 				t.Fatalf("answer %q", answer)

@@ -195,10 +195,10 @@ func (s *Server) handle(f form, msg []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	fn, ok := s.funcs[name]
+	fn, ok := s.funcs.lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("no function %s; there are: %s", quoteShort(name),
-			strings.Join(slices.Sorted(maps.Keys(s.funcs)), ", "))
+			strings.Join(slices.Sorted(maps.Keys(s.funcs.table())), ", "))
 	}
 	res, err := fn.call(args)
 	if err != nil {
