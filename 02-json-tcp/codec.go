@@ -9,6 +9,8 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // The wire, as a person reading the traffic sees it. A call is one JSON
@@ -47,6 +49,18 @@ const DefaultMaxMessageBytes = 1 << 20
 // maxDepth bounds how deeply a message's arrays and objects may nest.
 const maxDepth = 64
 
+// maxValues bounds how many values one message may hold: every element of
+// an array and every member of an object counts one, at any depth. The
+// frame reader refuses a message that passes it while the message is still
+// arriving, before encoding/json builds anything, and the connection is
+// closed. A value is cheap to send and dear to decode: an empty {} is two
+// bytes on the wire and a map in memory, and a 1 MiB message of them once
+// cost the server 145 MiB. Binding and decoding a value costs the server at
+// most about 0.75 KiB, so this cap holds a message's decoding to about
+// 200 KiB, whatever its size. The lesson's functions take at most three
+// arguments, and stage 03 allows 64.
+const maxValues = 256
+
 // errTooLarge and errMalformed end a connection: after them the reader
 // cannot tell where the next message starts.
 var (
@@ -76,7 +90,15 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 // next returns the next message. The slice is valid until the next call.
 // At the end of the stream between messages it returns io.EOF; in the
 // middle of one, io.ErrUnexpectedEOF. Any error it returns is final.
+//
+// The message buffer grows as bytes arrive, never past max, and a buffer
+// that grew past maxKeptBuffer is dropped once its message is done with: a
+// reader between messages holds only the bufio.Reader's 4 KiB and a small
+// buffer, whatever it read before.
 func (f *frameReader) next() ([]byte, error) {
+	if cap(f.buf) > maxKeptBuffer {
+		f.buf = nil
+	}
 	f.buf = f.buf[:0]
 	var s scanner
 	for {
@@ -86,6 +108,16 @@ func (f *frameReader) next() ([]byte, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
+		}
+		if !s.started {
+			// White space between messages belongs to neither: the newline
+			// that ended the last one must not count against this one's
+			// limit.
+			space := len(window) - len(bytes.TrimLeft(window, " \t\r\n"))
+			_, _ = f.r.Discard(space) // cannot fail: the bytes are buffered
+			if window = window[space:]; len(window) == 0 {
+				continue
+			}
 		}
 		end, err := s.scan(window)
 		n := len(window)
@@ -98,30 +130,48 @@ func (f *frameReader) next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		f.grow(n)
 		f.buf = append(f.buf, window[:n]...)
 		_, _ = f.r.Discard(n) // cannot fail: the bytes are buffered
 		if end >= 0 {
-			return bytes.TrimLeft(f.buf, " \t\r\n"), nil
+			return f.buf, nil
 		}
 	}
 }
 
+// grow makes room in f.buf for n more bytes. It doubles, as append does,
+// but never past f.max, so a message of max bytes costs max bytes, not
+// whatever append would round up to.
+func (f *frameReader) grow(n int) {
+	need := len(f.buf) + n
+	if need <= cap(f.buf) {
+		return
+	}
+	grown := make([]byte, len(f.buf), min(max(need, 2*cap(f.buf), 512), f.max))
+	copy(grown, f.buf)
+	f.buf = grown
+}
+
 // scanner follows a JSON object's brackets and strings, a window of bytes
-// at a time.
+// at a time, and counts its values.
 type scanner struct {
 	started  bool   // the opening brace has been seen
 	closers  []byte // the bracket each open '{' or '[' awaits, innermost last
 	inString bool
 	escaped  bool // the byte before was a backslash inside a string
+	opened   bool // the last bracket opened a container, and nothing followed it yet
+	values   int  // the elements of arrays and members of objects seen so far
 }
 
 // scan reads p and returns the index just past the end of the message, or
 // -1 if the message goes on past p.
 func (s *scanner) scan(p []byte) (int, error) {
 	for i := 0; i < len(p); i++ {
-		switch b := p[i]; {
+		b := p[i]
+		switch {
 		case s.escaped:
 			s.escaped = false
+			continue
 		case s.inString:
 			// Strings are where the bytes are: jump to the next quote or
 			// backslash, with IndexByte, which is fast on long runs.
@@ -140,22 +190,41 @@ func (s *scanner) scan(p []byte) (int, error) {
 			}
 			i += quote
 			s.inString = false
+			continue
 		case !s.started:
 			switch b {
 			case ' ', '\t', '\r', '\n':
 			case '{':
 				s.started = true
 				s.closers = append(s.closers, '}')
+				s.opened = true
 			default:
 				return -1, fmt.Errorf("%w: a message is a JSON object and starts with '{', not %s", errMalformed, strconv.QuoteRune(rune(b)))
 			}
-		case b == '"':
+			continue
+		case b == ' ', b == '\t', b == '\r', b == '\n':
+			continue
+		}
+		// A container's first element starts at the first byte after its
+		// opening bracket that is not space and does not close it; each
+		// further element starts after a comma.
+		if s.opened && b != '}' && b != ']' || b == ',' {
+			s.values++
+			if s.values > maxValues {
+				return -1, fmt.Errorf("%w: more than %d values", errTooLarge, maxValues)
+			}
+		}
+		s.opened = false
+		switch b {
+		case '"':
 			s.inString = true
-		case b == '{':
+		case '{':
 			s.closers = append(s.closers, '}')
-		case b == '[':
+			s.opened = true
+		case '[':
 			s.closers = append(s.closers, ']')
-		case b == '}' || b == ']':
+			s.opened = true
+		case '}', ']':
 			if want := s.closers[len(s.closers)-1]; b != want {
 				return -1, fmt.Errorf("%w: %q where %q was due", errMalformed, b, want)
 			}
@@ -192,10 +261,19 @@ func encodeRequest(buf *bytes.Buffer, method string, args []any, kwargs map[stri
 // decodeRequest parses one message as a call. Its errors are answered to
 // the caller; the stream goes on.
 func decodeRequest(msg []byte) (*request, error) {
+	if !utf8.Valid(msg) {
+		// encoding/json would turn the bad bytes into U+FFFD in a string,
+		// and pass them through in a json.RawMessage: echo's answer would
+		// not be JSON at all.
+		return nil, errors.New("request is not a call: it is not valid UTF-8")
+	}
 	var req request
 	err := json.Unmarshal(msg, &req)
 	if err == nil {
 		err = checkFields(msg, "method_name", "method_args", "method_kwargs")
+	}
+	if err == nil {
+		err = checkSurrogates(msg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("request is not a call: %v", err)
@@ -245,6 +323,45 @@ func checkFields(msg []byte, known ...string) error {
 	return nil
 }
 
+// checkSurrogates refuses a \u escape of half a UTF-16 surrogate pair
+// ("\ud800" alone). Python writes one for a string it cannot encode;
+// encoding/json turns it into U+FFFD, and the call would go ahead on text
+// the caller did not send.
+//
+// msg must be valid JSON, so every backslash starts an escape, and the
+// walk only has to step over each one.
+func checkSurrogates(msg []byte) error {
+	for i := 0; ; {
+		j := bytes.IndexByte(msg[i:], '\\')
+		if j < 0 {
+			return nil
+		}
+		i += j
+		if msg[i+1] != 'u' {
+			i += 2 // \n, \", \\ and the like
+			continue
+		}
+		r := hexRune(msg[i+2 : i+6])
+		i += 6
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		if r < 0xdc00 && i+6 <= len(msg) && msg[i] == '\\' && msg[i+1] == 'u' {
+			if low := hexRune(msg[i+2 : i+6]); low >= 0xdc00 && low <= 0xdfff {
+				i += 6 // a high and a low half: one character
+				continue
+			}
+		}
+		return fmt.Errorf("%s is half of a UTF-16 surrogate pair, not a character", msg[i-6:i])
+	}
+}
+
+// hexRune decodes the four hex digits of a \u escape.
+func hexRune(hex []byte) rune {
+	n, _ := strconv.ParseUint(string(hex), 16, 16) // valid JSON: four hex digits
+	return rune(n)
+}
+
 // stringEnd returns the index of the quote that ends the JSON string that
 // starts at msg[start].
 func stringEnd(msg []byte, start int) int {
@@ -271,24 +388,49 @@ func unmarshalStrict(data []byte, v any) error {
 	return dec.Decode(v)
 }
 
-// writeResponse writes the answer to a call, followed by a newline.
+// writeResponse writes the answer to a call, followed by a newline. A
+// result that cannot be sent (it does not encode, its MarshalJSON panics,
+// or it is not valid UTF-8) is answered with an error instead.
 func writeResponse(buf *bytes.Buffer, res any, callErr error) {
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false) // keep < > & as they are: this is not going into HTML
 	start := buf.Len()
 	if callErr == nil {
 		buf.WriteString(`{"res":`)
-		if err := enc.Encode(res); err != nil {
+		if err := encodeResult(buf, res); err != nil {
 			buf.Truncate(start)
 			callErr = fmt.Errorf("the result cannot be sent as JSON: %v", err)
 		}
 	}
 	if callErr != nil {
 		buf.WriteString(`{"res":null,"error":`)
-		_ = enc.Encode(callErr.Error()) // a string always encodes
+		enc := json.NewEncoder(buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(callErr.Error()) // a string always encodes, as valid UTF-8
 	}
 	buf.Truncate(buf.Len() - 1) // the newline Encode wrote after the value
 	buf.WriteString("}\n")
+}
+
+// encodeResult appends res as JSON and a newline. A panic in a MarshalJSON
+// method is the function's fault, not the server's: it comes back as an
+// error.
+func encodeResult(buf *bytes.Buffer, res any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panicked: %v", p)
+		}
+	}()
+	start := buf.Len()
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false) // keep < > & as they are: this is not going into HTML
+	if err := enc.Encode(res); err != nil {
+		return err
+	}
+	// encoding/json passes the bytes of a json.RawMessage, or of what a
+	// MarshalJSON method returns, through as they are.
+	if !utf8.Valid(buf.Bytes()[start:]) {
+		return errors.New("it is not valid UTF-8")
+	}
+	return nil
 }
 
 // decodeResponse parses an answer into the result's JSON, or an error.

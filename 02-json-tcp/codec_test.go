@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -114,6 +115,177 @@ func TestFrameReaderLarge(t *testing.T) {
 	}
 }
 
+// TestFrameReaderSpaceBetweenMessages checks that the newline ending one
+// message does not count against the next one's limit: a call of exactly
+// the limit goes through every time, not only the first.
+func TestFrameReaderSpaceBetweenMessages(t *testing.T) {
+	const max = 200
+	exact := `{"s":"` + strings.Repeat("x", max-8) + `"}`
+	require.Len(t, exact, max)
+	msgs, err := readAll(strings.NewReader(exact+"\n"+exact+"\r\n \t"+exact+"\n"), max)
+	assert.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, []string{exact, exact, exact}, msgs)
+}
+
+// TestFrameReaderCountsValues checks how the frame reader counts a
+// message's values against maxValues: each element of an array and each
+// member of an object, at any depth, and nothing inside strings.
+func TestFrameReaderCountsValues(t *testing.T) {
+	list := func(elem string, n int) string {
+		return strings.TrimSuffix(strings.Repeat(elem+",", n), ",")
+	}
+	tests := []struct {
+		name  string
+		msg   string
+		fails bool
+	}{
+		{"a call of the article", `{"method_name": "add", "method_args": [1, 2], "method_kwargs": {"c": 3}}`, false},
+		{"empty containers count only as elements", `{"a":[` + list("[]", maxValues-1) + `]}`, false},
+		{"exactly the cap, flat", `{"a":[` + list("1", maxValues-1) + `]}`, false},
+		{"one over, flat", `{"a":[` + list("1", maxValues) + `]}`, true},
+		{"one over, spread over nested arrays", `{"a":[[` + list("1", maxValues/2) + `],[` + list("1", maxValues/2-1) + `]]}`, true},
+		{"one over, as object members", `{` + list(`"k":{}`, maxValues+1) + `}`, true},
+		{"commas and brackets in strings do not count", `{"s":"` + strings.Repeat(`,[{`, 4*maxValues) + `"}`, false},
+		{"space after an opening bracket", `{ "a" : [ ` + list(" 1 ", maxValues-1) + ` ] }`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs, err := readAll(iotest.HalfReader(strings.NewReader(tt.msg)), 1<<20)
+			if tt.fails {
+				assert.ErrorIs(t, err, errTooLarge)
+				assert.ErrorContains(t, err, "more than 256 values")
+				assert.Empty(t, msgs)
+				return
+			}
+			assert.ErrorIs(t, err, io.EOF)
+			assert.Equal(t, []string{tt.msg}, msgs)
+		})
+	}
+}
+
+// allocated returns how many bytes fn allocated, garbage included.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestFrameReaderRefusesAmplification sends requests of 1 MiB (a server
+// may be configured for that) whose arguments are small on the wire and
+// large in memory. They used to be framed, decoded and called: 349,000 {}
+// arguments allocated 145 MiB and 520,000 ints 194 MiB and half a second of
+// CPU. Now the frame reader refuses each when its 257th value arrives,
+// before encoding/json builds anything.
+func TestFrameReaderRefusesAmplification(t *testing.T) {
+	const size = 1 << 20
+	call := func(args string) string {
+		return `{"method_name": "test", "method_args": [` + args + `]}`
+	}
+	fill := func(elem string) string {
+		n := (size - len(call(""))) / (len(elem) + 1)
+		return strings.TrimSuffix(strings.Repeat(elem+",", n), ",")
+	}
+	tests := []struct {
+		name string
+		msg  string
+	}{
+		{"empty objects", call(fill("{}"))},
+		{"empty arrays", call(fill("[]"))},
+		{"positional ints", call(fill("1"))},
+		{"one argument of nested arrays", call("[" + fill("[]") + "]")[:size-10] + "]]}"},
+		{"keyword arguments", `{"method_name": "test", "method_kwargs": {` + fill(`"k":{}`)[:size-60] + `"x":1}}`},
+	}
+	srv := NewDemoServer()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.LessOrEqual(t, len(tt.msg), size)
+			var err error
+			bytes := allocated(func() {
+				var msg []byte
+				msg, err = newFrameReader(strings.NewReader(tt.msg), size).next()
+				if err == nil {
+					_, _ = srv.handle(msg) // what the server would do next
+				}
+			})
+			assert.ErrorIs(t, err, errTooLarge)
+			assert.Less(t, bytes, uint64(64<<10), "refusing a %d-byte message allocated %d bytes", len(tt.msg), bytes)
+		})
+	}
+}
+
+// TestFrameReaderBufferIsBounded checks what many readers hold. Each is
+// fed a message that stops short of its end, as a peer that sends a large
+// request and goes quiet does, and holds at most the limit: the buffer
+// grows as bytes arrive, never past the limit. Then each is fed the end of
+// that message and waits for the next: it must let go of its large
+// buffer.
+func TestFrameReaderBufferIsBounded(t *testing.T) {
+	const readers, max = 64, 256 << 10
+	big := `{"s":"` + strings.Repeat("x", max-8) + `"}`
+	heap := func() int64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapInuse)
+	}
+	before := heap()
+
+	type peer struct {
+		w    *io.PipeWriter
+		read chan error // what each next returned
+	}
+	peers := make([]peer, readers)
+	for i := range peers {
+		r, w := io.Pipe()
+		p := peer{w, make(chan error, 2)}
+		peers[i] = p
+		frames := newFrameReader(r, max)
+		go func() {
+			for {
+				msg, err := frames.next()
+				if err == nil && string(msg) != big {
+					err = errors.New("not the message sent")
+				}
+				p.read <- err
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for _, p := range peers {
+		_, err := io.WriteString(p.w, big[:max-1]) // returns once the reader has it all
+		require.NoError(t, err)
+	}
+	halfSent := heap() - before
+
+	for _, p := range peers {
+		_, err := io.WriteString(p.w, big[max-1:])
+		require.NoError(t, err)
+		require.NoError(t, <-p.read)
+	}
+	// Each reader goes on to its next call to next. A write returns once
+	// the reader has read it, so after this one it is past the point
+	// where it lets go of the last message.
+	for _, p := range peers {
+		_, err := io.WriteString(p.w, " ")
+		require.NoError(t, err)
+	}
+	idle := heap() - before
+
+	for _, p := range peers {
+		p.w.Close()
+		assert.ErrorIs(t, <-p.read, io.EOF)
+	}
+	const fixed = 16 << 10 // the bufio.Reader's 4 KiB, the pipe, the goroutine
+	assert.Less(t, halfSent, int64(readers*(max+fixed)), "%d readers of half-sent messages held %d bytes", readers, halfSent)
+	assert.Less(t, idle, int64(readers*fixed), "%d idle readers held %d bytes after a %d-byte message", readers, idle, max)
+	t.Logf("%d readers: %d KiB each with a message of %d KiB half-sent, %d KiB each between messages", readers, halfSent/readers>>10, max>>10, idle/readers>>10)
+}
+
 func TestDecodeRequest(t *testing.T) {
 	tests := []struct {
 		msg     string
@@ -133,6 +305,13 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"method_name": 7}`, nil, "request is not a call: json: cannot unmarshal number into Go struct field request.method_name of type string"},
 		{`{"method_name": "f", "method_args": {"a": 1}}`, nil, "request is not a call: json: cannot unmarshal object into Go struct field request.method_args of type []json.RawMessage"},
 		{`{"a":tru}`, nil, "request is not a call: invalid character '}' in literal true (expecting 'e')"},
+		{"{\"method_name\": \"echo\", \"method_args\": [\"\xff\"]}", nil, "request is not a call: it is not valid UTF-8"},
+		{"{\"method_name\": \"ad\xc3d\"}", nil, "request is not a call: it is not valid UTF-8"},
+		{`{"method_name": "add\ud800"}`, nil, `request is not a call: \ud800 is half of a UTF-16 surrogate pair, not a character`},
+		{`{"method_name": "echo", "method_args": ["\udc00\ud800"]}`, nil, `request is not a call: \udc00 is half of a UTF-16 surrogate pair, not a character`},
+		{`{"method_name": "echo", "method_args": ["\ud83d"]}`, nil, `request is not a call: \ud83d is half of a UTF-16 surrogate pair, not a character`},
+		{`{"method_name": "echo", "method_args": ["\ud83d\ude00 \\ud800 \u00e9"]}`,
+			&request{"echo", []json.RawMessage{json.RawMessage(`"\ud83d\ude00 \\ud800 \u00e9"`)}, nil}, ""},
 	}
 	for _, tt := range tests {
 		got, err := decodeRequest([]byte(tt.msg))
@@ -144,6 +323,12 @@ func TestDecodeRequest(t *testing.T) {
 		assert.Equal(t, tt.want, got, tt.msg)
 	}
 }
+
+// panicky is a result whose MarshalJSON panics: the function's bug, which
+// must not end the server.
+type panicky struct{}
+
+func (panicky) MarshalJSON() ([]byte, error) { panic("MarshalJSON of panicky") }
 
 func TestResponses(t *testing.T) {
 	tests := []struct {
@@ -157,6 +342,9 @@ func TestResponses(t *testing.T) {
 		{json.RawMessage(`{"a": [1, 2]}`), nil, `{"res":{"a":[1,2]}}` + "\n"},
 		{nil, errors.New(`add: missing argument 'b'`), `{"res":null,"error":"add: missing argument 'b'"}` + "\n"},
 		{func() {}, nil, `{"res":null,"error":"the result cannot be sent as JSON: json: unsupported type: func()"}` + "\n"},
+		{panicky{}, nil, `{"res":null,"error":"the result cannot be sent as JSON: panicked: MarshalJSON of panicky"}` + "\n"},
+		{json.RawMessage("\"\xff\""), nil, `{"res":null,"error":"the result cannot be sent as JSON: it is not valid UTF-8"}` + "\n"},
+		{nil, errors.New("bad \xff byte"), `{"res":null,"error":"bad \ufffd byte"}` + "\n"},
 	}
 	for _, tt := range tests {
 		var buf bytes.Buffer

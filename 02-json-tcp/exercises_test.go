@@ -36,11 +36,11 @@ func TestExerciseKeywordOnly(t *testing.T) {
 		return strings.Join(parts, sep)
 	}, "*parts", `sep=" "`))
 
-	got, err := r["join"].call(args(`"a"`, `"b"`), nil)
+	got, err := mustLookup(t, &r, "join").call(args(`"a"`, `"b"`), nil)
 	require.NoError(t, err)
 	assert.Equal(t, "a b", got)
 
-	got, err = r["join"].call(args(`"a"`, `"b"`), kwargs("sep", `"-"`))
+	got, err = mustLookup(t, &r, "join").call(args(`"a"`, `"b"`), kwargs("sep", `"-"`))
 	require.NoError(t, err)
 	assert.Equal(t, "a-b", got)
 }

@@ -9,18 +9,24 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
 
-// registry maps a method name to the function that answers it. It is filled
-// before the server starts and only read after, so it needs no lock.
-type registry map[string]*function
+// registry maps a method name to the function that answers it. It is safe
+// for use by many goroutines: register may be called at any time, while
+// calls are being answered. The zero registry is empty and ready to use.
+type registry struct {
+	mu    sync.RWMutex // protects funcs
+	funcs map[string]*function
+}
 
 // function is a Go function registered under a name, together with the
 // names of its parameters, so that a caller can pass arguments the way
 // Python does: by position, by keyword, or not at all when the parameter
-// has a default.
+// has a default. It does not change once registered, so any number of
+// calls may use it at once.
 type function struct {
 	name    string
 	fn      reflect.Value
@@ -32,9 +38,17 @@ type function struct {
 
 type param struct {
 	name  string
-	index int           // its place in the Go function's parameters
-	typ   reflect.Type  // its Go type, which the JSON argument must decode into
-	def   reflect.Value // its default; the zero Value if the caller must give it
+	index int          // its place in the Go function's parameters
+	typ   reflect.Type // its Go type, which the JSON argument must decode into
+	// def is its default, as JSON, or nil if the caller must give it. It
+	// is decoded afresh for every call: a decoded map or slice handed to
+	// every call would be shared by all of them, Python's mutable-default
+	// trap and a data race besides.
+	def json.RawMessage
+	// strict is whether what an argument decodes into (typ, or its element
+	// type for *args and **kwargs) can hold a struct, whose unknown fields
+	// encoding/json would drop in silence. Worked out once, in register.
+	strict bool
 }
 
 var (
@@ -52,16 +66,36 @@ var (
 //	"**kwargs"  any further keyword arguments; the parameter is a map[string]T
 //
 // fn returns one result, or a result and an error.
-func (r registry) register(name string, fn any, spec ...string) error {
+func (r *registry) register(name string, fn any, spec ...string) error {
 	f, err := newFunction(name, fn, spec)
 	if err != nil {
 		return fmt.Errorf("register %s: %w", name, err)
 	}
-	if _, dup := r[name]; dup {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.funcs[name]; dup {
 		return fmt.Errorf("register %s: the name is taken", name)
 	}
-	r[name] = f
+	if r.funcs == nil {
+		r.funcs = map[string]*function{}
+	}
+	r.funcs[name] = f
 	return nil
+}
+
+// lookup returns the function registered under name.
+func (r *registry) lookup(name string) (*function, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	f, ok := r.funcs[name]
+	return f, ok
+}
+
+// names returns the registered names, sorted.
+func (r *registry) names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Sorted(maps.Keys(r.funcs))
 }
 
 func newFunction(name string, fn any, spec []string) (*function, error) {
@@ -104,13 +138,14 @@ func newFunction(name string, fn any, spec []string) (*function, error) {
 			if f.varArgs != nil {
 				return nil, fmt.Errorf("parameter %q: named parameters come before *%s", p.name, f.varArgs.name)
 			}
+			p.strict = hasStruct(p.typ, map[reflect.Type]bool{})
 			if hasDef {
-				dv := reflect.New(p.typ)
-				if err := json.Unmarshal([]byte(def), dv.Interface()); err != nil {
+				// Decoded here only to check it; each call decodes its own.
+				if err := json.Unmarshal([]byte(def), reflect.New(p.typ).Interface()); err != nil {
 					return nil, fmt.Errorf("parameter %q: default %s does not decode into %s: %v", p.name, def, p.typ, err)
 				}
-				p.def = dv.Elem()
-			} else if n := len(f.params); n > 0 && f.params[n-1].def.IsValid() {
+				p.def = json.RawMessage(def)
+			} else if n := len(f.params); n > 0 && f.params[n-1].def != nil {
 				return nil, fmt.Errorf("parameter %q: a parameter without a default cannot follow one with a default", p.name)
 			}
 			f.params = append(f.params, p)
@@ -118,11 +153,13 @@ func newFunction(name string, fn any, spec []string) (*function, error) {
 			if p.typ.Kind() != reflect.Slice {
 				return nil, fmt.Errorf("parameter %q: *%s must be a slice, not %s", s, p.name, p.typ)
 			}
+			p.strict = hasStruct(p.typ.Elem(), map[reflect.Type]bool{})
 			f.varArgs = &p
 		case 2:
 			if p.typ.Kind() != reflect.Map || p.typ.Key().Kind() != reflect.String {
 				return nil, fmt.Errorf("parameter %q: **%s must be a map[string]T, not %s", s, p.name, p.typ)
 			}
+			p.strict = hasStruct(p.typ.Elem(), map[reflect.Type]bool{})
 			f.varKw = &p
 		default:
 			return nil, fmt.Errorf("parameter %q: one or two stars, not %d", s, stars)
@@ -132,8 +169,14 @@ func newFunction(name string, fn any, spec []string) (*function, error) {
 }
 
 // call binds the arguments of a request to f's parameters, as Python would,
-// and calls f. A panic inside f comes back as an error.
+// and calls f. A panic, inside f or in a parameter type's UnmarshalJSON,
+// comes back as an error.
 func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessage) (res any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, fmt.Errorf("panicked: %v", p)
+		}
+	}()
 	in := make([]reflect.Value, f.fn.Type().NumIn())
 
 	// Positional arguments fill the named parameters in order; any more go
@@ -141,7 +184,7 @@ func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessag
 	for i, raw := range args {
 		if i < len(f.params) {
 			p := f.params[i]
-			if in[p.index], err = decodeArg(p.name, p.typ, raw); err != nil {
+			if in[p.index], err = decodeArg(p.name, p.typ, p.strict, raw); err != nil {
 				return nil, err
 			}
 			continue
@@ -152,7 +195,7 @@ func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessag
 		if i == len(f.params) {
 			in[f.varArgs.index] = reflect.MakeSlice(f.varArgs.typ, 0, len(args)-i)
 		}
-		v, err := decodeArg(fmt.Sprintf("*%s[%d]", f.varArgs.name, i-len(f.params)), f.varArgs.typ.Elem(), raw)
+		v, err := decodeArg(fmt.Sprintf("*%s[%d]", f.varArgs.name, i-len(f.params)), f.varArgs.typ.Elem(), f.varArgs.strict, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -169,7 +212,7 @@ func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessag
 			if in[p.index].IsValid() {
 				return nil, fmt.Errorf("argument %s given by position and by keyword", quoteName(name))
 			}
-			if in[p.index], err = decodeArg(name, p.typ, raw); err != nil {
+			if in[p.index], err = decodeArg(name, p.typ, p.strict, raw); err != nil {
 				return nil, err
 			}
 			continue
@@ -181,7 +224,7 @@ func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessag
 		if !kw.IsValid() {
 			*kw = reflect.MakeMap(f.varKw.typ)
 		}
-		v, err := decodeArg(fmt.Sprintf("**%s[%s]", f.varKw.name, name), f.varKw.typ.Elem(), raw)
+		v, err := decodeArg(fmt.Sprintf("**%s[%s]", f.varKw.name, name), f.varKw.typ.Elem(), f.varKw.strict, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -191,10 +234,12 @@ func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessag
 	// What is still unset takes its default, or is missing.
 	for _, p := range f.params {
 		if !in[p.index].IsValid() {
-			if !p.def.IsValid() {
+			if p.def == nil {
 				return nil, fmt.Errorf("missing argument %s", quoteName(p.name))
 			}
-			in[p.index] = p.def
+			if in[p.index], err = decodeArg(p.name, p.typ, p.strict, p.def); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if f.varArgs != nil && !in[f.varArgs.index].IsValid() {
@@ -204,11 +249,6 @@ func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessag
 		in[f.varKw.index] = reflect.MakeMap(f.varKw.typ)
 	}
 
-	defer func() {
-		if p := recover(); p != nil {
-			res, err = nil, fmt.Errorf("panicked: %v", p)
-		}
-	}()
 	out := f.fn.Call(in)
 	if f.errOut && !out[1].IsNil() {
 		return nil, out[1].Interface().(error)
@@ -216,9 +256,10 @@ func (f *function) call(args []json.RawMessage, kwargs map[string]json.RawMessag
 	return out[0].Interface(), nil
 }
 
-// decodeArg decodes one JSON argument into a new value of type t. Its error
-// names the parameter and says what was expected and what came.
-func decodeArg(name string, t reflect.Type, raw json.RawMessage) (reflect.Value, error) {
+// decodeArg decodes one JSON argument into a new value of type t, refusing
+// unknown object fields if strict. Its error names the parameter and says
+// what was expected and what came.
+func decodeArg(name string, t reflect.Type, strict bool, raw json.RawMessage) (reflect.Value, error) {
 	if string(raw) == "null" && !nullable(t) {
 		// encoding/json would leave the zero value: null would read as 0.
 		return reflect.Value{}, fmt.Errorf("argument %s: want %s, got null", quoteName(name), t)
@@ -228,7 +269,7 @@ func decodeArg(name string, t reflect.Type, raw json.RawMessage) (reflect.Value,
 	}
 	v := reflect.New(t)
 	unmarshal := json.Unmarshal
-	if hasStruct(t) {
+	if strict {
 		unmarshal = unmarshalStrict // a field the struct lacks is an error, not dropped
 	}
 	if err := unmarshal(raw, v.Interface()); err != nil {
@@ -269,15 +310,21 @@ func shortJSON(raw []byte) string {
 }
 
 // hasStruct reports whether a value of type t can hold a struct, whose
-// unknown JSON fields encoding/json would drop in silence.
-func hasStruct(t reflect.Type) bool {
+// unknown JSON fields encoding/json would drop in silence. seen holds the
+// types already on the way down: a type may contain itself (type tree
+// map[string]tree), and without it the walk would never end.
+func hasStruct(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false // whatever t holds is being looked at further up
+	}
+	seen[t] = true
 	switch t.Kind() {
 	case reflect.Struct:
 		return true
 	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return hasStruct(t.Elem())
+		return hasStruct(t.Elem(), seen)
 	case reflect.Map:
-		return hasStruct(t.Key()) || hasStruct(t.Elem())
+		return hasStruct(t.Key(), seen) || hasStruct(t.Elem(), seen)
 	}
 	return false
 }

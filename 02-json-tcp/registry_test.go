@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,6 +30,14 @@ func kwargs(pairs ...string) map[string]json.RawMessage {
 		out[pairs[i]] = json.RawMessage(pairs[i+1])
 	}
 	return out
+}
+
+// mustLookup returns the function registered under name.
+func mustLookup(t *testing.T, r *registry, name string) *function {
+	t.Helper()
+	f, ok := r.lookup(name)
+	require.True(t, ok, "no function %s", name)
+	return f
 }
 
 func TestCallBindsLikePython(t *testing.T) {
@@ -72,7 +83,7 @@ func TestCallBindsLikePython(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := r[tt.method].call(tt.args, tt.kwargs)
+			got, err := mustLookup(t, &r, tt.method).call(tt.args, tt.kwargs)
 			if tt.wantErr != "" {
 				assert.EqualError(t, err, tt.wantErr)
 				assert.Nil(t, got)
@@ -97,18 +108,18 @@ func TestCallRefusesUnknownFields(t *testing.T) {
 		return n
 	}, "points"))
 
-	got, err := r["norm1"].call(args(`[{"x": 1, "y": 2}, {"X": 3}]`), nil)
+	got, err := mustLookup(t, &r, "norm1").call(args(`[{"x": 1, "y": 2}, {"X": 3}]`), nil)
 	require.NoError(t, err)
 	assert.Equal(t, 6, got)
 
-	_, err = r["norm1"].call(args(`[{"x": 1, "z": 2}]`), nil)
+	_, err = mustLookup(t, &r, "norm1").call(args(`[{"x": 1, "z": 2}]`), nil)
 	assert.EqualError(t, err, `argument 'points': json: unknown field "z"`)
 }
 
 func TestCallRecoversPanic(t *testing.T) {
 	r := registry{}
 	require.NoError(t, r.register("div", func(a, b int) int { return a / b }, "a", "b"))
-	got, err := r["div"].call(args("1", "0"), nil)
+	got, err := mustLookup(t, &r, "div").call(args("1", "0"), nil)
 	assert.EqualError(t, err, "panicked: runtime error: integer divide by zero")
 	assert.Nil(t, got)
 }
@@ -116,7 +127,7 @@ func TestCallRecoversPanic(t *testing.T) {
 func TestCallReturnsError(t *testing.T) {
 	r := registry{}
 	require.NoError(t, r.register("fail", func() (string, error) { return "ignored", errors.New("no luck") }))
-	_, err := r["fail"].call(nil, nil)
+	_, err := mustLookup(t, &r, "fail").call(nil, nil)
 	assert.EqualError(t, err, "no luck")
 }
 
@@ -146,7 +157,7 @@ func TestRegisterRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.EqualError(t, registry{}.register("f", tt.fn, tt.params...), tt.wantErr)
+			assert.EqualError(t, new(registry).register("f", tt.fn, tt.params...), tt.wantErr)
 		})
 	}
 
@@ -171,4 +182,128 @@ func TestAddOverflow(t *testing.T) {
 		_, err := add(tt.a, tt.b, tt.c)
 		assert.Equal(t, tt.ok, err == nil, "add(%d, %d, %d): %v", tt.a, tt.b, tt.c, err)
 	}
+}
+
+// TestCallDefaultIsFresh checks that each call gets its own copy of a
+// default. The default used to be decoded once, at register, and handed to
+// every call: a function that changed its default map changed it for every
+// later call (Python's mutable-default trap), and two calls at once on two
+// connections wrote the same map (a data race; the runtime ended the
+// process with "concurrent map writes").
+func TestCallDefaultIsFresh(t *testing.T) {
+	var r registry
+	require.NoError(t, r.register("count", func(key string, seen map[string]int) int {
+		seen[key]++
+		return len(seen)
+	}, "key", `seen={"first": 1}`))
+	f := mustLookup(t, &r, "count")
+
+	for _, key := range []string{"a", "b", "c"} {
+		got, err := f.call(nil, kwargs("key", `"`+key+`"`))
+		require.NoError(t, err)
+		assert.Equal(t, 2, got, "key %s: the default must hold only its own key and the caller's", key)
+	}
+
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				got, err := f.call(nil, kwargs("key", fmt.Sprintf(`"%d-%d"`, g, i)))
+				assert.NoError(t, err)
+				assert.Equal(t, 2, got)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// panicOnDecode is a parameter type whose UnmarshalJSON panics.
+type panicOnDecode struct{}
+
+func (*panicOnDecode) UnmarshalJSON([]byte) error { panic("UnmarshalJSON of panicOnDecode") }
+
+// TestCallRecoversDecodePanic checks that a panic while decoding an
+// argument comes back as an error, as a panic in the function does. It
+// used to escape call and end the server.
+func TestCallRecoversDecodePanic(t *testing.T) {
+	var r registry
+	require.NoError(t, r.register("f", func(x panicOnDecode) int { return 1 }, "x"))
+	require.NoError(t, r.register("g", func(x []panicOnDecode) int { return 1 }, "*x"))
+	for _, name := range []string{"f", "g"} {
+		got, err := mustLookup(t, &r, name).call(args(`{}`), nil)
+		assert.EqualError(t, err, "panicked: UnmarshalJSON of panicOnDecode", name)
+		assert.Nil(t, got)
+	}
+}
+
+// tree contains itself, through a map.
+type tree map[string]tree
+
+// node holds a struct inside itself.
+type node struct {
+	Name string
+	Kids []node
+}
+
+// TestRegisterRecursiveTypes checks that types which contain themselves
+// can be registered and called. hasStruct used to walk such a type for
+// ever, at every call; the stack overflow ended the process, and recover
+// cannot catch that.
+func TestRegisterRecursiveTypes(t *testing.T) {
+	var r registry
+	require.NoError(t, r.register("size", func(t tree) int { return len(t) }, "t"))
+	require.NoError(t, r.register("kids", func(n node) int { return len(n.Kids) }, "n"))
+	require.NoError(t, r.register("forest", func(ts map[string][]tree) int { return len(ts) }, "**ts"))
+
+	got, err := mustLookup(t, &r, "size").call(args(`{"a": {"b": {}}, "c": {}}`), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 2, got)
+
+	got, err = mustLookup(t, &r, "forest").call(nil, kwargs("x", `[{"a": {}}]`))
+	require.NoError(t, err)
+	assert.Equal(t, 1, got)
+
+	got, err = mustLookup(t, &r, "kids").call(args(`{"name": "a", "kids": [{"name": "b"}]}`), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1, got)
+	_, err = mustLookup(t, &r, "kids").call(args(`{"name": "a", "kids": [{"nmae": "b"}]}`), nil)
+	assert.EqualError(t, err, `argument 'n': json: unknown field "nmae"`, "a struct inside a recursive type is still strict")
+}
+
+// TestRegisterWhileServing registers functions while calls are being
+// answered, as net/rpc allows. The route table used to be a plain map,
+// read by every connection and written by Register: a data race.
+func TestRegisterWhileServing(t *testing.T) {
+	srv := NewDemoServer()
+	addr := serve(t, srv, rpctest.Listen(t))
+	var wg sync.WaitGroup
+	for range 2 {
+		c := dial(t, addr)
+		wg.Go(func() {
+			for i := range 100 {
+				sum, err := c.Add(t.Context(), i, 1, 0)
+				assert.NoError(t, err)
+				assert.Equal(t, i+1, sum)
+			}
+		})
+	}
+	c := dial(t, addr)
+	for i := range 50 {
+		name := fmt.Sprintf("f%d", i)
+		require.NoError(t, srv.Register(name, func() int { return i }))
+		got, err := c.Call(t.Context(), name, nil, nil)
+		require.NoError(t, err)
+		assert.JSONEq(t, fmt.Sprint(i), string(got))
+	}
+	wg.Wait()
+}
+
+// TestZeroServer checks that the zero Server takes functions and serves
+// them: the zero registry is ready to use.
+func TestZeroServer(t *testing.T) {
+	var srv Server
+	require.NoError(t, srv.Register("add", add, "a", "b", "c=10"))
+	sum, err := dial(t, serve(t, &srv, rpctest.Listen(t))).Add(t.Context(), 1, 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 6, sum)
 }

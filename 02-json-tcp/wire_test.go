@@ -16,6 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// exactLimit is a call of exactly TestWire's limit, 200 bytes.
+var exactLimit = `{"method_name": "echo", "method_args": ["` + strings.Repeat("x", 200-46) + `"]}`
+
 // TestWire writes hand-made bytes to a real server and records every byte
 // both ways with a Tap. The transcript is testdata/wire.golden: the exact
 // answer bytes for the article's requests, for odd ways of sending them,
@@ -47,6 +50,12 @@ func TestWire(t *testing.T) {
 		{"wrong type", []string{`{"method_name": "add", "method_args": [1, "2"]}`}, 1, false},
 		{"bad JSON, brackets balanced: answered, connection goes on",
 			[]string{`{"method_name": add}`, `{"method_name": "add", "method_args": [1, 2, 3]}`}, 2, false},
+		{"a call of exactly the limit (200 bytes here), twice, each with a newline",
+			[]string{exactLimit + "\n" + exactLimit + "\n"}, 2, false},
+		{"invalid UTF-8: answered, connection goes on",
+			[]string{"{\"method_name\": \"echo\", \"method_args\": [\"\xff\"]}", `{"method_name": "echo", "method_args": ["\u00ff"]}`}, 2, false},
+		{"half of a surrogate pair: answered, connection goes on",
+			[]string{`{"method_name": "echo", "method_args": ["\ud800"]}`}, 1, false},
 		{"not a JSON object: answered, then closed", []string{"add(1, 2)\n"}, 1, true},
 		{"larger than the limit (200 bytes here): answered, then closed",
 			[]string{`{"method_name": "echo", "method_args": ["` + strings.Repeat("x", 300) + `"]}`}, 1, true},
@@ -80,4 +89,34 @@ func TestWire(t *testing.T) {
 	got := bytes.ReplaceAll(transcript.Bytes(), []byte(addr), []byte("127.0.0.1:PORT"))
 	rpctest.Golden(t, filepath.Join("testdata", "wire.golden"), got)
 	assert.NotContains(t, string(got), "panic")
+}
+
+// TestServerRefusesManyValues sends a 1 MiB call of 349,000 empty objects
+// to a server configured to take 1 MiB requests. The server used to decode
+// all of them, 145 MiB of maps, and answer, and the connection stayed open
+// for the next one. Now it refuses the call at its 257th value, says why,
+// and closes the connection.
+func TestServerRefusesManyValues(t *testing.T) {
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = 1 << 20
+	addr := serve(t, srv, rpctest.Listen(t))
+	msg := `{"method_name": "test", "method_args": [` +
+		strings.TrimSuffix(strings.Repeat("{},", (1<<20-60)/3), ",") + `]}`
+	require.LessOrEqual(t, len(msg), 1<<20)
+
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+	var answer []byte
+	bytes := allocated(func() {
+		_, err = io.WriteString(conn, msg)
+		require.NoError(t, err)
+		answer, err = newFrameReader(conn, DefaultMaxMessageBytes).next()
+		require.NoError(t, err)
+		_, err = conn.Read(make([]byte, 1))
+		assertClosed(t, err)
+	})
+	assert.Equal(t, `{"res":null,"error":"message too large: more than 256 values; closing the connection"}`, string(answer))
+	assert.Less(t, bytes, uint64(8<<20), "client and server together allocated %d bytes", bytes)
 }
