@@ -1,7 +1,7 @@
 // Command server runs stage 02's JSON-over-TCP server, offering the demo
 // procedures add(a, b, c=10), test(*args, **kwargs) and echo(x).
 //
-//	go run ./02-json-tcp/cmd/server [-addr 127.0.0.1:5000] [-grace 5s] [-max-request 1048576] [-idle 60s]
+//	go run ./02-json-tcp/cmd/server [-addr 127.0.0.1:5000] [-grace 5s] [-max-conns 1024] [-max-request 131072] [-idle 60s]
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
@@ -41,13 +41,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:5000", "`host:port` to listen on; port 0 picks a free one")
 	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal")
+	maxConns := flags.Int("max-conns", jsontcp.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted")
 	maxRequest := flags.Int("max-request", jsontcp.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one closes its connection")
 	idle := flags.Duration("idle", jsontcp.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *maxRequest < 1 || *idle <= 0 {
-		return errors.New("-max-request and -idle must be positive")
+	if *maxConns < 1 || *maxRequest < 1 || *idle <= 0 {
+		return errors.New("-max-conns, -max-request and -idle must be positive")
 	}
 
 	l, err := net.Listen("tcp", *addr)
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv := jsontcp.NewDemoServer()
+	srv.MaxConns = *maxConns
 	srv.MaxRequestBytes = *maxRequest
 	srv.IdleTimeout = *idle
 	served := make(chan error, 1)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	jsontcp "github.com/rpc-from-scratch/course/02-json-tcp"
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -74,6 +75,40 @@ func TestSIGTERM(t *testing.T) {
 	assert.NoError(t, cmd.Wait(), "exit status after SIGTERM")
 }
 
+// TestSIGTERMWithClientsNotReading opens five connections that send calls
+// and never read the answers, until the server can write no more to them
+// and its writes block. A stop signal must still end the server within
+// its grace, with exit status 0: a client that stops reading cannot hold
+// the server for the WriteTimeout (10 s), past the grace.
+func TestSIGTERMWithClientsNotReading(t *testing.T) {
+	const grace = time.Second
+	cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-grace", grace.String())
+	cmd.Env = append(os.Environ(), "BE_THE_SERVER=1")
+	addr := rpctest.StartServer(t, cmd)
+
+	calls := []byte(strings.Repeat(`{"method_name": "echo", "method_args": ["`+strings.Repeat("x", 4000)+`"]}`, 100))
+	for range 5 {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		// A small receive buffer fills sooner.
+		require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
+		// Send until a write cannot go on: the server has stopped reading
+		// because it cannot write the answers we do not read.
+		for sent := 0; ; sent += len(calls) {
+			require.Less(t, sent, 256<<20, "the server reads on, but should block writing answers nobody reads")
+			require.NoError(t, conn.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
+			if _, err := conn.Write(calls); err != nil {
+				require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+				break
+			}
+		}
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	assert.NoError(t, cmd.Wait(), "exit status after SIGTERM")
+}
+
 // TestDefaultAddressIsLoopback reads the default of -addr from the usage
 // text: the article binds every interface, we bind loopback only.
 func TestDefaultAddressIsLoopback(t *testing.T) {
@@ -87,5 +122,6 @@ func TestBadFlags(t *testing.T) {
 	assert.Error(t, run(t.Context(), []string{"-addr"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-addr", "127.0.0.1:-1"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-max-request", "0"}, io.Discard, io.Discard))
+	assert.Error(t, run(t.Context(), []string{"-max-conns", "0"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-idle", "-1s"}, io.Discard, io.Discard))
 }

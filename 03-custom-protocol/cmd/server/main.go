@@ -2,7 +2,7 @@
 // sum(a, b), get_time(), echo(s) and add(a, b) in the article's form and in
 // the framed form.
 //
-//	go run ./03-custom-protocol/cmd/server [-addr 127.0.0.1:50051] [-grace 5s] [-max-request 1048576] [-idle 60s]
+//	go run ./03-custom-protocol/cmd/server [-addr 127.0.0.1:50051] [-grace 5s] [-max-conns 1024] [-max-request 131072] [-idle 60s]
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
@@ -42,13 +42,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:50051", "`host:port` to listen on; port 0 picks a free one")
 	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal")
+	maxConns := flags.Int("max-conns", customproto.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted")
 	maxRequest := flags.Int("max-request", customproto.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one closes its connection")
 	idle := flags.Duration("idle", customproto.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *maxRequest < 1 || *idle <= 0 {
-		return errors.New("-max-request and -idle must be positive")
+	if *maxConns < 1 || *maxRequest < 1 || *idle <= 0 {
+		return errors.New("-max-conns, -max-request and -idle must be positive")
 	}
 
 	l, err := net.Listen("tcp", *addr)
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv := customproto.NewDemoServer()
+	srv.MaxConns = *maxConns
 	srv.MaxRequestBytes = *maxRequest
 	srv.IdleTimeout = *idle
 	served := make(chan error, 1)

@@ -1,7 +1,7 @@
 // Command server runs stage 04's server, offering the demo service's
 // sum(a, b), get_time(), echo(s) and add(a, b) over gob, in frames.
 //
-//	go run ./04-gob-binary/cmd/server [-addr 127.0.0.1:50051] [-grace 5s] [-max-request 1048576] [-idle 60s]
+//	go run ./04-gob-binary/cmd/server [-addr 127.0.0.1:50051] [-grace 5s] [-max-conns 1024] [-max-request 131072] [-idle 60s]
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
@@ -41,13 +41,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:50051", "`host:port` to listen on; port 0 picks a free one")
 	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal")
+	maxConns := flags.Int("max-conns", gobrpc.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted")
 	maxRequest := flags.Int("max-request", gobrpc.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one closes its connection")
 	idle := flags.Duration("idle", gobrpc.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *maxRequest < 1 || *idle <= 0 {
-		return errors.New("-max-request and -idle must be positive")
+	if *maxConns < 1 || *maxRequest < 1 || *idle <= 0 {
+		return errors.New("-max-conns, -max-request and -idle must be positive")
 	}
 
 	l, err := net.Listen("tcp", *addr)
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv := gobrpc.NewDemoServer()
+	srv.MaxConns = *maxConns
 	srv.MaxRequestBytes = *maxRequest
 	srv.IdleTimeout = *idle
 	served := make(chan error, 1)

@@ -87,5 +87,6 @@ func TestBadFlags(t *testing.T) {
 	assert.Error(t, run(t.Context(), []string{"-addr"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-addr", "127.0.0.1:-1"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-max-request", "0"}, io.Discard, io.Discard))
+	assert.Error(t, run(t.Context(), []string{"-max-conns", "0"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-idle", "-1s"}, io.Discard, io.Discard))
 }
