@@ -20,7 +20,8 @@ import (
 //
 // A Client may be used by many goroutines at once, but its calls take turns:
 // one call is on the wire at a time, because an answer carries nothing that
-// says which call it belongs to. (Stage 05 lifts this with request ids.)
+// says which call it belongs to. (Stage 05 lifts this with request ids.) A
+// call waiting for its turn gives up when its context ends.
 //
 // If a call fails in a way that leaves the connection in doubt (the network
 // failed, the server hung up, or ctx ended while the call was on the wire),
@@ -28,12 +29,16 @@ import (
 // not dial again by itself, because it cannot know whether the server ran
 // the call whose answer was lost, and running it twice may not be safe.
 type Client struct {
-	mu      sync.Mutex // held for a whole call; protects all below
-	conn    net.Conn
+	conn net.Conn
+	turn chan struct{} // holds a token while a call is on the wire
+
+	// Only the call holding the turn uses these.
 	frames  *frameReader // reads answers from conn
 	payload []byte       // the call being encoded; reused from call to call
 	out     []byte       // its frame, as sent; reused too
-	broken  error        // why the connection is unusable, or nil
+
+	mu     sync.Mutex // protects broken
+	broken error      // why the connection is unusable, or nil
 }
 
 // ErrBroken is returned for calls on a Client whose connection failed or
@@ -44,7 +49,8 @@ var ErrBroken = errors.New("client connection is broken")
 type Option func(*clientOptions)
 
 type clientOptions struct {
-	tap *wiretap.Tap
+	tap            *wiretap.Tap
+	maxAnswerBytes int
 }
 
 // WithTap prints every byte the client sends and receives to t.
@@ -52,25 +58,36 @@ func WithTap(t *wiretap.Tap) Option {
 	return func(o *clientOptions) { o.tap = t }
 }
 
+// WithMaxAnswerBytes sets the largest answer the client reads (the default
+// is DefaultMaxMessageBytes). A larger answer breaks the client. Raise it
+// with the server's MaxRequestBytes when calls echo large values.
+func WithMaxAnswerBytes(n int) Option {
+	return func(o *clientOptions) { o.maxAnswerBytes = n }
+}
+
 // Dial connects to the server at addr ("host:port").
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
-	var o clientOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
 	conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if o.tap != nil {
-		conn = o.tap.Conn(conn)
-	}
-	return NewClient(conn), nil
+	return NewClient(conn, opts...), nil
 }
 
 // NewClient returns a Client that makes its calls over conn.
-func NewClient(conn net.Conn) *Client {
-	return &Client{conn: conn, frames: newFrameReader(conn, DefaultMaxMessageBytes)}
+func NewClient(conn net.Conn, opts ...Option) *Client {
+	o := clientOptions{maxAnswerBytes: DefaultMaxMessageBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tap != nil {
+		conn = o.tap.Conn(conn)
+	}
+	return &Client{
+		conn:   conn,
+		turn:   make(chan struct{}, 1),
+		frames: newFrameReader(conn, o.maxAnswerBytes),
+	}
 }
 
 // Call calls the function name on the server with args, each an int, a
@@ -78,8 +95,12 @@ func NewClient(conn net.Conn) *Client {
 // string, as the answer's type code says. A failure the server reports is a
 // *ServerError; the connection stays usable after it.
 func (c *Client) Call(ctx context.Context, name string, args ...any) (any, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	select {
+	case c.turn <- struct{}{}:
+		defer func() { <-c.turn }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for the connection: %w", name, ctx.Err())
+	}
 	var err error
 	if c.payload, err = encodeRequest(c.payload[:0], name, args); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -97,10 +118,10 @@ func (c *Client) Call(ctx context.Context, name string, args ...any) (any, error
 }
 
 // roundTrip sends one request and reads one answer. The answer is valid
-// until the next roundTrip. c.mu is held.
+// until the next roundTrip. The caller holds the turn.
 func (c *Client) roundTrip(ctx context.Context, msg []byte) ([]byte, error) {
-	if c.broken != nil {
-		return nil, c.broken
+	if err := c.brokenErr(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err // not sent: the connection is still good
@@ -127,8 +148,11 @@ func (c *Client) roundTrip(ctx context.Context, msg []byte) ([]byte, error) {
 	}
 	answer, err := c.frames.next()
 	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			err = fmt.Errorf("the server closed the connection before answering: %w", err)
+		case errors.Is(err, errTooLarge):
+			err = fmt.Errorf("this client refused the answer: %w (see WithMaxAnswerBytes)", err)
 		}
 		return nil, c.breakConn(contextOr(ctx, err))
 	}
@@ -148,17 +172,29 @@ func contextOr(ctx context.Context, err error) error {
 	return err
 }
 
+// brokenErr returns why the client cannot make calls, or nil.
+func (c *Client) brokenErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken
+}
+
 // breakConn marks the client broken because of err, closes the connection,
-// and returns err. c.mu is held.
+// and returns err. If Close came first, its closing the connection is what
+// made the call fail, and the call gets ErrBroken.
 func (c *Client) breakConn(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return c.broken
+	}
 	c.broken = fmt.Errorf("%w: an earlier call failed: %v", ErrBroken, err)
 	c.conn.Close()
 	return err
 }
 
-// Close closes the connection. Calls after Close return ErrBroken. A call
-// on the wire holds the connection, so Close waits for it to end; to
-// abandon a call, cancel its context.
+// Close closes the connection at once. It may be called at any time: a
+// call on the wire fails with ErrBroken, and so does every later call.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

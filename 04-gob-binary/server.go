@@ -1,6 +1,7 @@
 package gobrpc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,45 +14,67 @@ import (
 	"time"
 )
 
-// Default limits. Each bounds what one connection may cost the server.
+// Default limits. Together they bound what the server holds: one
+// connection holds at most one request of MaxRequestBytes while it reads it,
+// plus small fixed buffers, and at most MaxConns connections are served at
+// once.
 const (
-	DefaultIdleTimeout  = 60 * time.Second // to receive the whole of the next request
-	DefaultWriteTimeout = 10 * time.Second // to write an answer to a client that reads slowly
+	DefaultMaxConns            = 1024
+	DefaultFirstRequestTimeout = 5 * time.Second  // for a new connection to send its first whole request
+	DefaultIdleTimeout         = 60 * time.Second // to receive the whole of each later request
+	DefaultWriteTimeout        = 10 * time.Second // to write an answer to a client that reads slowly
 )
+
+// closeLinger is how long the server keeps a connection it is closing
+// open: after Shutdown, to answer requests that were already on their way,
+// and after refusing a stream, to let the client's unread bytes arrive.
+// Closing a socket with unread input sends a reset, and a reset can destroy
+// the answer the client has not read yet.
+const closeLinger = 500 * time.Millisecond
+
+// errStopping answers a request that arrives after Shutdown began: the
+// caller learns that its call did not run, and may make it elsewhere.
+var errStopping = errors.New("the server is shutting down; the call did not run")
 
 // Server is the server stub: it reads calls from each connection, finds
 // the method each one names in the route table, calls it, and writes back
 // its answer.
 //
-// Register the services, then call Serve. Change the limits before calling
-// Serve, and call Serve once.
+// Register may be called at any time. Set the limits before calling Serve,
+// and call Serve once. A zero limit means its default, so the zero Server
+// is ready to use.
 type Server struct {
-	MaxRequestBytes int           // a larger request closes its connection
-	IdleTimeout     time.Duration // a connection that sends no whole request for this long is closed
-	WriteTimeout    time.Duration
+	MaxConns            int           // connections served at once; more wait in the kernel's accept queue
+	MaxRequestBytes     int           // a larger request is refused and closes its connection
+	FirstRequestTimeout time.Duration // a new connection that sends no whole request for this long is closed
+	IdleTimeout         time.Duration // a connection that sends no whole request for this long is closed
+	WriteTimeout        time.Duration // an answer not written in this long closes its connection
 
 	funcs registry // the route table: filled by Register before Serve; read-only after
 
-	mu       sync.Mutex // protects listener, conns, closing
+	mu       sync.Mutex // protects listener, conns, closing, stopped
 	listener net.Listener
 	conns    map[net.Conn]struct{}
-	closing  bool
+	closing  bool           // Shutdown has begun
+	stopped  chan struct{}  // closed when Shutdown begins
 	wg       sync.WaitGroup // one per connection being served
 
 	// beforeAnswer, when set, runs inside each call before its answer is
 	// written. Tests use it to hold a call in flight.
 	beforeAnswer func()
+	linger       time.Duration // closeLinger, unless a test needs longer
 }
 
 // NewServer returns a Server with the default limits and an empty route
 // table.
 func NewServer() *Server {
 	return &Server{
-		MaxRequestBytes: DefaultMaxMessageBytes,
-		IdleTimeout:     DefaultIdleTimeout,
-		WriteTimeout:    DefaultWriteTimeout,
-		funcs:           registry{},
-		conns:           map[net.Conn]struct{}{},
+		MaxConns:            DefaultMaxConns,
+		MaxRequestBytes:     DefaultMaxMessageBytes,
+		FirstRequestTimeout: DefaultFirstRequestTimeout,
+		IdleTimeout:         DefaultIdleTimeout,
+		WriteTimeout:        DefaultWriteTimeout,
+		funcs:               registry{},
 	}
 }
 
@@ -71,24 +94,33 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 }
 
 // Serve accepts connections on l and serves each on its own goroutine until
-// Shutdown is called; then it returns nil.
+// Shutdown is called; then it returns nil. With MaxConns connections open,
+// it stops accepting until one of them closes: new ones wait in the kernel's
+// accept queue.
 func (s *Server) Serve(l net.Listener) error {
+	s.setDefaults()
 	s.mu.Lock()
+	s.init()
 	if s.closing {
 		s.mu.Unlock()
 		l.Close()
 		return nil
 	}
 	s.listener = l
+	stopped := s.stopped
 	s.mu.Unlock()
+	slots := make(chan struct{}, s.MaxConns) // one token per connection served
 	var backoff time.Duration
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-stopped:
+			return nil
+		}
 		conn, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			<-slots
+			if s.isClosing() {
 				return nil
 			}
 			if !passing(err) {
@@ -104,7 +136,28 @@ func (s *Server) Serve(l net.Listener) error {
 			conn.Close()
 			return nil
 		}
-		go s.serveConn(conn)
+		go func() {
+			defer func() { <-slots }()
+			s.serveConn(conn)
+		}()
+	}
+}
+
+// setDefaults gives every zero limit its default.
+func (s *Server) setDefaults() {
+	s.MaxConns = cmp.Or(s.MaxConns, DefaultMaxConns)
+	s.MaxRequestBytes = cmp.Or(s.MaxRequestBytes, DefaultMaxMessageBytes)
+	s.FirstRequestTimeout = cmp.Or(s.FirstRequestTimeout, DefaultFirstRequestTimeout)
+	s.IdleTimeout = cmp.Or(s.IdleTimeout, DefaultIdleTimeout)
+	s.WriteTimeout = cmp.Or(s.WriteTimeout, DefaultWriteTimeout)
+	s.linger = cmp.Or(s.linger, closeLinger)
+}
+
+// init makes what a zero Server lacks. s.mu is held.
+func (s *Server) init() {
+	if s.conns == nil {
+		s.conns = map[net.Conn]struct{}{}
+		s.stopped = make(chan struct{})
 	}
 }
 
@@ -127,6 +180,12 @@ func (s *Server) track(conn net.Conn) bool {
 	return true
 }
 
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 // serveConn answers the calls on one connection, in order, until the client
 // closes it, a limit is broken, or the server shuts down.
 func (s *Server) serveConn(conn net.Conn) {
@@ -139,24 +198,34 @@ func (s *Server) serveConn(conn net.Conn) {
 	}()
 	requests := newDecoder(conn, s.MaxRequestBytes)
 	answers := newEncoder()
-	if !s.waitForRequest(conn) {
-		return
-	}
+	wait := s.FirstRequestTimeout
 	for {
+		if !s.waitForRequest(conn, wait) {
+			return
+		}
+		wait = s.IdleTimeout
 		var req Request
 		if err := requests.decode(&req); err != nil {
 			// After these the stream cannot be trusted: say why, if the
 			// client is still listening, and hang up.
 			if errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) {
 				s.answer(conn, answers, nil, fmt.Errorf("%v; closing the connection", err))
+				s.hangUp(conn)
 			}
 			return
+		}
+		if s.isClosing() {
+			// Shutdown began while this request was on its way.
+			if !s.answer(conn, answers, nil, errStopping) {
+				return
+			}
+			continue
 		}
 		res, callErr := s.handle(&req)
 		if s.beforeAnswer != nil {
 			s.beforeAnswer()
 		}
-		if !s.answer(conn, answers, res, callErr) || !s.waitForRequest(conn) {
+		if !s.answer(conn, answers, res, callErr) {
 			return
 		}
 	}
@@ -170,25 +239,65 @@ func (s *Server) answer(conn net.Conn, answers *encoder, res any, callErr error)
 	return err == nil && s.write(conn, frame)
 }
 
-// waitForRequest arms the idle timeout for the next request, unless the
-// server is shutting down. Shutdown holds the same lock when it cuts the
-// deadline short, so a connection cannot miss it.
-func (s *Server) waitForRequest(conn net.Conn) bool {
+// waitForRequest arms the read deadline for the next request: wait from
+// now, or, once Shutdown has begun, closeLinger from Shutdown's start, to
+// answer what was already on its way. Shutdown holds the same lock when it
+// moves the deadline, so a connection cannot miss it.
+func (s *Server) waitForRequest(conn net.Conn, wait time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return false
+	if !s.closing {
+		return conn.SetReadDeadline(time.Now().Add(wait)) == nil
 	}
-	return conn.SetReadDeadline(time.Now().Add(s.IdleTimeout)) == nil
+	return true // the deadline Shutdown set stands
 }
 
+// write writes p within WriteTimeout, or within closeLinger once Shutdown
+// has begun, so that a client that stops reading cannot hold Shutdown.
+// Shutdown holds the same lock when it moves the deadline.
 func (s *Server) write(conn net.Conn, p []byte) bool {
-	if conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout)) != nil {
-		return false
+	s.mu.Lock()
+	deadline := time.Now().Add(s.WriteTimeout)
+	if s.closing {
+		deadline = time.Now().Add(s.linger)
 	}
-	_, err := conn.Write(p)
+	err := conn.SetWriteDeadline(deadline)
+	s.mu.Unlock()
+	if err == nil {
+		_, err = conn.Write(p)
+	}
 	return err == nil
 }
+
+// hangUp closes conn politely after an answer that refused its stream.
+// Closing a socket that still has unread input makes the kernel send a
+// reset, which can destroy the answer before the client reads it. So it
+// first says it is done writing, then reads and drops what the client is
+// still sending, and only then lets the caller close. It stops when the
+// client has been silent for closeLinger, after WriteTimeout in all, or
+// after maxDrainBytes.
+func (s *Server) hangUp(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	giveUp := time.Now().Add(s.WriteTimeout)
+	buf := make([]byte, 32<<10)
+	for drained := 0; drained < maxDrainBytes; {
+		deadline := time.Now().Add(s.linger)
+		if deadline.After(giveUp) {
+			deadline = giveUp
+		}
+		_ = conn.SetReadDeadline(deadline)
+		n, err := conn.Read(buf)
+		drained += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// maxDrainBytes bounds what hangUp reads and drops.
+const maxDrainBytes = 64 << 20
 
 // handle reads one request as a call and calls the function it names.
 func (s *Server) handle(req *Request) (any, error) {
@@ -208,20 +317,29 @@ func (s *Server) handle(req *Request) (any, error) {
 	return res, nil
 }
 
-// Shutdown stops accepting connections, closes those waiting for a request,
-// and waits for the calls in flight to be answered. If ctx ends first, it
-// closes every connection and returns ctx's error at once, without waiting
-// for functions that are still running.
+// Shutdown stops accepting connections and lets every connection finish
+// what it has: a call in flight is answered; a request that arrives within
+// closeLinger is answered with an error saying that it did not run; then
+// the connection is closed. An answer gets closeLinger to be written, so a
+// client that does not read cannot hold Shutdown. If ctx ends first,
+// Shutdown closes every connection and returns ctx's error at once,
+// without waiting for functions that are still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
+	s.init()
+	if !s.closing {
+		s.closing = true
+		close(s.stopped)
+	}
 	if s.listener != nil {
 		s.listener.Close()
 	}
+	linger := time.Now().Add(s.linger)
 	for conn := range s.conns {
-		// A connection blocked reading wakes up and sees closing; one in
-		// a call finishes it, answers, and then sees closing.
-		_ = conn.SetReadDeadline(time.Now())
+		// A connection blocked reading or writing gets closeLinger more;
+		// one in a call finishes it and answers, and then does the same.
+		_ = conn.SetReadDeadline(linger)
+		_ = conn.SetWriteDeadline(linger)
 	}
 	s.mu.Unlock()
 
