@@ -24,8 +24,12 @@ tour: ## run every stage's demo, with -trace, against a server in the same proce
 		$(GO) run ./$$stage/cmd/client -trace; \
 	done
 
-bench: ## every benchmark, with allocations (BENCHFLAGS="-count 10" for benchstat)
-	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
+bench: ## every stage's benchmarks, with allocations, each stage's into bench-NN.txt (BENCHFLAGS="-count 6" for benchstat)
+	@set -e; for stage in $(STAGES); do \
+		n=$${stage%%-*}; \
+		echo "$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./$$stage/ | tee bench-$$n.txt"; \
+		$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./$$stage/ | tee bench-$$n.txt; \
+	done
 
 diff: ## what changed from one stage to the next: make diff FROM=01 TO=02
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=01 TO=02" >&2; exit 2; }
