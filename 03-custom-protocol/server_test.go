@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -232,9 +234,13 @@ func TestServerBadResults(t *testing.T) {
 }
 
 // TestServerLargeRequest echoes 200 KB, a hundred times the article's
-// 2048-byte read, with every kind of byte the framed form escapes.
+// 2048-byte read, with every kind of byte the framed form escapes. That is
+// over the default limit, so both sides raise it.
 func TestServerLargeRequest(t *testing.T) {
-	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	const limit = 1 << 20
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = limit
+	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxAnswerBytes(limit))
 	big := strings.Repeat("a,b-c:d@e%f\n中文", 200<<10/20)
 	got, err := c.Echo(t.Context(), big)
 	require.NoError(t, err)
@@ -295,40 +301,137 @@ func TestServerMalformedFrame(t *testing.T) {
 	}
 }
 
-// TestSlowClientBlocksNobody opens a connection that sends half a request
-// and one that sends nothing, then go quiet. Other callers are answered at
-// once, and the server hangs up on the silent ones when their idle timeout
-// runs out. The article's server serves one connection at a time: the
-// first silent client would block everyone.
+// TestSlowClientBlocksNobody opens a connection that sends half a request and
+// then goes quiet. Other callers are answered long before the server would
+// give up on the silent one: a server that served one connection at a time
+// would make them miss their deadline.
 func TestSlowClientBlocksNobody(t *testing.T) {
 	srv := NewDemoServer()
-	srv.IdleTimeout = 200 * time.Millisecond
+	srv.FirstRequestTimeout = time.Hour
+	srv.IdleTimeout = time.Hour
 	addr := serve(t, srv, rpctest.Listen(t))
 
-	half, halfAnswers := rawConn(t, addr)
-	write(t, half, "23 func:sum@par")
-	_, mute := rawConn(t, addr)
+	silent, _ := rawConn(t, addr)
+	write(t, silent, "23 func:sum@par")
 
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop/3) // far less than an hour
+	defer cancel()
 	c := dial(t, addr)
 	for i := range 5 {
-		sum, err := c.Add(t.Context(), i, i)
+		sum, err := c.Add(ctx, i, i)
 		require.NoError(t, err)
 		assert.Equal(t, 2*i, sum)
 	}
+	silent.Close() // so that Shutdown need not wait for it
+}
 
-	for _, answers := range []*frameReader{halfAnswers, mute} {
-		_, err := answers.next()
-		assert.ErrorIs(t, err, io.EOF, "the server should close the silent connection, not leave it to our deadline")
+// TestServerClosesSilentConnections checks both read timeouts: a new
+// connection has FirstRequestTimeout to send its first request, and
+// IdleTimeout for each later one.
+func TestServerClosesSilentConnections(t *testing.T) {
+	srv := NewDemoServer()
+	srv.FirstRequestTimeout = 100 * time.Millisecond
+	srv.IdleTimeout = 200 * time.Millisecond
+	addr := serve(t, srv, rpctest.Listen(t))
+
+	never, answers := rawConn(t, addr)
+	_, err := answers.next()
+	assert.ErrorIs(t, err, io.EOF, "a connection that never sends is closed")
+	never.Close()
+
+	half, answers := rawConn(t, addr)
+	write(t, half, "23 func:sum@params:1-1,1-2\n")
+	assert.Equal(t, "data:1-3", nextAnswer(t, answers))
+	write(t, half, "23 func:sum@par")
+	_, err = answers.next()
+	assert.ErrorIs(t, err, io.EOF, "a connection that stops halfway through a request is closed")
+}
+
+// TestMaxConns fills the server's connections and checks that one more is
+// not served until a served one closes: it waits in the accept queue.
+func TestMaxConns(t *testing.T) {
+	srv := NewDemoServer()
+	srv.MaxConns = 2
+	l := rpctest.Listen(t)
+	addr := serve(t, srv, l)
+	const call = "23 func:add@params:1-2,1-4\n"
+
+	first, firstAnswers := rawConn(t, addr)
+	second, secondAnswers := rawConn(t, addr)
+	for _, c := range []struct {
+		conn    net.Conn
+		answers *frameReader
+	}{{first, firstAnswers}, {second, secondAnswers}} {
+		write(t, c.conn, call)
+		assert.Equal(t, "data:1-6", nextAnswer(t, c.answers))
 	}
+
+	third, thirdAnswers := rawConn(t, addr) // the kernel completes the handshake
+	write(t, third, call)
+	require.NoError(t, third.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	_, err := thirdAnswers.next()
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "a third connection is served past MaxConns = 2")
+	assert.Equal(t, 2, l.Accepted())
+
+	second.Close()
+	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
+	assert.Equal(t, "data:1-6", nextAnswer(t, thirdAnswers), "served once a slot is free")
+	assert.Equal(t, 3, l.Accepted())
+	first.Close()
+	third.Close()
+}
+
+// TestIdleFloodBlocksNobody opens many more silent connections than the
+// server serves at once. They are closed after FirstRequestTimeout, so a
+// caller that comes after them is served well before its deadline.
+func TestIdleFloodBlocksNobody(t *testing.T) {
+	srv := NewDemoServer()
+	const maxConns = 20
+	srv.MaxConns = maxConns
+	srv.FirstRequestTimeout = 100 * time.Millisecond
+	srv.IdleTimeout = time.Hour
+	addr := serve(t, srv, rpctest.Listen(t))
+	for range 5 * maxConns {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
+	defer cancel()
+	c, err := Dial(ctx, addr)
+	require.NoError(t, err)
+	defer c.Close()
+	sum, err := c.Add(ctx, 2, 4)
+	require.NoError(t, err)
+	assert.Equal(t, 6, sum)
+}
+
+// TestRefusalIsReadable sends a request far over the server's limit. The
+// server answers that it is too large and closes the connection, but
+// politely: a server that closed with the rest of the request unread would
+// send a reset, and the client would see "connection reset by peer"
+// instead of the reason.
+func TestRefusalIsReadable(t *testing.T) {
+	srv := NewDemoServer()
+	srv.FirstRequestTimeout = time.Minute // encoding 32 MiB under -race takes seconds
+	c := dial(t, serve(t, srv, rpctest.Listen(t)))
+	// Far more than the kernel buffers between the two sides hold, so that
+	// most of it is still unread when the server refuses it.
+	_, err := c.Echo(t.Context(), strings.Repeat("x", 32<<20))
+	var serverErr *ServerError
+	require.ErrorAs(t, err, &serverErr)
+	assert.ErrorContains(t, err, "too large")
+	assert.ErrorContains(t, err, "closing the connection")
 }
 
 // TestShutdownFinishesCallsInFlight holds a call inside the server, asks the
-// server to shut down, and checks that the call still gets its answer, that
-// an idle connection is closed at once, and that Shutdown waited.
+// server to shut down, and checks that the call's answer was written before
+// Shutdown returned, and that an idle connection is closed.
 func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	srv := NewDemoServer()
 	entered, release := holdCalls(srv)
-	l := rpctest.Listen(t)
+	l := &answerCounter{Listener: rpctest.Listen(t)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
@@ -345,24 +448,137 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	}()
 	<-entered
 
-	shutdown := make(chan error, 1)
-	go func() { shutdown <- srv.Shutdown(context.Background()) }()
-	_, err := idle.next()
-	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed at once")
-	assert.NoError(t, <-served, "Serve returns once the listener is closed")
-	select {
-	case err := <-shutdown:
-		t.Fatalf("Shutdown returned %v while a call was in flight", err)
-	default:
+	type shutdownResult struct {
+		err     error
+		written int64 // answers written when Shutdown returned
 	}
+	shutdown := make(chan shutdownResult, 1)
+	go func() {
+		err := srv.Shutdown(context.Background())
+		shutdown <- shutdownResult{err, l.written.Load()}
+	}()
+	_, err := idle.next()
+	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed")
+	assert.NoError(t, <-served, "Serve returns once the listener is closed")
 	release()
 
 	got := <-answered
 	require.NoError(t, got.err)
 	assert.Equal(t, 42, got.sum)
-	assert.NoError(t, <-shutdown)
+	res := <-shutdown
+	assert.NoError(t, res.err)
+	assert.Equal(t, int64(1), res.written, "Shutdown returned before the answer in flight was written")
 	_, err = net.Dial("tcp", l.Addr().String())
 	assert.Error(t, err, "a server that has shut down accepts no connection")
+}
+
+// answerCounter counts the writes that the server's connections have
+// finished.
+type answerCounter struct {
+	net.Listener
+	written atomic.Int64
+}
+
+func (l *answerCounter) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countedConn{Conn: conn, written: &l.written}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	written *atomic.Int64
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(1)
+	return n, err
+}
+
+// CloseWrite keeps the polite close of the connection it wraps.
+func (c *countedConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+
+// waiter has one method, wait, which stays inside the server until the
+// test closes held.
+type waiter struct{ entered, held chan struct{} }
+
+func (w waiter) Wait() int {
+	close(w.entered)
+	<-w.held
+	return 1
+}
+
+// TestShutdownAnswersRequestsOnTheirWay sends a request on an idle
+// connection after Shutdown has begun. The server does not drop it: it
+// answers that the call did not run, so the caller knows, and then closes
+// the connection.
+func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
+	srv := NewDemoServer()
+	srv.linger = rpctest.Backstop // so that a loaded machine cannot miss it
+	entered, held := make(chan struct{}), make(chan struct{})
+	_, err := srv.Register(waiter{entered, held})
+	require.NoError(t, err)
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	idle, answers := rawConn(t, l.Addr().String())
+	write(t, idle, "25 func:echo@params:3-served\n")
+	assert.Equal(t, "data:3-served", nextAnswer(t, answers))
+
+	busy := dial(t, l.Addr().String()) // keeps Shutdown waiting
+	waited := make(chan error, 1)
+	go func() {
+		_, err := busy.Call(context.Background(), "wait")
+		waited <- err
+	}()
+	<-entered
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	require.NoError(t, <-served) // Shutdown has begun
+
+	write(t, idle, "23 func:echo@params:3-late\n")
+	assert.Equal(t, "error:"+string(appendEscaped(nil, "the server is shutting down; the call did not run")), nextAnswer(t, answers))
+	idle.Close()
+	close(held)
+	assert.NoError(t, <-waited, "the call in flight is answered")
+	busy.Close()
+	assert.NoError(t, <-shutdown)
+}
+
+// bigAnswer has one method, big, whose answer is far more than the kernel
+// buffers between a server and its client hold.
+type bigAnswer struct{}
+
+func (bigAnswer) Big() string { return strings.Repeat("x", 16<<20) }
+
+// TestShutdownDoesNotWaitForSlowReaders has a client that asks for a large
+// answer and never reads it. The server's write blocks, but Shutdown gives
+// it only closeLinger, not WriteTimeout.
+func TestShutdownDoesNotWaitForSlowReaders(t *testing.T) {
+	srv := NewDemoServer()
+	srv.WriteTimeout = time.Hour
+	_, err := srv.Register(bigAnswer{})
+	require.NoError(t, err)
+	entered, release := holdCalls(srv)
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	reader, _ := rawConn(t, l.Addr().String())
+	write(t, reader, "8 func:big\n")
+	<-entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
+	defer cancel()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
+	<-served
+	release()
+	assert.NoError(t, <-shutdown, "Shutdown waited for a client that does not read")
 }
 
 // TestShutdownDeadline holds a call past Shutdown's deadline: Shutdown

@@ -217,8 +217,8 @@ func TestClientOddAnswers(t *testing.T) {
 		{"a result and an error", answerFrame(t, Response{Data: Value{Type: typeInt, Int: 3}, Error: "no"}), `add: answer has both a result and an error, "no"`},
 		{"an error", answerFrame(t, Response{Error: "no, no"}), "add: server answered: no, no"},
 		{"the article's error, as a str", answerFrame(t, strAnswer("RPC Server Function Error")), `add: result is str "RPC Server Function Error", want int`},
-		{"a call for an answer", calls(t, call(t, "sum", 1, 2)), "add: malformed message: gob: type mismatch"},
-		{"stage 03's answer", []byte("8 data:1-3\n"), "add: message too large: a frame of 941646945 bytes"},
+		{"a call for an answer", calls(t, call(t, "sum", 1, 2)), "add: malformed message: a type definition that is not one of ours"},
+		{"stage 03's answer", []byte("8 data:1-3\n"), "add: this client refused the answer: message too large: a frame of 941646945 bytes"},
 		{"a frame cut short", answerFrame(t, intAnswer(3))[:50], "add: the server closed the connection before answering: unexpected EOF"},
 	} {
 		c := dial(t, oneShotServer(t, tt.answer))
@@ -232,6 +232,74 @@ func TestClientAnswerTooLarge(t *testing.T) {
 	c := dial(t, oneShotServer(t, binary.BigEndian.AppendUint32(nil, DefaultMaxMessageBytes+1)))
 	_, err := c.Echo(t.Context(), "x")
 	assert.ErrorIs(t, err, errTooLarge)
+	assert.ErrorContains(t, err, "this client refused the answer", "the error says which side refused")
+}
+
+// TestClientMaxAnswerBytes raises a server's limit above the default: the
+// client must be told to read answers as large, or a large echo breaks it.
+func TestClientMaxAnswerBytes(t *testing.T) {
+	const limit = 4 * DefaultMaxMessageBytes
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = limit
+	addr := serve(t, srv, rpctest.Listen(t))
+	big := strings.Repeat("x", 2*DefaultMaxMessageBytes)
+
+	_, err := dial(t, addr).Echo(t.Context(), big)
+	assert.ErrorContains(t, err, "WithMaxAnswerBytes")
+
+	got, err := dial(t, addr, WithMaxAnswerBytes(limit)).Echo(t.Context(), big)
+	require.NoError(t, err)
+	assert.Equal(t, big, got)
+}
+
+// TestClientWaitingCallHonoursContext holds one call inside the server; a
+// second call on the same client, waiting for its turn, must give up at
+// its own deadline rather than wait for the first.
+func TestClientWaitingCallHonoursContext(t *testing.T) {
+	addr, entered := holdingServer(t)
+	c := dial(t, addr)
+	go func() { _, _ = c.Add(context.Background(), 1, 2) }() // held until the test ends
+	<-entered
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Add(ctx, 4, 5)
+		failed <- err
+	}()
+	select {
+	case err := <-failed:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorContains(t, err, "waiting for the connection")
+	case <-time.After(rpctest.Backstop):
+		t.Fatal("a call waiting for its turn ignored its deadline")
+	}
+}
+
+// TestClientCloseFailsCallInFlight closes a client while its call is held
+// inside the server: the call fails at once with ErrBroken, and Close does
+// not wait for it.
+func TestClientCloseFailsCallInFlight(t *testing.T) {
+	addr, entered := holdingServer(t)
+	c := dial(t, addr)
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Add(context.Background(), 1, 2)
+		failed <- err
+	}()
+	<-entered
+
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-failed:
+		assert.ErrorIs(t, err, ErrBroken)
+		assert.ErrorContains(t, err, "the client was closed")
+	case <-time.After(rpctest.Backstop):
+		t.Fatal("Close did not fail the call in flight")
+	}
+	assert.NoError(t, <-closed)
 }
 
 func TestClientClose(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -123,7 +124,6 @@ func TestServerErrorsAreNotData(t *testing.T) {
 		{"two fields set", Request{Func: "echo", Params: []Value{{Type: typeStr, Str: "x", Int: 1}}}, "argument 1: type code 3, with the field of another type set too"},
 		{"too few arguments", call(t, "sum", 1), "sum: takes 2 arguments, got 1"},
 		{"too many arguments", call(t, "get_time", 1), "get_time: takes 0 arguments, got 1"},
-		{"more than 64", Request{Func: "sum", Params: make([]Value, 65)}, "more than 64 arguments"},
 		{"the wrong type", call(t, "echo", 42), "echo: argument 1: want str, got int 42"},
 		{"not numbers", call(t, "sum", "a", 1), `sum: sum adds numbers, not str "a" and int 1`},
 		{"overflow", call(t, "add", 9223372036854775807, 1), "add: 9223372036854775807 + 1 does not fit in an int (64 bits)"},
@@ -157,10 +157,11 @@ type hostileRequest struct {
 
 // TestArticleFlawCodeOnLoad sends a call whose argument is a value of a
 // type with decoding code of its own. pickle.loads would run whatever
-// function the bytes name. gob fills in the types the receiver declares
-// and nothing else: Params are Values, so the call is refused before any
-// of the argument is read, although the server's process has the type,
-// registered with gob.
+// function the bytes name. Our decoder accepts only the type definitions
+// our own encoder writes, so the call is refused before gob reads any of
+// it, although the server's process has the type, registered with gob.
+// gob alone would refuse it too: it fills in the types the receiver
+// declares and nothing else, and Params are Values.
 //
 // A field of type any is where the bytes do choose: into one, gob decodes
 // any type the receiving program has registered, and runs its GobDecode.
@@ -169,8 +170,11 @@ func TestArticleFlawCodeOnLoad(t *testing.T) {
 	gob.Register(&tripwire{})
 	tripped.Store(false) // a run before this one (-count) may have set it
 	conn, answers := rawConn(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
-	write(t, conn, encodeFrames(t, &hostileRequest{Func: "echo", Params: []*tripwire{{Cmd: "rm -rf /"}}})[0])
-	assert.Contains(t, nextAnswer(t, answers).Error, "gob: wrong type ([]gobrpc.Value) for received field hostileRequest.Params")
+	hostile := encodeFrames(t, &hostileRequest{Func: "echo", Params: []*tripwire{{Cmd: "rm -rf /"}}})[0]
+	write(t, conn, hostile)
+	assert.Contains(t, nextAnswer(t, answers).Error, "malformed message: a type definition that is not one of ours")
+	err := gob.NewDecoder(bytes.NewReader(hostile[frameHeaderBytes:])).Decode(&Request{})
+	assert.ErrorContains(t, err, "gob: wrong type ([]gobrpc.Value) for received field hostileRequest.Params")
 	assert.False(t, tripped.Load(), "gob ran code the sender chose")
 
 	var stream bytes.Buffer
@@ -217,9 +221,12 @@ func TestServerBadResults(t *testing.T) {
 }
 
 // TestServerLargeRequest echoes 200 KB, a hundred times the article's
-// 2048-byte read.
+// 2048-byte read. That is over the default limit, so both sides raise it.
 func TestServerLargeRequest(t *testing.T) {
-	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	const limit = 1 << 20
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = limit
+	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxAnswerBytes(limit))
 	big := strings.Repeat("a,b-c:d@e%f\n中文\x00", 200<<10/21)
 	got, err := c.Echo(t.Context(), big)
 	require.NoError(t, err)
@@ -267,9 +274,11 @@ func TestServerMalformed(t *testing.T) {
 		{"garbage inside a gob message", frame(append(bytes.Clone(firstDefs), 4, 0xff, 0x80, 0x01, 0x7f)), "malformed message: gob: "},
 		{"a value before its type", sumLaterFrame, "malformed message: gob: "},
 		{"two values in one frame", frame(append(bytes.Clone(sumFirstFrame[4:]), sumLaterFrame[4:]...)), "malformed message: more after the value that ends a frame"},
-		{"an answer for a call", encodeFrames(t, &Response{Error: "x"})[0], "malformed message: gob: type mismatch"},
-		{"too many type definitions", frame(manyTypes(t, maxTypeDefs)), "malformed message: more than 16 type definitions on one connection"},
-		{"stage 03's text", []byte("23 func:sum@params:1-1,1-2\n"), "message too large: a frame of 842211430 bytes, more than 1048576"},
+		{"an answer for a call", encodeFrames(t, &Response{Error: "x"})[0], "malformed message: a type definition that is not one of ours"},
+		{"a type that is not one of ours", frame(manyTypes(t, 1)), "malformed message: a type definition that is not one of ours"},
+		{"more than 64 arguments", encodeFrames(t, &Request{Func: "sum", Params: make([]Value, maxArgs+1)})[0], "malformed message: more than 64 arguments"},
+		{"our types defined twice", frame(join(firstDefs, firstDefs, sumLaterFrame[frameHeaderBytes:])), "malformed message: gob: duplicate type received"},
+		{"stage 03's text", []byte("23 func:sum@params:1-1,1-2\n"), fmt.Sprintf("message too large: a frame of 842211430 bytes, more than %d", DefaultMaxMessageBytes)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, answers := rawConn(t, addr)
@@ -295,40 +304,138 @@ func TestServerCutShort(t *testing.T) {
 	}
 }
 
-// TestSlowClientBlocksNobody opens a connection that sends half a request
-// and one that sends nothing, then go quiet. Other callers are answered at
-// once, and the server hangs up on the silent ones when their idle timeout
-// runs out. The article's server serves one connection at a time: the
-// first silent client would block everyone.
+// TestSlowClientBlocksNobody opens a connection that sends half a request and
+// then goes quiet. Other callers are answered long before the server would
+// give up on the silent one: a server that served one connection at a time
+// would make them miss their deadline.
 func TestSlowClientBlocksNobody(t *testing.T) {
 	srv := NewDemoServer()
-	srv.IdleTimeout = 200 * time.Millisecond
+	srv.FirstRequestTimeout = time.Hour
+	srv.IdleTimeout = time.Hour
 	addr := serve(t, srv, rpctest.Listen(t))
 
-	half, halfAnswers := rawConn(t, addr)
-	write(t, half, sumFirstFrame[:60])
-	_, mute := rawConn(t, addr)
+	silent, _ := rawConn(t, addr)
+	write(t, silent, sumFirstFrame[:60])
 
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop/3) // far less than an hour
+	defer cancel()
 	c := dial(t, addr)
 	for i := range 5 {
-		sum, err := c.Add(t.Context(), i, i)
+		sum, err := c.Add(ctx, i, i)
 		require.NoError(t, err)
 		assert.Equal(t, 2*i, sum)
 	}
+	silent.Close() // so that Shutdown need not wait for it
+}
 
-	for _, answers := range []*decoder{halfAnswers, mute} {
-		err := answers.decode(&Response{})
-		assert.ErrorIs(t, err, io.EOF, "the server should close the silent connection, not leave it to our deadline")
+// TestServerClosesSilentConnections checks both read timeouts: a new
+// connection has FirstRequestTimeout to send its first request, and
+// IdleTimeout for each later one.
+func TestServerClosesSilentConnections(t *testing.T) {
+	srv := NewDemoServer()
+	srv.FirstRequestTimeout = 100 * time.Millisecond
+	srv.IdleTimeout = 200 * time.Millisecond
+	addr := serve(t, srv, rpctest.Listen(t))
+
+	never, answers := rawConn(t, addr)
+	err := answers.decode(&Response{})
+	assert.ErrorIs(t, err, io.EOF, "a connection that never sends is closed")
+	never.Close()
+
+	half, answers := rawConn(t, addr)
+	frames := encodeFrames(t, new(call(t, "sum", 1, 2)), new(call(t, "sum", 1, 2)))
+	write(t, half, frames[0])
+	assert.Equal(t, intAnswer(3), nextAnswer(t, answers))
+	write(t, half, frames[1][:len(frames[1])/2])
+	err = answers.decode(&Response{})
+	assert.ErrorIs(t, err, io.EOF, "a connection that stops halfway through a request is closed")
+}
+
+// TestMaxConns fills the server's connections and checks that one more is
+// not served until a served one closes: it waits in the accept queue.
+func TestMaxConns(t *testing.T) {
+	srv := NewDemoServer()
+	srv.MaxConns = 2
+	l := rpctest.Listen(t)
+	addr := serve(t, srv, l)
+	request := calls(t, call(t, "add", 2, 4))
+
+	first, firstAnswers := rawConn(t, addr)
+	second, secondAnswers := rawConn(t, addr)
+	for _, c := range []struct {
+		conn    net.Conn
+		answers *decoder
+	}{{first, firstAnswers}, {second, secondAnswers}} {
+		write(t, c.conn, request)
+		assert.Equal(t, intAnswer(6), nextAnswer(t, c.answers))
 	}
+
+	third, thirdAnswers := rawConn(t, addr) // the kernel completes the handshake
+	write(t, third, request)
+	require.NoError(t, third.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	err := thirdAnswers.decode(&Response{})
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "a third connection is served past MaxConns = 2")
+	assert.Equal(t, 2, l.Accepted())
+
+	second.Close()
+	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
+	assert.Equal(t, intAnswer(6), nextAnswer(t, thirdAnswers), "served once a slot is free")
+	assert.Equal(t, 3, l.Accepted())
+	first.Close()
+	third.Close()
+}
+
+// TestIdleFloodBlocksNobody opens many more silent connections than the
+// server serves at once. They are closed after FirstRequestTimeout, so a
+// caller that comes after them is served well before its deadline.
+func TestIdleFloodBlocksNobody(t *testing.T) {
+	srv := NewDemoServer()
+	const maxConns = 20
+	srv.MaxConns = maxConns
+	srv.FirstRequestTimeout = 100 * time.Millisecond
+	srv.IdleTimeout = time.Hour
+	addr := serve(t, srv, rpctest.Listen(t))
+	for range 5 * maxConns {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
+	defer cancel()
+	c, err := Dial(ctx, addr)
+	require.NoError(t, err)
+	defer c.Close()
+	sum, err := c.Add(ctx, 2, 4)
+	require.NoError(t, err)
+	assert.Equal(t, 6, sum)
+}
+
+// TestRefusalIsReadable sends a request far over the server's limit. The
+// server answers that it is too large and closes the connection, but
+// politely: a server that closed with the rest of the request unread would
+// send a reset, and the client would see "connection reset by peer"
+// instead of the reason.
+func TestRefusalIsReadable(t *testing.T) {
+	srv := NewDemoServer()
+	srv.FirstRequestTimeout = time.Minute // encoding 32 MiB under -race takes seconds
+	c := dial(t, serve(t, srv, rpctest.Listen(t)))
+	// Far more than the kernel buffers between the two sides hold, so that
+	// most of it is still unread when the server refuses it.
+	_, err := c.Echo(t.Context(), strings.Repeat("x", 32<<20))
+	var serverErr *ServerError
+	require.ErrorAs(t, err, &serverErr)
+	assert.ErrorContains(t, err, "too large")
+	assert.ErrorContains(t, err, "closing the connection")
 }
 
 // TestShutdownFinishesCallsInFlight holds a call inside the server, asks the
-// server to shut down, and checks that the call still gets its answer, that
-// an idle connection is closed at once, and that Shutdown waited.
+// server to shut down, and checks that the call's answer was written before
+// Shutdown returned, and that an idle connection is closed.
 func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	srv := NewDemoServer()
 	entered, release := holdCalls(srv)
-	l := rpctest.Listen(t)
+	l := &answerCounter{Listener: rpctest.Listen(t)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
@@ -345,24 +452,138 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	}()
 	<-entered
 
-	shutdown := make(chan error, 1)
-	go func() { shutdown <- srv.Shutdown(context.Background()) }()
-	err := idle.decode(&Response{})
-	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed at once")
-	assert.NoError(t, <-served, "Serve returns once the listener is closed")
-	select {
-	case err := <-shutdown:
-		t.Fatalf("Shutdown returned %v while a call was in flight", err)
-	default:
+	type shutdownResult struct {
+		err     error
+		written int64 // answers written when Shutdown returned
 	}
+	shutdown := make(chan shutdownResult, 1)
+	go func() {
+		err := srv.Shutdown(context.Background())
+		shutdown <- shutdownResult{err, l.written.Load()}
+	}()
+	err := idle.decode(&Response{})
+	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed")
+	assert.NoError(t, <-served, "Serve returns once the listener is closed")
 	release()
 
 	got := <-answered
 	require.NoError(t, got.err)
 	assert.Equal(t, 42, got.sum)
-	assert.NoError(t, <-shutdown)
+	res := <-shutdown
+	assert.NoError(t, res.err)
+	assert.Equal(t, int64(1), res.written, "Shutdown returned before the answer in flight was written")
 	_, err = net.Dial("tcp", l.Addr().String())
 	assert.Error(t, err, "a server that has shut down accepts no connection")
+}
+
+// answerCounter counts the writes that the server's connections have
+// finished.
+type answerCounter struct {
+	net.Listener
+	written atomic.Int64
+}
+
+func (l *answerCounter) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countedConn{Conn: conn, written: &l.written}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	written *atomic.Int64
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(1)
+	return n, err
+}
+
+// CloseWrite keeps the polite close of the connection it wraps.
+func (c *countedConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+
+// waiter has one method, wait, which stays inside the server until the
+// test closes held.
+type waiter struct{ entered, held chan struct{} }
+
+func (w waiter) Wait() int {
+	close(w.entered)
+	<-w.held
+	return 1
+}
+
+// TestShutdownAnswersRequestsOnTheirWay sends a request on an idle
+// connection after Shutdown has begun. The server does not drop it: it
+// answers that the call did not run, so the caller knows, and then closes
+// the connection.
+func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
+	srv := NewDemoServer()
+	srv.linger = rpctest.Backstop // so that a loaded machine cannot miss it
+	entered, held := make(chan struct{}), make(chan struct{})
+	_, err := srv.Register(waiter{entered, held})
+	require.NoError(t, err)
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	idle, answers := rawConn(t, l.Addr().String())
+	frames := encodeFrames(t, new(call(t, "echo", "served")), new(call(t, "echo", "late")))
+	write(t, idle, frames[0])
+	assert.Equal(t, strAnswer("served"), nextAnswer(t, answers))
+
+	busy := dial(t, l.Addr().String()) // keeps Shutdown waiting
+	waited := make(chan error, 1)
+	go func() {
+		_, err := busy.Call(context.Background(), "wait")
+		waited <- err
+	}()
+	<-entered
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	require.NoError(t, <-served) // Shutdown has begun
+
+	write(t, idle, frames[1])
+	assert.Equal(t, Response{Error: "the server is shutting down; the call did not run"}, nextAnswer(t, answers))
+	idle.Close()
+	close(held)
+	assert.NoError(t, <-waited, "the call in flight is answered")
+	busy.Close()
+	assert.NoError(t, <-shutdown)
+}
+
+// bigAnswer has one method, big, whose answer is far more than the kernel
+// buffers between a server and its client hold.
+type bigAnswer struct{}
+
+func (bigAnswer) Big() string { return strings.Repeat("x", 16<<20) }
+
+// TestShutdownDoesNotWaitForSlowReaders has a client that asks for a large
+// answer and never reads it. The server's write blocks, but Shutdown gives
+// it only closeLinger, not WriteTimeout.
+func TestShutdownDoesNotWaitForSlowReaders(t *testing.T) {
+	srv := NewDemoServer()
+	srv.WriteTimeout = time.Hour
+	_, err := srv.Register(bigAnswer{})
+	require.NoError(t, err)
+	entered, release := holdCalls(srv)
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	reader, _ := rawConn(t, l.Addr().String())
+	write(t, reader, calls(t, call(t, "big")))
+	<-entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
+	defer cancel()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
+	<-served
+	release()
+	assert.NoError(t, <-shutdown, "Shutdown waited for a client that does not read")
 }
 
 // TestShutdownDeadline holds a call past Shutdown's deadline: Shutdown
