@@ -34,3 +34,16 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	// message needed would take 2 × 100 KiB each.
 	assert.Less(t, grew, int64(conns*32<<10))
 }
+
+// TestZeroServer serves with a Server that was never set up: the zero value
+// takes the default limits, and Register works on it.
+func TestZeroServer(t *testing.T) {
+	var srv Server
+	_, err := srv.Register(Service{})
+	require.NoError(t, err)
+	sum, err := dial(t, serve(t, &srv, rpctest.Listen(t))).Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+	var zero Server
+	require.NoError(t, zero.Shutdown(t.Context()), "Shutdown before Serve")
+}

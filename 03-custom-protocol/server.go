@@ -2,7 +2,6 @@ package customproto
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,7 +50,7 @@ type Server struct {
 	IdleTimeout         time.Duration // a connection that sends no whole request for this long is closed
 	WriteTimeout        time.Duration // an answer not written in this long closes its connection
 
-	funcs registry // the route table: filled by Register before Serve; read-only after
+	funcs registry // the route table; it has a lock of its own
 
 	mu       sync.Mutex // protects listener, conns, closing, stopped
 	listener net.Listener
@@ -75,7 +74,6 @@ func NewServer() *Server {
 		FirstRequestTimeout: DefaultFirstRequestTimeout,
 		IdleTimeout:         DefaultIdleTimeout,
 		WriteTimeout:        DefaultWriteTimeout,
-		funcs:               registry{},
 	}
 }
 
@@ -99,8 +97,8 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 // it stops accepting until one of them closes: new ones wait in the kernel's
 // accept queue.
 func (s *Server) Serve(l net.Listener) error {
-	s.setDefaults()
 	s.mu.Lock()
+	s.setDefaults()
 	s.init()
 	if s.closing {
 		s.mu.Unlock()
@@ -144,14 +142,23 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-// setDefaults gives every zero limit its default.
+// setDefaults gives every zero limit its default. It writes only the
+// limits that are zero, so that reading a limit that was set is never a
+// race. s.mu is held.
 func (s *Server) setDefaults() {
-	s.MaxConns = cmp.Or(s.MaxConns, DefaultMaxConns)
-	s.MaxRequestBytes = cmp.Or(s.MaxRequestBytes, DefaultMaxMessageBytes)
-	s.FirstRequestTimeout = cmp.Or(s.FirstRequestTimeout, DefaultFirstRequestTimeout)
-	s.IdleTimeout = cmp.Or(s.IdleTimeout, DefaultIdleTimeout)
-	s.WriteTimeout = cmp.Or(s.WriteTimeout, DefaultWriteTimeout)
-	s.linger = cmp.Or(s.linger, closeLinger)
+	setZero(&s.MaxConns, DefaultMaxConns)
+	setZero(&s.MaxRequestBytes, DefaultMaxMessageBytes)
+	setZero(&s.FirstRequestTimeout, DefaultFirstRequestTimeout)
+	setZero(&s.IdleTimeout, DefaultIdleTimeout)
+	setZero(&s.WriteTimeout, DefaultWriteTimeout)
+	setZero(&s.linger, closeLinger)
+}
+
+func setZero[T comparable](field *T, value T) {
+	var zero T
+	if *field == zero {
+		*field = value
+	}
 }
 
 // init makes what a zero Server lacks. s.mu is held.
@@ -213,16 +220,17 @@ func (s *Server) serveConn(conn net.Conn) {
 			// client is still listening, and hang up.
 			if errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) {
 				s.answer(conn, form, &out, nil, fmt.Errorf("%v; closing the connection", err))
-				s.hangUp(conn)
+				s.hangUp(conn, s.WriteTimeout)
 			}
 			return
 		}
 		if s.isClosing() {
-			// Shutdown began while this request was on its way.
-			if !s.answer(conn, form, &out, nil, errStopping) {
-				return
+			// Shutdown began while this request was on its way: say
+			// that it did not run, and hang up.
+			if s.answer(conn, form, &out, nil, errStopping) {
+				s.hangUp(conn, s.linger)
 			}
-			continue
+			return
 		}
 		res, callErr := s.handle(form, msg)
 		if s.beforeAnswer != nil {
@@ -279,21 +287,25 @@ func (s *Server) write(conn net.Conn, p []byte) bool {
 // maxKeptBuffer is the largest buffer a connection keeps between messages.
 const maxKeptBuffer = 64 << 10
 
-// hangUp closes conn politely after an answer that refused its stream.
-// Closing a socket that still has unread input makes the kernel send a
-// reset, which can destroy the answer before the client reads it. So it
-// first says it is done writing, then reads and drops what the client is
-// still sending, and only then lets the caller close. It stops when the
-// client has been silent for closeLinger, after WriteTimeout in all, or
-// after maxDrainBytes.
-func (s *Server) hangUp(conn net.Conn) {
+// hangUp closes conn politely after an answer that refused its stream,
+// or refused a call because the server is shutting down. Closing a socket
+// that still has unread input makes the kernel send a reset, which can
+// destroy the answer before the client reads it. So it first says it is
+// done writing, then reads and drops what the client is still sending, and
+// only then lets the caller close. It stops when the client has been silent
+// for closeLinger, after within in all (closeLinger once Shutdown has
+// begun), or after maxDrainBytes.
+func (s *Server) hangUp(conn net.Conn, within time.Duration) {
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	giveUp := time.Now().Add(s.WriteTimeout)
+	giveUp := time.Now().Add(within)
 	buf := make([]byte, 32<<10)
 	for drained := 0; drained < maxDrainBytes; {
 		deadline := time.Now().Add(s.linger)
+		if s.isClosing() && deadline.Before(giveUp) {
+			giveUp = deadline // Shutdown has begun: a short goodbye
+		}
 		if deadline.After(giveUp) {
 			deadline = giveUp
 		}
@@ -329,13 +341,14 @@ func (s *Server) handle(f form, msg []byte) (any, error) {
 
 // Shutdown stops accepting connections and lets every connection finish
 // what it has: a call in flight is answered; a request that arrives within
-// closeLinger is answered with an error saying that it did not run; then
-// the connection is closed. An answer gets closeLinger to be written, so a
+// closeLinger is answered with an error saying that it did not run, and
+// its connection is closed; then every connection is closed. An answer gets closeLinger to be written, so a
 // client that does not read cannot hold Shutdown. If ctx ends first,
 // Shutdown closes every connection and returns ctx's error at once,
 // without waiting for functions that are still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	s.setDefaults()
 	s.init()
 	if !s.closing {
 		s.closing = true

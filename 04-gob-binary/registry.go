@@ -3,15 +3,37 @@ package gobrpc
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
+	"sync"
 	"unicode"
 )
 
 // registry is the route table: it maps the name a call gives to the method
-// that answers it. It is filled before the server starts and only read
-// after, so it needs no lock.
-type registry map[string]*function
+// that answers it. It is safe for use by many goroutines: a service may be
+// registered while connections look names up, as with net/rpc. The zero
+// value is an empty table.
+type registry struct {
+	mu    sync.RWMutex // protects funcs
+	funcs map[string]*function
+}
+
+// lookup returns the function that answers to name.
+func (r *registry) lookup(name string) (*function, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	f, ok := r.funcs[name]
+	return f, ok
+}
+
+// table returns a copy of the table, for a caller that wants to range
+// over it.
+func (r *registry) table() map[string]*function {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return maps.Clone(r.funcs)
+}
 
 // function is an exported method of a registered service, bound to the
 // service, with the types of its parameters.
@@ -49,13 +71,15 @@ var (
 // as the article builds its table from dir(mycode), and returns the
 // exported methods it skipped, with the reason for each. It adds nothing
 // if a name is taken or no method is callable.
-func (r registry) register(service any) ([]Skipped, error) {
+func (r *registry) register(service any) ([]Skipped, error) {
 	v := reflect.ValueOf(service)
 	if !v.IsValid() {
 		return nil, errors.New("register: the service is nil")
 	}
 	typeName := strings.TrimPrefix(v.Type().String(), "*")
-	found := registry{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	found := map[string]*function{}
 	var skipped []Skipped
 	for m, fn := range v.Methods() {
 		goName := typeName + "." + m.Name
@@ -64,7 +88,7 @@ func (r registry) register(service any) ([]Skipped, error) {
 			continue
 		}
 		name := snakeCase(m.Name)
-		for _, table := range []registry{r, found} {
+		for _, table := range []map[string]*function{r.funcs, found} {
 			if other, taken := table[name]; taken {
 				return skipped, fmt.Errorf("register %s: %s and %s both answer to %s", typeName, other.goName, goName, name)
 			}
@@ -75,9 +99,10 @@ func (r registry) register(service any) ([]Skipped, error) {
 	if len(found) == 0 {
 		return skipped, fmt.Errorf("register %s: no exported method can be called over the wire", typeName)
 	}
-	for name, f := range found {
-		r[name] = f
+	if r.funcs == nil {
+		r.funcs = map[string]*function{}
 	}
+	maps.Copy(r.funcs, found)
 	return skipped, nil
 }
 

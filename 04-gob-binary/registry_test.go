@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -54,7 +55,7 @@ func (mixed) ErrFirst() (error, int) { return nil, 0 }
 // TestRegisterReportsSkipped registers mixed: every exported method that
 // cannot be called over the wire is reported, with the reason.
 func TestRegisterReportsSkipped(t *testing.T) {
-	r := registry{}
+	var r registry
 	skipped, err := r.register(mixed{})
 	require.NoError(t, err)
 
@@ -75,19 +76,19 @@ func TestRegisterReportsSkipped(t *testing.T) {
 		"gobrpc.mixed.Reset: it has a pointer receiver: register a *gobrpc.mixed to offer it",
 	}, report)
 
-	names := slices.Sorted(maps.Keys(r))
+	names := slices.Sorted(maps.Keys(r.table()))
 	assert.Equal(t, []string{"anything", "bad_result", "divide", "fail", "greet", "join", "sum"}, names)
 }
 
 // TestRegisterPointer registers a *mixed: Reset is in its method set now,
 // and skipped for what it returns instead.
 func TestRegisterPointer(t *testing.T) {
-	r := registry{}
+	var r registry
 	skipped, err := r.register(&mixed{})
 	require.NoError(t, err)
 	assert.Len(t, skipped, 10)
 	assert.Contains(t, skipped, Skipped{"gobrpc.mixed.Reset", "it returns (); a method returns int, float64, string or any, and may add an error"})
-	assert.Contains(t, r, "sum")
+	assert.Contains(t, slices.Sorted(maps.Keys(r.table())), "sum")
 }
 
 // clash has two methods that answer to the same name.
@@ -102,26 +103,26 @@ type none struct{}
 func (none) Size(n uint) uint { return n }
 
 func TestRegisterRefuses(t *testing.T) {
-	_, err := registry{}.register(nil)
+	_, err := new(registry).register(nil)
 	assert.EqualError(t, err, "register: the service is nil")
 
-	_, err = registry{}.register(clash{})
+	_, err = new(registry).register(clash{})
 	assert.EqualError(t, err, "register gobrpc.clash: gobrpc.clash.GetTime and gobrpc.clash.Get_time both answer to get_time")
 
-	skipped, err := registry{}.register(none{})
+	skipped, err := new(registry).register(none{})
 	assert.EqualError(t, err, "register gobrpc.none: no exported method can be called over the wire")
 	assert.Len(t, skipped, 1, "the reason is still reported")
 
-	r := registry{}
+	var r registry
 	_, err = r.register(mixed{})
 	require.NoError(t, err)
 	_, err = r.register(Service{})
 	assert.EqualError(t, err, "register gobrpc.Service: gobrpc.mixed.Sum and gobrpc.Service.Sum both answer to sum")
-	assert.NotContains(t, r, "get_time", "a failed registration adds nothing")
+	assert.NotContains(t, slices.Sorted(maps.Keys(r.table())), "get_time", "a failed registration adds nothing")
 }
 
 func TestCall(t *testing.T) {
-	r := registry{}
+	var r registry
 	_, err := r.register(mixed{})
 	require.NoError(t, err)
 
@@ -146,7 +147,9 @@ func TestCall(t *testing.T) {
 		{"fail", nil, nil, "no luck"},
 	}
 	for _, tt := range tests {
-		got, err := r[tt.name].call(tt.args)
+		fn, ok := r.lookup(tt.name)
+		require.True(t, ok, tt.name)
+		got, err := fn.call(tt.args)
 		if tt.wantErr != "" {
 			assert.EqualError(t, err, tt.wantErr, "%s%v", tt.name, tt.args)
 			assert.Nil(t, got)
@@ -155,4 +158,32 @@ func TestCall(t *testing.T) {
 		require.NoError(t, err, "%s%v", tt.name, tt.args)
 		assert.Equal(t, tt.want, got, "%s%v", tt.name, tt.args)
 	}
+}
+
+// later is a service registered while the server is serving.
+type later struct{}
+
+func (later) Later() string { return "registered late" }
+
+// TestRegisterWhileServing registers a service while calls are answered on
+// another goroutine: Register may be called at any time (run with -race).
+func TestRegisterWhileServing(t *testing.T) {
+	srv := NewDemoServer()
+	c := dial(t, serve(t, srv, rpctest.Listen(t)))
+	calls := make(chan error, 1)
+	go func() {
+		for i := range 200 {
+			if _, err := c.Add(t.Context(), i, 1); err != nil {
+				calls <- err
+				return
+			}
+		}
+		calls <- nil
+	}()
+	_, err := srv.Register(later{})
+	require.NoError(t, err)
+	require.NoError(t, <-calls)
+	got, err := c.Call(t.Context(), "later")
+	require.NoError(t, err)
+	assert.Equal(t, "registered late", got)
 }

@@ -81,7 +81,7 @@ func TestSIGTERM(t *testing.T) {
 // its grace, with exit status 0: a client that stops reading cannot hold
 // the server for the WriteTimeout (10 s), past the grace.
 func TestSIGTERMWithClientsNotReading(t *testing.T) {
-	const grace = time.Second
+	const grace = 5 * time.Second // the default, and half the WriteTimeout
 	cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-grace", grace.String())
 	cmd.Env = append(os.Environ(), "BE_THE_SERVER=1")
 	addr := rpctest.StartServer(t, cmd)
