@@ -39,4 +39,3 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	// message needed would take 2 × 100 KiB each.
 	assert.Less(t, grew, int64(conns*32<<10))
 }
-
