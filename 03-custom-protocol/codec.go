@@ -257,16 +257,14 @@ func (f *frameReader) next() ([]byte, error) {
 }
 
 // readPayload appends the next n bytes of r to buf. It makes room for
-// them as they arrive, not from n: when buf is full it doubles it, up to
-// n, and fills the new room before it grows again. So buf is at most
-// twice the bytes that have arrived, or smallPayloadBytes, or n, whichever
-// is largest of the first two and no more than the last. This is what the
-// standard library's internal saferio.ReadData does for file formats
-// whose headers claim sizes.
+// them as they arrive, not from n: when buf is full it grows it to at most
+// twice what has arrived (or smallPayloadBytes), and fills the new room
+// before it grows again. This is what the standard library's internal
+// saferio.ReadData does for file formats whose headers claim sizes.
 func readPayload(r io.Reader, buf []byte, n int) ([]byte, error) {
 	for len(buf) < n {
 		if len(buf) == cap(buf) {
-			buf = grow(buf, min(max(2*cap(buf), smallPayloadBytes), n)-len(buf))
+			buf = grow(buf, nextRoom(cap(buf), n)-len(buf))
 		}
 		m, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
 		buf = buf[:len(buf)+m]
@@ -275,6 +273,18 @@ func readPayload(r io.Reader, buf []byte, n int) ([]byte, error) {
 		}
 	}
 	return buf, nil
+}
+
+// nextRoom returns the room for a payload of n bytes whose room of full
+// bytes has filled: n halved until it is at most twice full, or
+// smallPayloadBytes. The rooms are then n/8, n/4, n/2, n: they end at n
+// exactly, and all of them together come to less than twice n.
+func nextRoom(full, n int) int {
+	room := n
+	for limit := max(2*full, smallPayloadBytes); room > limit; {
+		room = (room + 1) / 2
+	}
+	return room
 }
 
 // length reads a frame's header, the payload's length in decimal and a
