@@ -4,7 +4,9 @@
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
-// -grace, and exits 0.
+// -grace, and exits 0. At the end of the grace it closes every connection
+// still open, such as one whose client stopped reading its answers; it
+// exits 1 only if a call is still running then.
 package main
 
 import (
