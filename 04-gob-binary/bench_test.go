@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/rpc"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -16,7 +17,8 @@ import (
 // set one stage against another. Run them with `make bench`. The same four
 // run against the standard library's net/rpc, with its default codec, gob,
 // in the same process and run, so that one benchstat table compares the
-// two. BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes,
+// two: the same calls, the same checks on the answers, a connection per
+// goroutine in the parallel ones on both sides. BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes,
 // sent and answered with no decoding at all, in the same run.
 
 func benchClient(b *testing.B) *Client {
@@ -34,11 +36,17 @@ func BenchmarkAdd(b *testing.B) {
 }
 
 // BenchmarkAddParallel makes calls from GOMAXPROCS goroutines at once, each
-// with a connection of its own: a Client makes one call at a time.
+// with a connection of its own: a Client makes one call at a time. The
+// connections are dialled before the timer starts.
 func BenchmarkAddParallel(b *testing.B) {
 	addr := serve(b, NewDemoServer(), rpctest.Listen(b))
+	clients := make(chan *Client, runtime.GOMAXPROCS(0))
+	for range cap(clients) {
+		clients <- dial(b, addr)
+	}
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		c := dial(b, addr)
+		c := <-clients // RunParallel starts GOMAXPROCS goroutines
 		for i := 0; pb.Next(); i++ {
 			if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
 				b.Errorf("add(%d, 1) = %d, %v", i, sum, err)
@@ -124,20 +132,28 @@ func (Arith) Echo(s string, out *string) error {
 	return nil
 }
 
-// netrpcClient starts a net/rpc server, with its default codec, gob, on a
-// free port and returns a client of it.
-func netrpcClient(b *testing.B) *rpc.Client {
+// netrpcServer starts a net/rpc server, with its default codec, gob, on a
+// free port and returns its address.
+func netrpcServer(b *testing.B) string {
 	srv := rpc.NewServer()
 	if err := srv.Register(Arith{}); err != nil {
 		b.Fatal(err)
 	}
-	addr := rpctest.ServeConns(b, func(conn net.Conn) { srv.ServeConn(conn) })
+	return rpctest.ServeConns(b, func(conn net.Conn) { srv.ServeConn(conn) })
+}
+
+// netrpcDial returns a client of the net/rpc server at addr.
+func netrpcDial(b *testing.B, addr string) *rpc.Client {
 	c, err := rpc.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
 	return c
+}
+
+func netrpcClient(b *testing.B) *rpc.Client {
+	return netrpcDial(b, netrpcServer(b))
 }
 
 func BenchmarkNetRPCAdd(b *testing.B) {
@@ -150,19 +166,40 @@ func BenchmarkNetRPCAdd(b *testing.B) {
 	}
 }
 
-// BenchmarkNetRPCAddParallel shares one client among the goroutines:
-// net/rpc's client has many calls in flight on one connection.
+// BenchmarkNetRPCAddParallel is BenchmarkAddParallel's work for net/rpc: a
+// connection for each goroutine, dialled before the timer starts.
 func BenchmarkNetRPCAddParallel(b *testing.B) {
-	c := netrpcClient(b)
+	addr := netrpcServer(b)
+	clients := make(chan *rpc.Client, runtime.GOMAXPROCS(0))
+	for range cap(clients) {
+		clients <- netrpcDial(b, addr)
+	}
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		for i := 0; pb.Next(); i++ {
-			var sum int
-			if err := c.Call("Arith.Add", AddArgs{i, 1}, &sum); err != nil || sum != i+1 {
-				b.Errorf("Arith.Add(%d, 1) = %d, %v", i, sum, err)
-				return
-			}
-		}
+		netrpcAdds(b, pb, <-clients)
 	})
+}
+
+// BenchmarkNetRPCAddParallelShared shares one client among the goroutines:
+// net/rpc's client has many calls in flight on one connection, which ours
+// cannot until stage 05.
+func BenchmarkNetRPCAddParallelShared(b *testing.B) {
+	c := netrpcClient(b)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		netrpcAdds(b, pb, c)
+	})
+}
+
+// netrpcAdds makes add calls on c for as long as pb says.
+func netrpcAdds(b *testing.B, pb *testing.PB, c *rpc.Client) {
+	for i := 0; pb.Next(); i++ {
+		var sum int
+		if err := c.Call("Arith.Add", AddArgs{i, 1}, &sum); err != nil || sum != i+1 {
+			b.Errorf("Arith.Add(%d, 1) = %d, %v", i, sum, err)
+			return
+		}
+	}
 }
 
 func benchNetRPCEcho(b *testing.B, size int) {

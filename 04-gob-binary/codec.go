@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -62,30 +65,36 @@ const (
 // init shows gob our wire types, in a fixed order, as the package starts.
 // gob numbers a type when the process first meets it, and the numbers are
 // in the bytes: fixed here, they keep the transcripts the same whatever a
-// program or a test encodes first.
+// program or a test encodes first. What our encoder writes for each type
+// is also what a decoder of that type accepts from a peer (see
+// wireStreams).
 func init() {
-	enc := gob.NewEncoder(io.Discard)
 	for _, v := range []any{&Request{}, &Response{}} {
-		if err := enc.Encode(v); err != nil {
+		stream, err := newWireStream(v)
+		if err != nil {
 			panic(err) // our own types: a failure here is a bug
 		}
+		wireStreams[reflect.TypeOf(v)] = stream
 	}
+	wireStreams[reflect.TypeFor[*Request]()].checkValue = checkParams
 }
 
 // DefaultMaxMessageBytes is the largest frame payload either side reads
 // unless told otherwise: a request, on the server; an answer, on the client.
-const DefaultMaxMessageBytes = 1 << 20
+// 128 KiB holds 64 arguments of 2 KiB each, or a string of 128 KiB less a
+// few bytes.
+const DefaultMaxMessageBytes = 1 << 17
 
 // maxArgs bounds how many arguments a call may give.
 const maxArgs = 64
 
-// maxTypeDefs bounds how many types a peer may define on one connection.
-// The decoder keeps every definition for as long as the connection lasts;
-// our client defines 3 (Request, []Value, Value), our server 2.
-const maxTypeDefs = 16
-
-// readBufferBytes is the most one read takes from a connection.
+// readBufferBytes is the most one read takes from a connection, and the
+// room a frame's payload starts with.
 const readBufferBytes = 4096
+
+// keepBufferBytes is the largest buffer a connection keeps after the
+// message it was grown for: an idle connection holds only small buffers.
+const keepBufferBytes = 64 << 10
 
 // frameHeaderBytes is the size of a frame's length.
 const frameHeaderBytes = 4
@@ -103,12 +112,14 @@ var (
 // frames in one read, or one byte at a time.
 //
 // It reads a frame's length first, and refuses a frame longer than max
-// before it reads, or allocates room for, any of the payload.
+// before it reads any of the payload. It never makes room for what a
+// length claims: the payload's buffer grows as its bytes arrive, so a
+// sender that claims 128 KiB and sends nothing costs 4 KiB.
 type frameReader struct {
 	r      *bufio.Reader
 	max    int                    // the largest payload, in bytes
 	header [frameHeaderBytes]byte // the length being read
-	buf    []byte                 // the payload being read; reused from frame to frame
+	buf    []byte                 // the payload being read; reused from frame to frame while small
 }
 
 // newFrameReader returns a frameReader of r, which it buffers.
@@ -117,8 +128,9 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 }
 
 // next returns the next frame's payload. The slice is valid until the next
-// call. At the end of the stream between frames it returns io.EOF; in the
-// middle of one, io.ErrUnexpectedEOF. Any error it returns is final.
+// call, or release. At the end of the stream between frames it returns
+// io.EOF; in the middle of one, io.ErrUnexpectedEOF. Any error it returns
+// is final.
 func (f *frameReader) next() ([]byte, error) {
 	if _, err := io.ReadFull(f.r, f.header[:]); err != nil {
 		return nil, err
@@ -130,15 +142,64 @@ func (f *frameReader) next() ([]byte, error) {
 	case uint64(n) > uint64(f.max):
 		return nil, fmt.Errorf("%w: a frame of %d bytes, more than %d", errTooLarge, n, f.max)
 	}
-	if cap(f.buf) < int(n) {
-		f.buf = make([]byte, n)
+	size := int(n)
+	f.buf = f.buf[:0]
+	if size > cap(f.buf) && size > keepBufferBytes {
+		f.reuse(size)
 	}
-	f.buf = f.buf[:n]
-	if _, err := io.ReadFull(f.r, f.buf); err != nil {
-		return nil, unexpectedEOF(err)
+	for len(f.buf) < size {
+		if len(f.buf) == cap(f.buf) {
+			// Room for as much again as has arrived, at least 4 KiB,
+			// and never past the frame: the buffer is at most twice
+			// what the sender has sent.
+			f.grow(min(size, max(2*len(f.buf), readBufferBytes)))
+		}
+		got, err := f.r.Read(f.buf[len(f.buf):min(cap(f.buf), size)])
+		f.buf = f.buf[:len(f.buf)+got]
+		if err != nil && len(f.buf) < size {
+			return nil, unexpectedEOF(err)
+		}
 	}
 	return f.buf, nil
 }
+
+// grow makes room in f.buf for size bytes.
+func (f *frameReader) grow(size int) {
+	if size > keepBufferBytes && f.reuse(size) {
+		return
+	}
+	f.buf = slices.Grow(f.buf, size-len(f.buf))
+}
+
+// reuse takes a buffer of room for size bytes from largeBuffers, if it
+// has one, in place of f.buf. That costs no new memory, so it may follow
+// what a frame's length claims.
+func (f *frameReader) reuse(size int) bool {
+	p, ok := largeBuffers.Get().(*[]byte)
+	if !ok {
+		return false
+	}
+	if cap(*p) < size {
+		largeBuffers.Put(p)
+		return false
+	}
+	f.buf = append((*p)[:0], f.buf...)
+	return true
+}
+
+// release lets go of the payload's buffer if a large frame grew it.
+func (f *frameReader) release() {
+	if cap(f.buf) > keepBufferBytes {
+		large := f.buf
+		largeBuffers.Put(&large)
+		f.buf = nil
+	}
+}
+
+// largeBuffers holds the buffers that large frames grew, between one
+// large frame and the next, on any connection. A pool keeps nothing
+// through two garbage collections: an idle connection holds none of it.
+var largeBuffers sync.Pool
 
 // unexpectedEOF turns the end of the stream in the middle of a frame into
 // io.ErrUnexpectedEOF.
@@ -149,36 +210,137 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// scanMessages checks that payload is what one gob Encode call writes:
-// whole gob messages, each its length and then that many bytes, all of
-// them type definitions but the last, which carries a value. It returns
-// how many types the payload defines.
+// wireStream is what a gob stream of one of our wire types may carry: the
+// type definitions our own encoder writes for it, and values of it.
+//
+// gob is not hardened against hostile input, and its type definitions
+// are where a peer can make it work: define a type with an interface
+// field and gob accepts definitions inside the values it skips; define
+// a field of recursive slices and gob recurses once per level to skip it;
+// define a struct of 90,000 fields and gob compiles, and keeps, a decoder
+// for it. Our types are fixed, so the definitions a peer needs are known
+// byte for byte: a decoder accepts those and no others, before gob reads
+// any of them.
+type wireStream struct {
+	defs    map[string]bool // each definition message, its bytes after the length
+	valueID uint64          // the type id of the values, as gob writes it
+	// empty is the message of the type's zero value, length first: handed
+	// to gob after a large message, so that gob drops the large one.
+	empty []byte
+	// checkValue, if set, reads a value's message before gob does.
+	checkValue func(value []byte) error
+}
+
+// wireStreams holds the stream of each type a decoder reads, by the type
+// of the pointer decode is given: *Request, *Response.
+var wireStreams = map[reflect.Type]*wireStream{}
+
+// newWireStream encodes the zero value that v points to on a fresh
+// stream, and notes the messages our encoder wrote: the definitions of its
+// type and of every type inside it, and the value. gob defines a struct's
+// field types whatever their values, so the definitions of the first
+// message of a stream are the same for every Request, or every Response.
+func newWireStream(v any) (*wireStream, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+		return nil, err
+	}
+	stream := &wireStream{defs: map[string]bool{}}
+	for payload := buf.Bytes(); len(payload) > 0; {
+		n, size := gobUint(payload)
+		msg := payload[size : size+int(n)]
+		id, _ := gobUint(msg)
+		if id&1 == 1 {
+			stream.defs[string(msg)] = true
+		} else {
+			stream.valueID, stream.empty = id, bytes.Clone(payload[:size+int(n)])
+		}
+		payload = payload[size+int(n):]
+	}
+	return stream, nil
+}
+
+// scanMessages checks that payload is what one gob Encode call of stream's
+// type writes: whole gob messages, each its length and then that many
+// bytes, all of them definitions the stream knows but the last, which
+// carries a value of the stream's type.
 //
 // A gob message starts with a type id: negative for a definition of the
-// type, positive for a value of it. Reading only these headers, before gob
-// reads anything, keeps a frame from holding half a message, two values,
-// or an unbounded number of type definitions.
-func scanMessages(payload []byte) (typeDefs int, err error) {
+// type, positive for a value of it. Reading only these headers, and
+// comparing definitions with ours, before gob reads anything, keeps a
+// frame from holding half a message, two values, or a type we did not
+// write. (A known definition sent twice is gob's to refuse: it does, at
+// no cost.)
+func scanMessages(payload []byte, stream *wireStream) error {
 	for len(payload) > 0 {
 		n, size := gobUint(payload)
 		if size == 0 || n == 0 || n > uint64(len(payload)-size) {
-			return 0, fmt.Errorf("%w: a gob message whose length does not fit in its frame", errMalformed)
+			return fmt.Errorf("%w: a gob message whose length does not fit in its frame", errMalformed)
 		}
 		msg := payload[size : size+int(n)]
 		payload = payload[size+int(n):]
 		id, size := gobUint(msg)
 		switch {
 		case size == 0:
-			return 0, fmt.Errorf("%w: a gob message with no type id", errMalformed)
+			return fmt.Errorf("%w: a gob message with no type id", errMalformed)
 		case id&1 == 1: // gob writes a negative int with its lowest bit set
-			typeDefs++
+			if !stream.defs[string(msg)] {
+				return fmt.Errorf("%w: a type definition that is not one of ours", errMalformed)
+			}
 		case len(payload) > 0:
-			return 0, fmt.Errorf("%w: more after the value that ends a frame", errMalformed)
+			return fmt.Errorf("%w: more after the value that ends a frame", errMalformed)
+		case id != stream.valueID:
+			return fmt.Errorf("%w: a value of type %d, where type %d was wanted", errMalformed, toInt(id), toInt(stream.valueID))
+		case stream.checkValue != nil:
+			return stream.checkValue(msg[size:])
 		default:
-			return typeDefs, nil
+			return nil
 		}
 	}
-	return 0, fmt.Errorf("%w: a frame that defines types and carries no value", errMalformed)
+	return fmt.Errorf("%w: a frame that defines types and carries no value", errMalformed)
+}
+
+// toInt reads a signed integer from the unsigned one gob writes for it:
+// the sign in the lowest bit, the rest shifted up.
+func toInt(u uint64) int64 {
+	if u&1 == 1 {
+		return ^int64(u >> 1)
+	}
+	return int64(u >> 1)
+}
+
+// checkParams reads a Request's value as far as the count of its Params,
+// and refuses more than maxArgs before gob makes room for them: gob
+// believes a slice's count up to 10 MiB of memory before it sees one
+// element. gob writes a struct as its fields that are not zero, each as
+// the step from the field before it and then its value, and a 0 at the
+// end; a Request's fields are Func, a string (its length, then its bytes),
+// and Params, a slice (its count, then its elements). What it cannot read
+// it leaves to gob, which refuses it.
+func checkParams(value []byte) error {
+	field := -1
+	for {
+		step, size := gobUint(value)
+		if size == 0 || step == 0 || step > 2 {
+			return nil // cut, the end of the Request, or a field gob refuses
+		}
+		value = value[size:]
+		switch field += int(step); field {
+		case 0: // Func
+			n, size := gobUint(value)
+			if size == 0 || n > uint64(len(value)-size) {
+				return nil
+			}
+			value = value[size+int(n):]
+		case 1: // Params
+			if n, _ := gobUint(value); n > maxArgs {
+				return fmt.Errorf("%w: more than %d arguments", errMalformed, maxArgs)
+			}
+			return nil
+		default:
+			return nil
+		}
+	}
 }
 
 // gobUint reads an unsigned integer as gob writes it: below 128, one byte;
@@ -205,10 +367,9 @@ func gobUint(p []byte) (u uint64, size int) {
 // decoder reads the values of one gob stream that arrives in frames: the
 // server's requests, or the client's answers.
 type decoder struct {
-	frames   *frameReader
-	src      bytes.Reader // the payload being decoded
-	gob      *gob.Decoder // reads src; remembers the types the stream has defined
-	typeDefs int          // types the stream has defined so far
+	frames *frameReader
+	src    bytes.Reader // the payload being decoded
+	gob    *gob.Decoder // reads src; remembers the types the stream has defined
 }
 
 // newDecoder returns a decoder of the frames that r carries, each at most
@@ -219,26 +380,36 @@ func newDecoder(r io.Reader, max int) *decoder {
 	return d
 }
 
-// decode reads the next frame into v, which must point to a zero value:
-// gob leaves alone the fields a message does not carry.
+// decode reads the next frame into v, a *Request or a *Response, which
+// must point to a zero value: gob leaves alone the fields a message does
+// not carry.
 //
 // Any error it returns is final. After a frame it could not read, the
 // stream is in doubt: the frame may have defined types that later frames
 // use, and the sender has no way to know they were lost.
 func (d *decoder) decode(v any) error {
+	stream := wireStreams[reflect.TypeOf(v)]
+	if stream == nil {
+		return fmt.Errorf("decode: a %T is not one of the wire types", v)
+	}
 	payload, err := d.frames.next()
 	if err != nil {
 		return err
 	}
-	defs, err := scanMessages(payload)
-	if err != nil {
+	defer d.frames.release()
+	if err := scanMessages(payload, stream); err != nil {
 		return err
 	}
-	if d.typeDefs += defs; d.typeDefs > maxTypeDefs {
-		return fmt.Errorf("%w: more than %d type definitions on one connection", errMalformed, maxTypeDefs)
-	}
 	d.src.Reset(payload)
-	if err := d.gob.Decode(v); err != nil {
+	err = d.gob.Decode(v)
+	if err == nil && len(payload) > keepBufferBytes {
+		// gob keeps the last message it read until it reads another:
+		// give it a small one, the zero value, to keep instead.
+		d.src.Reset(stream.empty)
+		err = d.gob.Decode(reflect.New(reflect.TypeOf(v).Elem()).Interface())
+	}
+	d.src.Reset(nil)
+	if err != nil {
 		return fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	return nil
@@ -247,8 +418,9 @@ func (d *decoder) decode(v any) error {
 // encoder writes the values of one gob stream as frames: the client's
 // calls, or the server's answers.
 type encoder struct {
-	frame bytes.Buffer // the frame being built: room for its length, then what gob writes
-	gob   *gob.Encoder // writes to frame; remembers the types the stream has defined
+	frame bytes.Buffer   // the frame being built: room for its length, then what gob writes
+	gob   *gob.Encoder   // writes to frame; remembers the types the stream has defined
+	types []reflect.Type // the types encoded so far, each once
 }
 
 // newEncoder returns the encoder of a new gob stream.
@@ -269,13 +441,43 @@ func (e *encoder) encode(v any) ([]byte, error) {
 	if err := e.gob.Encode(v); err != nil {
 		return nil, err
 	}
+	if !slices.Contains(e.types, reflect.TypeOf(v)) {
+		e.types = append(e.types, reflect.TypeOf(v))
+	}
 	frame := e.frame.Bytes()
 	n := len(frame) - frameHeaderBytes
 	if uint64(n) > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: %d bytes do not fit in a frame", errTooLarge, n)
 	}
 	binary.BigEndian.PutUint32(frame, uint32(n))
+	if e.frame.Cap() > keepBufferBytes {
+		if err := e.shrink(); err != nil {
+			return nil, err
+		}
+	}
 	return frame, nil
+}
+
+// shrink lets go of the buffers a large frame grew: the frame's, which
+// the caller still holds until it has sent it, and gob's, which keeps its
+// largest message for as long as the encoder lives. A new gob encoder
+// takes over the stream: it encodes the zero value of each type sent so
+// far, which defines the types again, and those bytes are thrown away,
+// since the peer has them already.
+func (e *encoder) shrink() error {
+	e.frame = bytes.Buffer{}
+	e.gob = gob.NewEncoder(&e.frame)
+	for _, typ := range e.types {
+		zero := reflect.Zero(typ)
+		if typ.Kind() == reflect.Pointer {
+			zero = reflect.New(typ.Elem()) // gob cannot encode a nil pointer
+		}
+		if err := e.gob.EncodeValue(zero); err != nil {
+			return err
+		}
+	}
+	e.frame.Reset()
+	return nil
 }
 
 // parseCall reads a Request as a call: the function's name and its

@@ -2,6 +2,7 @@ package gobrpc
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -62,6 +63,12 @@ func TestWire(t *testing.T) {
 		{"garbage in a well-sized frame: answered, then closed; the call after it is not read",
 			[][]byte{join(frame([]byte("hello, world")), sumFirstFrame)}},
 		{"a value before its type is defined: the second frame of a stream, sent first", [][]byte{sumLaterFrame}},
+		{"a foreign client's Request, with one more field, X of type any: refused at its definition, then closed",
+			[][]byte{requestWithAnyFrame}},
+		{"sum(1, 2), then a call of 65 arguments: refused before gob builds them, then closed", [][]byte{join(
+			sumFirstFrame,
+			encodeFrames(t, &sumRequest, &Request{Func: "f", Params: make([]Value, maxArgs+1)})[1],
+		)}},
 	}
 	var transcript bytes.Buffer
 	for _, tt := range tests {
@@ -88,6 +95,21 @@ func TestWire(t *testing.T) {
 	rpctest.Golden(t, filepath.Join("testdata", "wire.golden"), got)
 	assert.NotContains(t, strings.ToLower(string(got)), "panic")
 }
+
+// requestWithAnyFrame is our client's first frame for sum(1, 2), but for
+// one more field in the definition of Request: X, of gob's interface type.
+// A foreign gob client whose Request has an X any writes this.
+var requestWithAnyFrame = unhex(`
+	00 00 00 9a                          // the frame: 154 bytes follow
+	2f 7f                                // a message of 47 bytes, defining type 64:
+	03 01 01 07 52 65 71 75 65 73 74     //   a struct named "Request"
+	01 ff 80 00                          //   with id 64
+	01 03                                //   and 3 fields:
+	01 04 46 75 6e 63 01 0c 00           //     "Func", of type 6 (string)
+	01 06 50 61 72 61 6d 73 01 ff 84 00  //     "Params", of type 66
+	01 01 58 01 10 00                    //     "X", of type 8 (interface)
+	00 00
+` + hex.EncodeToString(sumFirstFrame[frameHeaderBytes+42:]))
 
 // join returns the byte slices one after another.
 func join(parts ...[]byte) []byte {
