@@ -55,9 +55,9 @@ const maxDepth = 64
 // arriving, before encoding/json builds anything, and the connection is
 // closed. A value is cheap to send and dear to decode: an empty {} is two
 // bytes on the wire and a map in memory, and a 1 MiB message of them once
-// cost the server 145 MiB. Binding and decoding a value costs the server at
-// most about 0.75 KiB, so this cap holds a message's decoding to about
-// 200 KiB, whatever its size. The lesson's functions take at most three
+// cost the server 145 MiB. Decoding and binding a value costs the server
+// less than 1 KiB (TestValuesCost), so this cap holds a message's decoding
+// to under 256 KiB, whatever its size. The lesson's functions take at most three
 // arguments, and stage 03 allows 64.
 const maxValues = 256
 

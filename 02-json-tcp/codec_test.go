@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -216,6 +217,46 @@ func TestFrameReaderRefusesAmplification(t *testing.T) {
 	}
 }
 
+// TestValuesCost measures what decoding, binding and calling a message of
+// maxValues values costs, for the kinds of value that cost the most, and
+// checks it against 1 KiB a value: the figure the lesson gives. Run with
+// -v to see the figures.
+func TestValuesCost(t *testing.T) {
+	// Every member of the request counts too: method_name and the list.
+	const n = maxValues - 2
+	list := func(elem func(i int) string) string {
+		elems := make([]string, n)
+		for i := range elems {
+			elems[i] = elem(i)
+		}
+		return strings.Join(elems, ",")
+	}
+	tests := []struct {
+		name string
+		msg  string
+	}{
+		{"positional {}", `{"method_name": "test", "method_args": [` + list(func(int) string { return "{}" }) + `]}`},
+		{"positional []", `{"method_name": "test", "method_args": [` + list(func(int) string { return "[]" }) + `]}`},
+		{"positional ints", `{"method_name": "test", "method_args": [` + list(func(int) string { return "1" }) + `]}`},
+		{"keyword {}", `{"method_name": "test", "method_kwargs": {` + list(func(i int) string { return fmt.Sprintf(`"k%d":{}`, i) }) + `}}`},
+		{"one argument of {}", `{"method_name": "test", "method_args": [[` + list(func(int) string { return "{}" })[len("{},"):] + `]]}`},
+	}
+	srv := NewDemoServer()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var callErr error
+			spent := allocated(func() {
+				msg, err := newFrameReader(strings.NewReader(tt.msg), DefaultMaxMessageBytes).next()
+				require.NoError(t, err)
+				_, callErr = srv.handle(msg)
+			})
+			require.NoError(t, callErr)
+			t.Logf("%d values in %d bytes: %d bytes allocated, %d a value", n, len(tt.msg), spent, spent/n)
+			assert.Less(t, spent, uint64(n<<10), "more than 1 KiB a value")
+		})
+	}
+}
+
 // TestFrameReaderBufferIsBounded checks what many readers hold. Each is
 // fed a message that stops short of its end, as a peer that sends a large
 // request and goes quiet does, and holds at most the limit: the buffer
@@ -280,7 +321,10 @@ func TestFrameReaderBufferIsBounded(t *testing.T) {
 		p.w.Close()
 		assert.ErrorIs(t, <-p.read, io.EOF)
 	}
-	const fixed = 16 << 10 // the bufio.Reader's 4 KiB, the pipe, the goroutine
+	// Besides its message, a reader holds the bufio.Reader's 4 KiB, and
+	// the pipe and goroutine a little more. A buffer that append rounded
+	// up held 283 KiB for a limit of 256 KiB; one never dropped, 256 KiB.
+	const fixed = 12 << 10
 	assert.Less(t, halfSent, int64(readers*(max+fixed)), "%d readers of half-sent messages held %d bytes", readers, halfSent)
 	assert.Less(t, idle, int64(readers*fixed), "%d idle readers held %d bytes after a %d-byte message", readers, idle, max)
 	t.Logf("%d readers: %d KiB each with a message of %d KiB half-sent, %d KiB each between messages", readers, halfSent/readers>>10, max>>10, idle/readers>>10)

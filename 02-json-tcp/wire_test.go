@@ -17,7 +17,10 @@ import (
 )
 
 // exactLimit is a call of exactly TestWire's limit, 200 bytes.
-var exactLimit = `{"method_name": "echo", "method_args": ["` + strings.Repeat("x", 200-46) + `"]}`
+var exactLimit = func() string {
+	const start, end = `{"method_name": "echo", "method_args": ["`, `"]}`
+	return start + strings.Repeat("x", 200-len(start)-len(end)) + end
+}()
 
 // TestWire writes hand-made bytes to a real server and records every byte
 // both ways with a Tap. The transcript is testdata/wire.golden: the exact
