@@ -361,10 +361,6 @@ func TestDecoderAcceptsOurDefinitions(t *testing.T) {
 	}
 }
 
-// maxTypeDefs was the decoder's cap on type definitions, before it
-// accepted ours only. server_test.go still names it.
-const maxTypeDefs = 16
-
 // manyTypes returns the payload of a frame that defines n types of no use
 // to anyone, [1]int, [2]int, ..., and then carries sum(1, 2) as our
 // client's first frame does, with 3 definitions of its own.
