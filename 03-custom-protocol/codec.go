@@ -59,11 +59,11 @@ const DefaultMaxMessageBytes = 1 << 17
 // costs the reader this much, not the claim.
 const smallPayloadBytes = 4 << 10
 
-// keptBufferBytes is the largest buffer a reader or a form keeps from one
+// maxKeptBuffer is the largest buffer a reader or a form keeps from one
 // message to the next. A larger one is dropped once its message is done,
 // so that a connection that sent one large message and went quiet holds
 // small buffers only.
-const keptBufferBytes = 64 << 10
+const maxKeptBuffer = 64 << 10
 
 // maxArgs bounds how many arguments a call may give, so that a message of
 // commas cannot make the server allocate many times the message's size.
@@ -207,7 +207,7 @@ func (f *framedForm) appendAnswer(buf []byte, res any, callErr error) []byte {
 	}
 	buf = appendFrame(buf, p)
 	f.payload = p
-	if cap(p) > keptBufferBytes {
+	if cap(p) > maxKeptBuffer {
 		f.payload = nil // a large answer: do not keep its room for the next
 	}
 	return buf
@@ -236,7 +236,7 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 // call. At the end of the stream between frames it returns io.EOF; in the
 // middle of one, io.ErrUnexpectedEOF. Any error it returns is final.
 func (f *frameReader) next() ([]byte, error) {
-	if cap(f.buf) > keptBufferBytes {
+	if cap(f.buf) > maxKeptBuffer {
 		f.buf = nil // the last frame was large; the caller is done with it
 	}
 	n, err := f.length()

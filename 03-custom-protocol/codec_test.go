@@ -178,7 +178,7 @@ func TestFrameReaderDropsLargeBuffer(t *testing.T) {
 	// then the reader is inside the header, past the point of dropping.
 	_, err = pw.Write([]byte("2"))
 	require.NoError(t, err)
-	assert.LessOrEqual(t, cap(frames.buf), keptBufferBytes, "a reader waiting for its next frame keeps the room of a large one")
+	assert.LessOrEqual(t, cap(frames.buf), maxKeptBuffer, "a reader waiting for its next frame keeps the room of a large one")
 	pw.Close()
 	assert.ErrorIs(t, <-waiting, io.ErrUnexpectedEOF)
 

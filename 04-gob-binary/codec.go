@@ -92,9 +92,9 @@ const maxArgs = 64
 // room a frame's payload starts with.
 const readBufferBytes = 4096
 
-// keepBufferBytes is the largest buffer a connection keeps after the
+// maxKeptBuffer is the largest buffer a connection keeps after the
 // message it was grown for: an idle connection holds only small buffers.
-const keepBufferBytes = 64 << 10
+const maxKeptBuffer = 64 << 10
 
 // frameHeaderBytes is the size of a frame's length.
 const frameHeaderBytes = 4
@@ -144,7 +144,7 @@ func (f *frameReader) next() ([]byte, error) {
 	}
 	size := int(n)
 	f.buf = f.buf[:0]
-	if size > cap(f.buf) && size > keepBufferBytes {
+	if size > cap(f.buf) && size > maxKeptBuffer {
 		f.reuse(size)
 	}
 	for len(f.buf) < size {
@@ -165,7 +165,7 @@ func (f *frameReader) next() ([]byte, error) {
 
 // grow makes room in f.buf for size bytes.
 func (f *frameReader) grow(size int) {
-	if size > keepBufferBytes && f.reuse(size) {
+	if size > maxKeptBuffer && f.reuse(size) {
 		return
 	}
 	f.buf = slices.Grow(f.buf, size-len(f.buf))
@@ -189,7 +189,7 @@ func (f *frameReader) reuse(size int) bool {
 
 // release lets go of the payload's buffer if a large frame grew it.
 func (f *frameReader) release() {
-	if cap(f.buf) > keepBufferBytes {
+	if cap(f.buf) > maxKeptBuffer {
 		large := f.buf
 		largeBuffers.Put(&large)
 		f.buf = nil
@@ -402,7 +402,7 @@ func (d *decoder) decode(v any) error {
 	}
 	d.src.Reset(payload)
 	err = d.gob.Decode(v)
-	if err == nil && len(payload) > keepBufferBytes {
+	if err == nil && len(payload) > maxKeptBuffer {
 		// gob keeps the last message it read until it reads another:
 		// give it a small one, the zero value, to keep instead.
 		d.src.Reset(stream.empty)
@@ -450,7 +450,7 @@ func (e *encoder) encode(v any) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes do not fit in a frame", errTooLarge, n)
 	}
 	binary.BigEndian.PutUint32(frame, uint32(n))
-	if e.frame.Cap() > keepBufferBytes {
+	if e.frame.Cap() > maxKeptBuffer {
 		if err := e.shrink(); err != nil {
 			return nil, err
 		}
