@@ -44,7 +44,12 @@ type response struct {
 
 // DefaultMaxMessageBytes is the largest message either side reads unless
 // told otherwise: a request, on the server; an answer, on the client.
-const DefaultMaxMessageBytes = 1 << 20
+const DefaultMaxMessageBytes = 1 << 17
+
+// maxKeptBuffer is the largest buffer a connection keeps between messages:
+// one that grew past it for a large message is dropped after the message,
+// so an idle connection holds only small buffers.
+const maxKeptBuffer = 64 << 10
 
 // maxDepth bounds how deeply a message's arrays and objects may nest.
 const maxDepth = 64

@@ -275,9 +275,6 @@ func (s *Server) write(conn net.Conn, p []byte) bool {
 	return err == nil
 }
 
-// maxKeptBuffer is the largest buffer a connection keeps between messages.
-const maxKeptBuffer = 64 << 10
-
 // hangUp closes conn politely after an answer that refused its stream,
 // or refused a call because the server is shutting down. Closing a socket
 // that still has unread input makes the kernel send a reset, which can

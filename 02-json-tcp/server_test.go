@@ -72,9 +72,12 @@ func TestServerAnswersEachCallInOrder(t *testing.T) {
 }
 
 // TestServerLargeRequest echoes 200 KB, two hundred times the article's
-// 1024-byte read.
+// 1024-byte read. That is over the default limit, so both sides raise it.
 func TestServerLargeRequest(t *testing.T) {
-	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	const limit = 1 << 20
+	srv := NewDemoServer()
+	srv.MaxRequestBytes = limit
+	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxAnswerBytes(limit))
 	big := strings.Repeat("0123456789{}[]\"\\,:", 200<<10/18)
 	got, err := c.Echo(t.Context(), big)
 	require.NoError(t, err)
