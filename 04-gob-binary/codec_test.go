@@ -813,9 +813,9 @@ func emptyValuesStream(n int) []byte {
 }
 
 // retained decodes requests from stream with a decoder of frames up to max
-// bytes, until it fails, and returns the error, what the decoding
-// allocated, and how much of it the decoder still holds after a collection.
-func retained(t *testing.T, stream []byte, max int) (err error, allocs, held uint64) {
+// bytes, until it fails, and returns what the decoding allocated, how much
+// of it the decoder still holds after a collection, and the error.
+func retained(t *testing.T, stream []byte, max int) (allocs, held uint64, err error) {
 	t.Helper()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -826,9 +826,10 @@ func retained(t *testing.T, stream []byte, max int) (err error, allocs, held uin
 		err = d.decode(&req)
 	}
 	runtime.ReadMemStats(&after)
-	held = heapInUse() - min(inUse, heapInUse())
+	now := heapInUse()
+	held = now - min(inUse, now)
 	runtime.KeepAlive(d)
-	return err, after.TotalAlloc - before.TotalAlloc, held
+	return after.TotalAlloc - before.TotalAlloc, held, err
 }
 
 // TestHostileTypes sends the server's decoder the streams of a foreign gob
@@ -865,7 +866,7 @@ func TestHostileTypes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err, allocs, held := retained(t, tt.stream, max)
+			allocs, held, err := retained(t, tt.stream, max)
 			t.Logf("%d bytes sent: %d allocated, %d held: %v", len(tt.stream), allocs, held, err)
 			assert.ErrorContains(t, err, tt.wantErr)
 			// The frame's buffer grows to its size, doubling as it goes; nothing
