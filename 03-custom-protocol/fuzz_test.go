@@ -171,6 +171,10 @@ func FuzzHandle(f *testing.F) {
 		f.Add([]byte(seed), false)
 	}
 	srv := NewDemoServer()
+	// What is set up once, on first use, is not the cost of a request:
+	// get_time loads the local time zone the first time it runs, and a
+	// fuzz worker is a fresh process.
+	_, _ = srv.handle(&legacyForm{}, []byte("func:get_time"))
 	f.Fuzz(func(t *testing.T, msg []byte, framed bool) {
 		var fm form = &legacyForm{}
 		if framed {
