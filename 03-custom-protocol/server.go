@@ -242,18 +242,6 @@ func (s *Server) serveConn(conn net.Conn) {
 	}
 }
 
-// answer writes the answer to a call that returned res, or failed with
-// callErr, in the connection's form. An answer buffer that grew for a large
-// answer is dropped, so an idle connection holds only a small one.
-func (s *Server) answer(conn net.Conn, f form, out *[]byte, res any, callErr error) bool {
-	*out = f.appendAnswer((*out)[:0], res, callErr)
-	ok := s.write(conn, *out)
-	if cap(*out) > maxKeptBuffer {
-		*out = nil
-	}
-	return ok
-}
-
 // waitForRequest arms the read deadline for the next request: wait from
 // now, or, once Shutdown has begun, closeLinger from Shutdown's start, to
 // answer what was already on its way. Shutdown holds the same lock when it
@@ -265,6 +253,18 @@ func (s *Server) waitForRequest(conn net.Conn, wait time.Duration) bool {
 		return conn.SetReadDeadline(time.Now().Add(wait)) == nil
 	}
 	return true // the deadline Shutdown set stands
+}
+
+// answer writes the answer to a call that returned res, or failed with
+// callErr, in the connection's form. An answer buffer that grew for a large
+// answer is dropped, so an idle connection holds only a small one.
+func (s *Server) answer(conn net.Conn, f form, out *[]byte, res any, callErr error) bool {
+	*out = f.appendAnswer((*out)[:0], res, callErr)
+	ok := s.write(conn, *out)
+	if cap(*out) > maxKeptBuffer {
+		*out = nil
+	}
+	return ok
 }
 
 // write writes p within WriteTimeout, or within closeLinger once Shutdown
