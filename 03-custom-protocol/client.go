@@ -32,10 +32,11 @@ type Client struct {
 	conn net.Conn
 	turn chan struct{} // holds a token while a call is on the wire
 
-	// Only the call holding the turn uses these.
+	// Only the call holding the turn uses these. Each is kept from call
+	// to call while small; a large one goes to largeBuffers after its call.
 	frames  *frameReader // reads answers from conn
-	payload []byte       // the call being encoded; reused from call to call
-	out     []byte       // its frame, as sent; reused too
+	payload []byte       // the call being encoded
+	out     []byte       // its frame, as sent
 
 	mu     sync.Mutex // protects broken
 	broken error      // why the connection is unusable, or nil
@@ -106,11 +107,14 @@ func (c *Client) Call(ctx context.Context, name string, args ...any) (any, error
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	c.out = appendFrame(c.out[:0], c.payload)
+	putLarge(&c.payload)
 	answer, err := c.roundTrip(ctx, c.out)
+	putLarge(&c.out)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	res, err := decodeAnswer(answer)
+	c.frames.release()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

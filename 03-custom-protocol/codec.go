@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -60,10 +61,44 @@ const DefaultMaxMessageBytes = 1 << 17
 const smallPayloadBytes = 4 << 10
 
 // maxKeptBuffer is the largest buffer a reader or a form keeps from one
-// message to the next. A larger one is dropped once its message is done,
-// so that a connection that sent one large message and went quiet holds
-// small buffers only.
+// message to the next. A larger one goes to largeBuffers once its message
+// is done, so that a connection that sent one large message and went quiet
+// holds small buffers only.
 const maxKeptBuffer = 64 << 10
+
+// largeBuffers holds the buffers past maxKeptBuffer that no message needs
+// at the moment, for the next message that does, on any connection. It is
+// safe for concurrent use. The garbage collector empties it within two
+// cycles, so a buffer nobody takes is not held for long. It stores
+// *[]byte: a slice put in as it is would be copied to the heap each time.
+var largeBuffers sync.Pool
+
+// getLarge returns an empty buffer from largeBuffers with room for least
+// bytes at least and most at most, or nil. A buffer too small for least is
+// let go, so that the buffers in the pool keep up with the messages; one
+// larger than most goes back for another owner.
+func getLarge(least, most int) []byte {
+	p, _ := largeBuffers.Get().(*[]byte)
+	switch {
+	case p == nil || cap(*p) < least:
+		return nil
+	case cap(*p) > most:
+		largeBuffers.Put(p)
+		return nil
+	}
+	return (*p)[:0]
+}
+
+// putLarge gives *buf to largeBuffers if it grew past maxKeptBuffer, and
+// leaves its owner nil; a smaller buffer its owner keeps. The owner must be
+// done with what *buf holds.
+func putLarge(buf *[]byte) {
+	if cap(*buf) > maxKeptBuffer {
+		b := new([]byte) // only here: most calls have nothing to give
+		*b, *buf = *buf, nil
+		largeBuffers.Put(b)
+	}
+}
 
 // maxArgs bounds how many arguments a call may give, so that a message of
 // commas cannot make the server allocate many times the message's size.
@@ -207,9 +242,7 @@ func (f *framedForm) appendAnswer(buf []byte, res any, callErr error) []byte {
 	}
 	buf = appendFrame(buf, p)
 	f.payload = p
-	if cap(p) > maxKeptBuffer {
-		f.payload = nil // a large answer: do not keep its room for the next
-	}
+	putLarge(&f.payload) // the frame holds the answer now
 	return buf
 }
 
@@ -223,7 +256,7 @@ func (f *framedForm) appendAnswer(buf []byte, res any, callErr error) []byte {
 type frameReader struct {
 	r   *bufio.Reader
 	max int    // the largest payload, in bytes
-	buf []byte // the payload being read; reused from frame to frame while small
+	buf []byte // the payload being read; kept from frame to frame while small
 }
 
 // newFrameReader returns a frameReader of r, which it buffers unless r is a
@@ -236,14 +269,12 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 // call. At the end of the stream between frames it returns io.EOF; in the
 // middle of one, io.ErrUnexpectedEOF. Any error it returns is final.
 func (f *frameReader) next() ([]byte, error) {
-	if cap(f.buf) > maxKeptBuffer {
-		f.buf = nil // the last frame was large; the caller is done with it
-	}
+	f.release() // the caller is done with the last payload
 	n, err := f.length()
 	if err != nil {
 		return nil, err
 	}
-	if f.buf, err = readPayload(f.r, f.buf[:0], n); err != nil {
+	if f.buf, err = readPayload(f.r, f.buf[:0], n, f.max); err != nil {
 		return nil, unexpectedEOF(err)
 	}
 	end, err := f.r.ReadByte()
@@ -256,15 +287,25 @@ func (f *frameReader) next() ([]byte, error) {
 	return f.buf, nil
 }
 
+// release gives the last payload's buffer to largeBuffers if it is large,
+// so that a reader waiting for its next frame holds small buffers only.
+// The payload next returned is then invalid.
+func (f *frameReader) release() {
+	putLarge(&f.buf)
+}
+
 // readPayload appends the next n bytes of r to buf. It makes room for
 // them as they arrive, not from n: when buf is full it grows it to at most
 // twice what has arrived (or smallPayloadBytes), and fills the new room
 // before it grows again. This is what the standard library's internal
-// saferio.ReadData does for file formats whose headers claim sizes.
-func readPayload(r io.Reader, buf []byte, n int) ([]byte, error) {
+// saferio.ReadData does for file formats whose headers claim sizes. Room
+// past maxKeptBuffer is first sought in largeBuffers, in a buffer no larger
+// than limit and no more than smallPayloadBytes over twice what has
+// arrived, so that a borrowed buffer keeps the same bound.
+func readPayload(r io.Reader, buf []byte, n, limit int) ([]byte, error) {
 	for len(buf) < n {
 		if len(buf) == cap(buf) {
-			buf = grow(buf, nextRoom(cap(buf), n)-len(buf))
+			buf = growTo(buf, nextRoom(cap(buf), n), min(2*len(buf)+smallPayloadBytes, limit))
 		}
 		m, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
 		buf = buf[:len(buf)+m]
@@ -337,16 +378,33 @@ func appendFrame(buf, payload []byte) []byte {
 	return append(buf, '\n')
 }
 
-// grow makes room in buf for n more bytes, with one allocation of the size
-// needed when there is not. (slices.Grow makes its room with a temporary
-// slice of n bytes when built with -race, which doubles what the tests of
-// a request's cost measure.)
+// grow makes room in buf for n more bytes when there is not: in a buffer
+// from largeBuffers of up to twice the size needed, if the size is past
+// maxKeptBuffer and the pool has one, else with one allocation of the size
+// needed. (slices.Grow makes its room with a temporary slice of n bytes
+// when built with -race, which doubles what the tests of a request's cost
+// measure.)
 func grow(buf []byte, n int) []byte {
 	if cap(buf)-len(buf) >= n {
 		return buf
 	}
-	room := make([]byte, len(buf), len(buf)+n)
-	copy(room, buf)
+	return growTo(buf, len(buf)+n, 2*(len(buf)+n))
+}
+
+// growTo returns buf's bytes in a buffer of size bytes or more: one of at
+// most most bytes from largeBuffers, if size is past maxKeptBuffer and the
+// pool has one, else a new one of size bytes. A large buf goes to
+// largeBuffers.
+func growTo(buf []byte, size, most int) []byte {
+	var room []byte
+	if size > maxKeptBuffer {
+		room = getLarge(size, most)
+	}
+	if room == nil {
+		room = make([]byte, 0, size)
+	}
+	room = append(room, buf...)
+	putLarge(&buf)
 	return room
 }
 

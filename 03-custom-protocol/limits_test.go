@@ -35,6 +35,40 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	assert.Less(t, grew, int64(conns*32<<10))
 }
 
+// TestLargeEchoesReuseBuffers makes many 100 KiB echoes on one connection.
+// Each side's buffers for a message past maxKeptBuffer come from
+// largeBuffers and go back to it, so a call allocates about what it must:
+// the string the server reads, the one the client reads, and the small
+// rooms a frame reader grows through before it borrows a large one. Were
+// every large buffer made afresh, as when they were dropped, a call would
+// allocate about 10 times the echo's size.
+func TestLargeEchoesReuseBuffers(t *testing.T) {
+	const calls, size = 200, 100 << 10
+	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	big := strings.Repeat("x", size)
+	echo := func() {
+		got, err := c.Echo(t.Context(), big)
+		require.NoError(t, err)
+		require.Len(t, got, size)
+	}
+	echo() // fill the pool
+	perCall := allocated(func() {
+		for range calls {
+			echo()
+		}
+	}) / calls
+	t.Logf("a %d KiB echo allocates %d KiB a call (%.1f times its size)", size>>10, perCall>>10, float64(perCall)/size)
+	// A call needs about 4 × 100 KiB. Made afresh, the four frames and the
+	// two payload buffers past maxKeptBuffer add 6 × 100 KiB more. Under
+	// the race detector, which makes sync.Pool drop one buffer put in four
+	// at random, about 1.5 of the six are made afresh in each call.
+	bound := 6 * size
+	if raceEnabled {
+		bound = 8 * size
+	}
+	assert.Less(t, perCall, uint64(bound))
+}
+
 // TestZeroServer serves with a Server that was never set up: the zero value
 // takes the default limits, and Register works on it.
 func TestZeroServer(t *testing.T) {

@@ -257,13 +257,12 @@ func (s *Server) waitForRequest(conn net.Conn, wait time.Duration) bool {
 
 // answer writes the answer to a call that returned res, or failed with
 // callErr, in the connection's form. An answer buffer that grew for a large
-// answer is dropped, so an idle connection holds only a small one.
+// answer goes to largeBuffers once written, so an idle connection holds
+// only a small one.
 func (s *Server) answer(conn net.Conn, f form, out *[]byte, res any, callErr error) bool {
 	*out = f.appendAnswer((*out)[:0], res, callErr)
 	ok := s.write(conn, *out)
-	if cap(*out) > maxKeptBuffer {
-		*out = nil
-	}
+	putLarge(out)
 	return ok
 }
 
