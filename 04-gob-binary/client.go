@@ -147,7 +147,9 @@ func (c *Client) roundTrip(ctx context.Context, req *Request, answer *Response) 
 		}
 	}()
 
-	if _, err := c.conn.Write(msg); err != nil {
+	_, err = c.conn.Write(msg)
+	c.calls.release() // msg is gone from here on
+	if err != nil {
 		return c.breakConn(contextOr(ctx, err))
 	}
 	if err := c.answers.decode(answer); err != nil {

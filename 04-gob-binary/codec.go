@@ -144,8 +144,12 @@ func (f *frameReader) next() ([]byte, error) {
 	}
 	size := int(n)
 	f.buf = f.buf[:0]
-	if size > cap(f.buf) && size > maxKeptBuffer {
-		f.reuse(size)
+	if size > maxKeptBuffer {
+		// A buffer another large frame let go costs no new memory, so
+		// it may have room for the whole frame at once.
+		if large := getLarge(size); large != nil {
+			f.buf = large
+		}
 	}
 	for len(f.buf) < size {
 		if len(f.buf) == cap(f.buf) {
@@ -165,41 +169,45 @@ func (f *frameReader) next() ([]byte, error) {
 
 // grow makes room in f.buf for size bytes.
 func (f *frameReader) grow(size int) {
-	if size > maxKeptBuffer && f.reuse(size) {
-		return
-	}
 	f.buf = slices.Grow(f.buf, size-len(f.buf))
 }
 
-// reuse takes a buffer of room for size bytes from largeBuffers, if it
-// has one, in place of f.buf. That costs no new memory, so it may follow
-// what a frame's length claims.
-func (f *frameReader) reuse(size int) bool {
-	p, ok := largeBuffers.Get().(*[]byte)
-	if !ok {
-		return false
-	}
-	if cap(*p) < size {
-		largeBuffers.Put(p)
-		return false
-	}
-	f.buf = append((*p)[:0], f.buf...)
-	return true
-}
-
-// release lets go of the payload's buffer if a large frame grew it.
+// release hands the payload's buffer to largeBuffers if a large frame
+// grew it: between frames, the reader keeps only a small one.
 func (f *frameReader) release() {
 	if cap(f.buf) > maxKeptBuffer {
-		large := f.buf
-		largeBuffers.Put(&large)
+		putLarge(f.buf)
 		f.buf = nil
 	}
 }
 
-// largeBuffers holds the buffers that large frames grew, between one
-// large frame and the next, on any connection. A pool keeps nothing
-// through two garbage collections: an idle connection holds none of it.
+// largeBuffers holds the buffers that grew past maxKeptBuffer for one
+// message, between that message and the next large one, on any
+// connection, either way: frames read and frames written. A connection
+// that waits for its next message holds none of them, and the garbage
+// collector empties the pool within two cycles.
 var largeBuffers sync.Pool
+
+// getLarge returns an empty buffer with room for n bytes from
+// largeBuffers, or nil if it has none that big. It never allocates: a
+// caller that gets nil grows its buffer as bytes arrive.
+func getLarge(n int) []byte {
+	p, ok := largeBuffers.Get().(*[]byte)
+	if !ok {
+		return nil
+	}
+	if cap(*p) < n {
+		largeBuffers.Put(p)
+		return nil
+	}
+	return (*p)[:0]
+}
+
+// putLarge hands b, which grew past maxKeptBuffer, to largeBuffers. The
+// caller must not use b after.
+func putLarge(b []byte) {
+	largeBuffers.Put(&b)
+}
 
 // unexpectedEOF turns the end of the stream in the middle of a frame into
 // io.ErrUnexpectedEOF.
@@ -222,13 +230,18 @@ func unexpectedEOF(err error) error {
 // byte for byte: a decoder accepts those and no others, before gob reads
 // any of them.
 type wireStream struct {
+	typ     reflect.Type    // what decode and encode take: *Request, *Response
 	defs    map[string]bool // each definition message, its bytes after the length
+	first   []byte          // the definition messages, lengths first, as a stream's first frame starts
 	valueID uint64          // the type id of the values, as gob writes it
 	// empty is the message of the type's zero value, length first: handed
 	// to gob after a large message, so that gob drops the large one.
 	empty []byte
 	// checkValue, if set, reads a value's message before gob does.
 	checkValue func(value []byte) error
+	// started holds *startedGob: gob encoders that have defined the
+	// stream's types, for any connection to write its next value with.
+	started sync.Pool
 }
 
 // wireStreams holds the stream of each type a decoder reads, by the type
@@ -245,13 +258,14 @@ func newWireStream(v any) (*wireStream, error) {
 	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
 		return nil, err
 	}
-	stream := &wireStream{defs: map[string]bool{}}
+	stream := &wireStream{typ: reflect.TypeOf(v), defs: map[string]bool{}}
 	for payload := buf.Bytes(); len(payload) > 0; {
 		n, size := gobUint(payload)
 		msg := payload[size : size+int(n)]
 		id, _ := gobUint(msg)
 		if id&1 == 1 {
 			stream.defs[string(msg)] = true
+			stream.first = append(stream.first, payload[:size+int(n)]...)
 		} else {
 			stream.valueID, stream.empty = id, bytes.Clone(payload[:size+int(n)])
 		}
@@ -416,68 +430,112 @@ func (d *decoder) decode(v any) error {
 }
 
 // encoder writes the values of one gob stream as frames: the client's
-// calls, or the server's answers.
+// calls, or the server's answers. A stream carries one of the wire types.
+//
+// It holds no gob encoder of its own. gob's encoder keeps a buffer as big
+// as the largest message it wrote, for as long as it lives, and all that
+// sets one apart from another is which types it has defined. So the
+// stream writes its first frame's definitions from what init recorded,
+// and each value with a gob encoder taken from its wireStream, which has
+// defined the same types: the bytes are the same as a gob encoder of its
+// own would write, and an idle connection holds no gob buffer.
 type encoder struct {
-	frame bytes.Buffer   // the frame being built: room for its length, then what gob writes
-	gob   *gob.Encoder   // writes to frame; remembers the types the stream has defined
-	types []reflect.Type // the types encoded so far, each once
+	frame  frameWriter // the frame being built: room for its length, then what gob writes
+	stream *wireStream // the stream's type, once its first frame has defined it
 }
 
 // newEncoder returns the encoder of a new gob stream.
 func newEncoder() *encoder {
-	e := &encoder{}
-	e.gob = gob.NewEncoder(&e.frame)
-	return e
+	return &encoder{}
 }
 
-// encode returns v as one frame: its length, then everything one gob
-// Encode call wrote. The frame is valid until the next call. If it fails,
-// or its frame is not sent, the stream cannot go on: the frame may define
-// types that the next frames use.
+// encode returns v, a *Request or a *Response, as one frame: its length,
+// then what one gob Encode call of a stream of v's type writes. The frame
+// is valid until the next call, or release. If it fails, or its frame is
+// not sent, the stream cannot go on: the frame may define types that the
+// next frames use.
 func (e *encoder) encode(v any) ([]byte, error) {
+	stream := wireStreams[reflect.TypeOf(v)]
+	switch {
+	case stream == nil:
+		return nil, fmt.Errorf("encode: a %T is not one of the wire types", v)
+	case e.stream != nil && e.stream != stream:
+		return nil, fmt.Errorf("encode: a %T on a stream of %v", v, e.stream.typ)
+	}
 	var room [frameHeaderBytes]byte
-	e.frame.Reset()
-	e.frame.Write(room[:])
-	if err := e.gob.Encode(v); err != nil {
+	e.frame.buf = append(e.frame.buf[:0], room[:]...)
+	if e.stream == nil {
+		e.frame.buf = append(e.frame.buf, stream.first...)
+	}
+	if err := stream.encodeValue(&e.frame, v); err != nil {
 		return nil, err
 	}
-	if !slices.Contains(e.types, reflect.TypeOf(v)) {
-		e.types = append(e.types, reflect.TypeOf(v))
-	}
-	frame := e.frame.Bytes()
+	e.stream = stream
+	frame := e.frame.buf
 	n := len(frame) - frameHeaderBytes
 	if uint64(n) > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: %d bytes do not fit in a frame", errTooLarge, n)
 	}
 	binary.BigEndian.PutUint32(frame, uint32(n))
-	if e.frame.Cap() > maxKeptBuffer {
-		if err := e.shrink(); err != nil {
-			return nil, err
-		}
-	}
 	return frame, nil
 }
 
-// shrink lets go of the buffers a large frame grew: the frame's, which
-// the caller still holds until it has sent it, and gob's, which keeps its
-// largest message for as long as the encoder lives. A new gob encoder
-// takes over the stream: it encodes the zero value of each type sent so
-// far, which defines the types again, and those bytes are thrown away,
-// since the peer has them already.
-func (e *encoder) shrink() error {
-	e.frame = bytes.Buffer{}
-	e.gob = gob.NewEncoder(&e.frame)
-	for _, typ := range e.types {
-		zero := reflect.Zero(typ)
-		if typ.Kind() == reflect.Pointer {
-			zero = reflect.New(typ.Elem()) // gob cannot encode a nil pointer
-		}
-		if err := e.gob.EncodeValue(zero); err != nil {
+// release lets go of the last frame once it has been sent, if it grew
+// past maxKeptBuffer: the next large frame, on any connection, takes it.
+func (e *encoder) release() {
+	if cap(e.frame.buf) > maxKeptBuffer {
+		putLarge(e.frame.buf)
+		e.frame.buf = nil
+	}
+}
+
+// startedGob is a gob encoder that has defined a wire stream's types, and
+// writes wherever out points.
+type startedGob struct {
+	gob *gob.Encoder // writes to out
+	out frameWriter
+}
+
+// encodeValue appends the gob message of v, a value of the stream's
+// type, to frame: the value alone, its types being defined already.
+// Safe to call from many goroutines at once: each takes an encoder of
+// its own from s.started, or starts one.
+func (s *wireStream) encodeValue(frame *frameWriter, v any) error {
+	g, ok := s.started.Get().(*startedGob)
+	if !ok {
+		g = &startedGob{}
+		g.gob = gob.NewEncoder(&g.out)
+		// The zero value defines the types; the peer gets them from
+		// s.first, so these bytes go nowhere.
+		if err := g.gob.EncodeValue(reflect.New(s.typ.Elem())); err != nil {
 			return err
 		}
 	}
-	e.frame.Reset()
-	return nil
+	g.out.buf = frame.buf
+	err := g.gob.Encode(v)
+	frame.buf, g.out.buf = g.out.buf, nil
+	if err == nil {
+		s.started.Put(g) // after an error, gob's state is in doubt
+	}
+	return err
+}
+
+// frameWriter collects what gob writes for one frame. gob writes each
+// message whole, in one call, so the room a frame needs is known before
+// it grows: past maxKeptBuffer, it takes a buffer from largeBuffers if
+// one is big enough.
+type frameWriter struct {
+	buf []byte
+}
+
+func (w *frameWriter) Write(p []byte) (int, error) {
+	if need := len(w.buf) + len(p); need > cap(w.buf) && need > maxKeptBuffer {
+		if large := getLarge(need); large != nil {
+			w.buf = append(large, w.buf...)
+		}
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
 }
 
 // parseCall reads a Request as a call: the function's name and its

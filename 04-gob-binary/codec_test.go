@@ -369,7 +369,7 @@ func manyTypes(t testing.TB, n int) []byte {
 	var payload []byte
 	for i := range n {
 		array := reflect.New(reflect.ArrayOf(i+1, reflect.TypeFor[int]()))
-		msgs := encodeFrames(t, array.Interface())[0][frameHeaderBytes:]
+		msgs := foreignFrames(t, array.Interface())[frameHeaderBytes:]
 		size, sizeBytes := gobUint(msgs) // the first message defines the type
 		payload = append(payload, msgs[:sizeBytes+int(size)]...)
 	}
@@ -384,7 +384,7 @@ func nested(t testing.TB, depth int) []byte {
 		typ = reflect.SliceOf(typ)
 	}
 	v := reflect.MakeSlice(typ, 1, 1)
-	return encodeFrames(t, v.Interface())[0]
+	return foreignFrames(t, v.Interface())
 }
 
 // TestDecodeIntoZeroValue shows why decode wants a zero value: gob does not
@@ -971,6 +971,7 @@ func TestCostOfLargestCall(t *testing.T) {
 		resp := newResponse(res, err)
 		_, err = answers.encode(&resp)
 		require.NoError(t, err)
+		answers.release() // as the server does once it has written the frame
 	}
 	serve()
 	cost := allocated(serve)

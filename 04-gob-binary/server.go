@@ -244,6 +244,7 @@ func (s *Server) serveConn(conn net.Conn) {
 func (s *Server) answer(conn net.Conn, answers *encoder, res any, callErr error) bool {
 	resp := newResponse(res, callErr)
 	frame, err := answers.encode(&resp)
+	defer answers.release() // once the frame is written
 	return err == nil && s.write(conn, frame)
 }
 

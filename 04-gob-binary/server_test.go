@@ -170,7 +170,7 @@ func TestArticleFlawCodeOnLoad(t *testing.T) {
 	gob.Register(&tripwire{})
 	tripped.Store(false) // a run before this one (-count) may have set it
 	conn, answers := rawConn(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
-	hostile := encodeFrames(t, &hostileRequest{Func: "echo", Params: []*tripwire{{Cmd: "rm -rf /"}}})[0]
+	hostile := foreignFrames(t, &hostileRequest{Func: "echo", Params: []*tripwire{{Cmd: "rm -rf /"}}})
 	write(t, conn, hostile)
 	assert.Contains(t, nextAnswer(t, answers).Error, "malformed message: a type definition that is not one of ours")
 	err := gob.NewDecoder(bytes.NewReader(hostile[frameHeaderBytes:])).Decode(&Request{})
