@@ -10,7 +10,6 @@ import (
 	"io"
 	"math"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,7 +168,11 @@ func (f *frameReader) next() ([]byte, error) {
 
 // grow makes room in f.buf for size bytes.
 func (f *frameReader) grow(size int) {
-	f.buf = slices.Grow(f.buf, size-len(f.buf))
+	// Exactly size: slices.Grow would round up to the allocator's next
+	// size class, past the frame and even past the limit.
+	grown := make([]byte, len(f.buf), size)
+	copy(grown, f.buf)
+	f.buf = grown
 }
 
 // release hands the payload's buffer to largeBuffers if a large frame

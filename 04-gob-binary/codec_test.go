@@ -722,13 +722,7 @@ func foreignFrames(t testing.TB, values ...any) []byte {
 // unset: the definitions of requestWithAny, []Value and Value.
 func anyTypesStream(t testing.TB, calls, perCall int) []byte {
 	stream := foreignFrames(t, &requestWithAny{Func: "sum", Params: sumRequest.Params})
-	var valueID []byte // requestWithAny's id, as the first frame's value gives it
-	for payload := stream[frameHeaderBytes:]; len(payload) > 0; {
-		n, size := gobUint(payload)
-		_, idSize := gobUint(payload[size:])
-		valueID = payload[size : size+idSize]
-		payload = payload[size+int(n):]
-	}
+	valueID := firstValueID(stream)                                       // requestWithAny's id
 	sumFields := sumLaterFrame[frameHeaderBytes+3 : len(sumLaterFrame)-1] // Func and Params of sum(1, 2)
 	id := int64(1000)
 	for range calls {
@@ -746,6 +740,19 @@ func anyTypesStream(t testing.TB, calls, perCall int) []byte {
 		stream = append(stream, frame(join(appendGobUint(nil, uint64(len(msg))), msg))...)
 	}
 	return stream
+}
+
+// firstValueID returns the type id of the value in a stream's first
+// frame, as gob writes it: the id that starts the frame's last message.
+func firstValueID(stream []byte) []byte {
+	var id []byte
+	for payload := stream[frameHeaderBytes:]; len(payload) > 0; {
+		n, size := gobUint(payload)
+		_, idSize := gobUint(payload[size:])
+		id = payload[size : size+idSize]
+		payload = payload[size+int(n):]
+	}
+	return id
 }
 
 // appendGobUint appends u as gob writes an unsigned integer; see gobUint.
@@ -775,13 +782,7 @@ func appendGobInt(b []byte, i int64) []byte {
 // each node.
 func nodesStream(t testing.TB, depth int) []byte {
 	stream := foreignFrames(t, &requestWithNodes{Func: "sum", Params: sumRequest.Params})
-	var valueID []byte // requestWithNodes's id, as the first frame's value gives it
-	for payload := stream[frameHeaderBytes:]; len(payload) > 0; {
-		n, size := gobUint(payload)
-		_, idSize := gobUint(payload[size:])
-		valueID = payload[size : size+idSize]
-		payload = payload[size+int(n):]
-	}
+	valueID := firstValueID(stream)                                       // requestWithNodes's id
 	sumFields := sumLaterFrame[frameHeaderBytes+3 : len(sumLaterFrame)-1] // Func and Params of sum(1, 2)
 	msg := join(valueID, sumFields, bytes.Repeat([]byte{0x01, 0x01}, depth), bytes.Repeat([]byte{0x00}, depth+1))
 	return append(stream, frame(join(appendGobUint(nil, uint64(len(msg))), msg))...)
