@@ -105,6 +105,9 @@ func (c *Client) Call(ctx context.Context, method string, args []any, kwargs map
 		return nil, fmt.Errorf("%s: arguments cannot be sent as JSON: %w", method, err)
 	}
 	answer, err := c.roundTrip(ctx, c.out.Bytes())
+	if putLarge(c.out.Bytes()) {
+		c.out = bytes.Buffer{} // sent: a large buffer goes back to largeBuffers
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -47,9 +48,60 @@ type response struct {
 const DefaultMaxMessageBytes = 1 << 17
 
 // maxKeptBuffer is the largest buffer a connection keeps between messages:
-// one that grew past it for a large message is dropped after the message,
-// so an idle connection holds only small buffers.
+// one that grew past it for a large message goes to largeBuffers after the
+// message, so an idle connection holds only small buffers.
 const maxKeptBuffer = 64 << 10
+
+// largeBuffers holds buffers that grew past maxKeptBuffer, between the
+// messages that need them. It is safe for concurrent use: the connections
+// that are busy with large messages share them, and an idle connection
+// holds none. The garbage collector empties a sync.Pool within two cycles,
+// so a buffer nobody asks for again is not held for long. It holds
+// pointers, so that putting a slice in does not copy its header to the heap.
+var largeBuffers sync.Pool // of *[]byte, each with a capacity over maxKeptBuffer
+
+// getLarge returns an empty buffer from largeBuffers with room for n bytes,
+// or nil if there is none that large. It never allocates n bytes: a buffer
+// grows as bytes arrive, not as a peer announces them.
+func getLarge(n int) []byte {
+	p, _ := largeBuffers.Get().(*[]byte)
+	if p == nil {
+		return nil
+	}
+	if cap(*p) < n {
+		largeBuffers.Put(p) // for a smaller message
+		return nil
+	}
+	return (*p)[:0]
+}
+
+// putLarge gives b to largeBuffers if it grew past maxKeptBuffer, and
+// reports whether it did. The caller must not use b after that.
+func putLarge(b []byte) bool {
+	if cap(b) <= maxKeptBuffer {
+		return false
+	}
+	b = b[:0]
+	largeBuffers.Put(&b)
+	return true
+}
+
+// pooledWriter is a bytes.Buffer as an io.Writer that takes its room from
+// largeBuffers when a write must grow it past maxKeptBuffer. encoding/json
+// writes a value in one piece, so the size is known when it arrives.
+type pooledWriter struct{ buf *bytes.Buffer }
+
+func (w pooledWriter) Write(p []byte) (int, error) {
+	need := w.buf.Len() + len(p)
+	if need > w.buf.Cap() && need > maxKeptBuffer {
+		if large := getLarge(need); large != nil {
+			old := w.buf.Bytes()
+			*w.buf = *bytes.NewBuffer(append(large, old...))
+			putLarge(old) // a large buffer outgrown: someone else's turn
+		}
+	}
+	return w.buf.Write(p)
+}
 
 // maxDepth bounds how deeply a message's arrays and objects may nest.
 const maxDepth = 64
@@ -83,9 +135,10 @@ var (
 // and a message it rejects can be answered with an error while the stream
 // goes on.
 type frameReader struct {
-	r   *bufio.Reader
-	max int    // the largest message, in bytes
-	buf []byte // the message being read; reused from message to message
+	r     *bufio.Reader
+	max   int    // the largest message, in bytes
+	buf   []byte // the message being read; reused from message to message
+	large bool   // the last message was larger than maxKeptBuffer
 }
 
 func newFrameReader(r io.Reader, max int) *frameReader {
@@ -97,11 +150,12 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 // middle of one, io.ErrUnexpectedEOF. Any error it returns is final.
 //
 // The message buffer grows as bytes arrive, never past max, and a buffer
-// that grew past maxKeptBuffer is dropped once its message is done with: a
-// reader between messages holds only the bufio.Reader's 4 KiB and a small
-// buffer, whatever it read before.
+// that grew past maxKeptBuffer goes back to largeBuffers once its message
+// is done with: a reader between messages holds only the bufio.Reader's
+// 4 KiB and a small buffer, whatever it read before.
 func (f *frameReader) next() ([]byte, error) {
-	if cap(f.buf) > maxKeptBuffer {
+	f.large = len(f.buf) > maxKeptBuffer
+	if putLarge(f.buf) {
 		f.buf = nil
 	}
 	f.buf = f.buf[:0]
@@ -144,17 +198,27 @@ func (f *frameReader) next() ([]byte, error) {
 	}
 }
 
-// grow makes room in f.buf for n more bytes. It doubles, as append does,
-// but never past f.max, so a message of max bytes costs max bytes, not
-// whatever append would round up to.
+// grow makes room in f.buf for n more bytes. It takes a buffer from
+// largeBuffers if the message needs more than maxKeptBuffer, or if the last
+// one did (a peer that sent one large message tends to send another).
+// Failing that, it doubles, as append does, but never past f.max, so a
+// message of max bytes costs max bytes, not whatever append would round up
+// to.
 func (f *frameReader) grow(n int) {
 	need := len(f.buf) + n
 	if need <= cap(f.buf) {
 		return
 	}
-	grown := make([]byte, len(f.buf), min(max(need, 2*cap(f.buf), 512), f.max))
-	copy(grown, f.buf)
-	f.buf = grown
+	var grown []byte
+	if need > maxKeptBuffer || f.large {
+		grown = getLarge(need)
+	}
+	if grown == nil {
+		grown = make([]byte, 0, min(max(need, 2*cap(f.buf), 512), f.max))
+	}
+	old := f.buf
+	f.buf = append(grown, old...)
+	putLarge(old) // a large buffer outgrown: someone else's turn
 }
 
 // scanner follows a JSON object's brackets and strings, a window of bytes
@@ -254,7 +318,7 @@ func encodeRequest(buf *bytes.Buffer, method string, args []any, kwargs map[stri
 	if kwargs == nil {
 		kwargs = map[string]any{}
 	}
-	enc := json.NewEncoder(buf)
+	enc := json.NewEncoder(pooledWriter{buf})
 	enc.SetEscapeHTML(false) // keep < > & as they are: this is not going into HTML
 	return enc.Encode(struct {
 		MethodName   string         `json:"method_name"`
@@ -425,7 +489,7 @@ func encodeResult(buf *bytes.Buffer, res any) (err error) {
 		}
 	}()
 	start := buf.Len()
-	enc := json.NewEncoder(buf)
+	enc := json.NewEncoder(pooledWriter{buf})
 	enc.SetEscapeHTML(false) // keep < > & as they are: this is not going into HTML
 	if err := enc.Encode(res); err != nil {
 		return err

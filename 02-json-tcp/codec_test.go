@@ -266,12 +266,7 @@ func TestValuesCost(t *testing.T) {
 func TestFrameReaderBufferIsBounded(t *testing.T) {
 	const readers, max = 64, 256 << 10
 	big := `{"s":"` + strings.Repeat("x", max-8) + `"}`
-	heap := func() int64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return int64(m.HeapInuse)
-	}
+	heap := func() int64 { return int64(heapInUse()) }
 	before := heap()
 
 	type peer struct {

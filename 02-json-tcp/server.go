@@ -246,13 +246,13 @@ func (s *Server) waitForRequest(conn net.Conn, wait time.Duration) bool {
 }
 
 // answer writes the answer to a call that returned res, or failed with
-// callErr. An answer buffer that grew for a large answer is dropped, so an
-// idle connection holds only a small one.
+// callErr. An answer buffer that grew for a large answer goes back to
+// largeBuffers once written, so an idle connection holds only a small one.
 func (s *Server) answer(conn net.Conn, out *bytes.Buffer, res any, callErr error) bool {
 	out.Reset()
 	writeResponse(out, res, callErr)
 	ok := s.write(conn, out.Bytes())
-	if out.Cap() > maxKeptBuffer {
+	if putLarge(out.Bytes()) {
 		*out = bytes.Buffer{}
 	}
 	return ok
