@@ -49,9 +49,6 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 // come from largeBuffers, not from the allocator, on every call after the
 // first.
 func TestLargeMessagesShareBuffers(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector makes sync.Pool drop buffers at random")
-	}
 	const calls, size = 50, 100 << 10
 	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
 	s := strings.Repeat("x", size)
@@ -70,6 +67,11 @@ func TestLargeMessagesShareBuffers(t *testing.T) {
 	// What a call cannot avoid is about 3 × size: the server copies the
 	// argument out of the message, and the client copies the result out of
 	// the answer and decodes it into a string. Growing each of the four
-	// buffers again on every call would add about 7 × size.
-	assert.Less(t, perCall, uint64(6*size))
+	// buffers again on every call would add about 7 × size. Under the race
+	// detector a sync.Pool drops one buffer in four, on purpose.
+	bound := uint64(6 * size)
+	if raceEnabled {
+		bound = 9 * size
+	}
+	assert.Less(t, perCall, bound)
 }

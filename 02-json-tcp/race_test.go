@@ -3,6 +3,6 @@
 package jsontcp
 
 // raceEnabled reports whether the race detector is on. Under it, a
-// sync.Pool drops some of what it is given at random, on purpose, so a
-// test cannot count on the pool.
+// sync.Pool drops one buffer put in four at random, on purpose, so a test
+// that counts on the pool needs a wider bound.
 const raceEnabled = true
