@@ -103,10 +103,10 @@ func TestSIGTERMWithClientsNotReading(t *testing.T) {
 		}
 	}
 
-	start := time.Now()
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	// Exit status 0 is the check: a Shutdown still waiting at the end of
+	// the grace makes the command exit 1.
 	assert.NoError(t, cmd.Wait(), "exit status after SIGTERM")
-	assert.Less(t, time.Since(start), grace+3*time.Second, "the server should stop at the end of its grace")
 }
 
 // TestDefaultAddressIsLoopback reads the default of -addr from the usage
