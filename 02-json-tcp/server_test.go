@@ -172,19 +172,22 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 
 // TestServerClosesSilentConnections checks both read timeouts: a new
 // connection has FirstRequestTimeout to send its first request, and
-// IdleTimeout for each later one.
+// IdleTimeout for each later one. Each server makes the other timeout an
+// hour, so a server that mixed the two up would fail.
 func TestServerClosesSilentConnections(t *testing.T) {
-	srv := NewDemoServer()
-	srv.FirstRequestTimeout = 100 * time.Millisecond
-	srv.IdleTimeout = 200 * time.Millisecond
-	addr := serve(t, srv, rpctest.Listen(t))
+	server := func(first, idle time.Duration) string {
+		srv := NewDemoServer()
+		srv.FirstRequestTimeout, srv.IdleTimeout = first, idle
+		return serve(t, srv, rpctest.Listen(t))
+	}
+	addr := server(100*time.Millisecond, time.Hour)
 
 	never, answers := rawConn(t, addr)
 	_, err := answers.next()
 	assert.ErrorIs(t, err, io.EOF, "a connection that never sends is closed")
 	never.Close()
 
-	half, answers := rawConn(t, addr)
+	half, answers := rawConn(t, server(time.Hour, 100*time.Millisecond))
 	write(t, half, `{"method_name": "add", "method_args": [1, 2]}`)
 	assert.Equal(t, `{"res":13}`, nextAnswer(t, answers))
 	write(t, half, `{"method_name": "add", "meth`)
