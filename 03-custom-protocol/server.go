@@ -335,12 +335,12 @@ func (s *Server) handle(f form, msg []byte) (any, error) {
 	return res, nil
 }
 
-// Shutdown stops accepting connections and lets every connection finish
-// what it has: a call in flight is answered; a request that arrives within
-// closeLinger is answered with an error saying that it did not run, and
-// its connection is closed; then every connection is closed. An answer gets closeLinger to be written, so a
-// client that does not read cannot hold Shutdown. If ctx ends first,
-// Shutdown closes every connection and returns ctx's error at once,
+// Shutdown stops accepting connections and lets each connection finish
+// what it has, then closes it: a call in flight is answered, and a request
+// that arrives within closeLinger is answered with an error saying that it
+// did not run. Once Shutdown has begun, an answer gets closeLinger to be
+// written, so a client that does not read cannot hold it. If ctx ends
+// first, Shutdown closes every connection and returns ctx's error at once,
 // without waiting for functions that are still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
