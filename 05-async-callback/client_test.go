@@ -1,0 +1,320 @@
+package asyncrpc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+)
+
+// TestClientCall makes the article's calls through Call, on one
+// connection, and echoes every awkward string.
+func TestClientCall(t *testing.T) {
+	l := rpctest.Listen(t)
+	c := dial(t, serve(t, newStoppedClockServer(t), l))
+
+	for _, tt := range []struct {
+		name string
+		args []any
+		want any
+	}{
+		{"sum", []any{1, 2}, 3},
+		{"sum", []any{1.1, 2}, 3.1},
+		{"sum", []any{1.5, 1.5}, 3.0},
+		{"sum", []any{-5, 2}, -3},
+		{"get_time", nil, "Wed Jan 16 22:05:31 2019"},
+		{"add", []any{40, 2}, 42},
+	} {
+		res, err := c.Call(t.Context(), tt.name, tt.args...)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, res, "%s%v", tt.name, tt.args)
+	}
+	for _, s := range []string{"a,b", "100%", "line\nbreak\r\n", "tab\tand\x00nul\x7f", "中文, ✓", "", "\x00\x00\x00\x04"} {
+		got, err := c.Echo(t.Context(), s)
+		require.NoError(t, err)
+		assert.Equal(t, s, got)
+	}
+	assert.Equal(t, 1, l.Accepted(), "every call shared one connection")
+}
+
+// TestClientServerErrorKeepsConnection checks that a refused call is a
+// *ServerError naming the problem, and that the next call goes through on
+// the same connection.
+func TestClientServerErrorKeepsConnection(t *testing.T) {
+	l := rpctest.Listen(t)
+	c := dial(t, serve(t, NewDemoServer(Service{}), l))
+
+	for _, tt := range []struct {
+		name string
+		args []any
+		want string
+	}{
+		{"sub", []any{3, 1}, `no function "sub"; there are: add, echo, get_time, sum`},
+		{"add", []any{1, "two"}, `add: argument 2: want int, got str "two"`},
+		{"add", []any{1}, "add: takes 2 arguments, got 1"},
+		{"add", []any{1, 2, 3}, "add: takes 2 arguments, got 3"},
+		{"add", []any{9223372036854775807, 1}, "add: 9223372036854775807 + 1 does not fit in an int (64 bits)"},
+		{"sum", []any{1e308, 1e308}, "sum: 1e+308 + 1e+308 does not fit in a float (64 bits)"},
+		{"echo", []any{"\xff"}, `argument 1: "\xff" is not valid UTF-8`},
+	} {
+		_, err := c.Call(t.Context(), tt.name, tt.args...)
+		var serverErr *ServerError
+		require.ErrorAs(t, err, &serverErr)
+		assert.Equal(t, tt.want, serverErr.Message)
+
+		sum, err := c.Add(t.Context(), 1, 2)
+		require.NoError(t, err)
+		assert.Equal(t, 3, sum)
+	}
+	assert.Equal(t, 1, l.Accepted(), "every call shared one connection")
+}
+
+// TestClientRefusesToSend checks that arguments the wire cannot carry fail
+// before anything is sent, and leave the client usable.
+func TestClientRefusesToSend(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
+	_, err := c.Call(t.Context(), "echo", []byte("x"))
+	assert.EqualError(t, err, "echo: argument 1: a []uint8 cannot be sent: the wire carries int, float64 and string")
+	_, err = c.Call(t.Context(), "sum", math.Inf(1), 1)
+	assert.EqualError(t, err, "sum: argument 1: +Inf cannot be sent: the wire carries finite floats only")
+
+	sum, err := c.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+}
+
+// TestClientConcurrentUse shares one Client among many goroutines: calls
+// take turns on the connection, and every caller gets its own answer.
+func TestClientConcurrentUse(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
+	var g errgroup.Group
+	for i := range 16 {
+		g.Go(func() error {
+			for j := range 50 {
+				sum, err := c.Add(t.Context(), i, j)
+				if err != nil {
+					return err
+				}
+				if sum != i+j {
+					return fmt.Errorf("add(%d, %d) = %d", i, j, sum)
+				}
+			}
+			return nil
+		})
+	}
+	assert.NoError(t, g.Wait())
+}
+
+// holdingServer starts a demo server whose calls wait inside until the
+// test ends. It returns the server's address and a channel that receives
+// once for each call that has reached the server.
+func holdingServer(t *testing.T) (addr string, entered chan struct{}) {
+	srv := NewDemoServer(Service{})
+	entered, release := holdCalls(srv)
+	addr = serve(t, srv, rpctest.Listen(t))
+	t.Cleanup(release) // runs before the server's shutdown, which waits for held calls
+	return addr, entered
+}
+
+// TestClientCancel cancels a call while the server holds it. The call
+// returns context.Canceled at once; since its answer may still come, the
+// connection cannot be trusted, and later calls fail with ErrBroken.
+func TestClientCancel(t *testing.T) {
+	addr, entered := holdingServer(t)
+	c := dial(t, addr)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-entered
+		cancel()
+	}()
+	_, err := c.Add(ctx, 1, 2)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	_, err = c.Add(t.Context(), 1, 2)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.ErrorContains(t, err, "context canceled")
+}
+
+func TestClientDeadline(t *testing.T) {
+	addr, _ := holdingServer(t)
+	c := dial(t, addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // the call is held past it
+	defer cancel()
+	_, err := c.Add(ctx, 1, 2)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// TestClientCancelledBeforeSending checks that a call whose context has
+// already ended is not sent, and does not break the client.
+func TestClientCancelledBeforeSending(t *testing.T) {
+	l := rpctest.Listen(t)
+	c := dial(t, serve(t, NewDemoServer(Service{}), l))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.Add(ctx, 1, 2)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	sum, err := c.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+}
+
+// oneShotServer answers the first request on each connection with answer
+// and closes the connection.
+func oneShotServer(t *testing.T, answer []byte) string {
+	return rpctest.ServeConns(t, func(conn net.Conn) {
+		_, _ = newFrameReader(conn, DefaultMaxMessageBytes).next()
+		_, _ = conn.Write(answer)
+	})
+}
+
+// answerFrame returns resp as the first frame of a server's answers.
+func answerFrame(t *testing.T, resp Response) []byte {
+	return encodeFrames(t, &resp)[0]
+}
+
+// TestClientServerHangsUp talks to a server that answers one call and
+// closes the connection. The second call must fail with a clear error, not
+// hang, and the client must then say it is broken.
+func TestClientServerHangsUp(t *testing.T) {
+	c := dial(t, oneShotServer(t, answerFrame(t, intAnswer(3))))
+	sum, err := c.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+
+	_, err = c.Add(t.Context(), 1, 2)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset"), "got %v", err)
+	assert.ErrorContains(t, err, "add: ")
+
+	_, err = c.Add(t.Context(), 1, 2)
+	assert.ErrorIs(t, err, ErrBroken)
+}
+
+// TestClientOddAnswers points the client at servers that answer in ways it
+// must not take for a result.
+func TestClientOddAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		answer  []byte
+		wantErr string
+	}{
+		{"a str for an int", answerFrame(t, strAnswer("3")), `add: result is str "3", want int`},
+		{"a float for an int", answerFrame(t, Response{Data: Value{Type: typeFloat, Float: 3}}), "add: result is float 3.0, want int"},
+		{"no type code", answerFrame(t, Response{Data: Value{Int: 3}}), "add: answer: unknown type code 0"},
+		{"a result and an error", answerFrame(t, Response{Data: Value{Type: typeInt, Int: 3}, Error: "no"}), `add: answer has both a result and an error, "no"`},
+		{"an error", answerFrame(t, Response{Error: "no, no"}), "add: server answered: no, no"},
+		{"the article's error, as a str", answerFrame(t, strAnswer("RPC Server Function Error")), `add: result is str "RPC Server Function Error", want int`},
+		{"a call for an answer", calls(t, call(t, "sum", 1, 2)), "add: malformed message: a type definition that is not one of ours"},
+		{"stage 03's answer", []byte("8 data:1-3\n"), "add: this client refused the answer: message too large: a frame of 941646945 bytes"},
+		{"a frame cut short", answerFrame(t, intAnswer(3))[:50], "add: the server closed the connection before answering: unexpected EOF"},
+	} {
+		c := dial(t, oneShotServer(t, tt.answer))
+		sum, err := c.Add(t.Context(), 1, 2)
+		assert.ErrorContains(t, err, tt.wantErr, tt.name)
+		assert.Zero(t, sum)
+	}
+}
+
+func TestClientAnswerTooLarge(t *testing.T) {
+	c := dial(t, oneShotServer(t, binary.BigEndian.AppendUint32(nil, DefaultMaxMessageBytes+1)))
+	_, err := c.Echo(t.Context(), "x")
+	assert.ErrorIs(t, err, errTooLarge)
+	assert.ErrorContains(t, err, "this client refused the answer", "the error says which side refused")
+}
+
+// TestClientMaxAnswerBytes raises a server's limit above the default: the
+// client must be told to read answers as large, or a large echo breaks it.
+func TestClientMaxAnswerBytes(t *testing.T) {
+	const limit = 4 * DefaultMaxMessageBytes
+	srv := NewDemoServer(Service{})
+	srv.MaxRequestBytes = limit
+	addr := serve(t, srv, rpctest.Listen(t))
+	big := strings.Repeat("x", 2*DefaultMaxMessageBytes)
+
+	_, err := dial(t, addr).Echo(t.Context(), big)
+	assert.ErrorContains(t, err, "WithMaxAnswerBytes")
+
+	got, err := dial(t, addr, WithMaxAnswerBytes(limit)).Echo(t.Context(), big)
+	require.NoError(t, err)
+	assert.Equal(t, big, got)
+}
+
+// TestClientWaitingCallHonoursContext holds one call inside the server; a
+// second call on the same client, waiting for its turn, must give up at
+// its own deadline rather than wait for the first.
+func TestClientWaitingCallHonoursContext(t *testing.T) {
+	addr, entered := holdingServer(t)
+	c := dial(t, addr)
+	go func() { _, _ = c.Add(context.Background(), 1, 2) }() // held until the test ends
+	<-entered
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Add(ctx, 4, 5)
+		failed <- err
+	}()
+	select {
+	case err := <-failed:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorContains(t, err, "waiting for the connection")
+	case <-time.After(rpctest.Backstop):
+		t.Fatal("a call waiting for its turn ignored its deadline")
+	}
+}
+
+// TestClientCloseFailsCallInFlight closes a client while its call is held
+// inside the server: the call fails at once with ErrBroken, and Close does
+// not wait for it.
+func TestClientCloseFailsCallInFlight(t *testing.T) {
+	addr, entered := holdingServer(t)
+	c := dial(t, addr)
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Add(context.Background(), 1, 2)
+		failed <- err
+	}()
+	<-entered
+
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-failed:
+		assert.ErrorIs(t, err, ErrBroken)
+		assert.ErrorContains(t, err, "the client was closed")
+	case <-time.After(rpctest.Backstop):
+		t.Fatal("Close did not fail the call in flight")
+	}
+	assert.NoError(t, <-closed)
+}
+
+func TestClientClose(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
+	require.NoError(t, c.Close())
+	_, err := c.Add(t.Context(), 1, 2)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.NoError(t, c.Close(), "closing twice is harmless")
+}
+
+func TestDialRefused(t *testing.T) {
+	l := rpctest.Listen(t)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	_, err := Dial(t.Context(), addr)
+	var opErr *net.OpError
+	assert.ErrorAs(t, err, &opErr)
+}

@@ -1,0 +1,756 @@
+package asyncrpc
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// The wire, as a person reading the traffic sees it. A frame is the length
+// of its payload, 4 bytes big-endian, and then the payload:
+//
+//	00 00 00 15  14 ff 80 01 03 73 75 6d 01 02 ...     sum(1, 2): 21 bytes of gob
+//
+// The payload is what one gob Encode call wrote. A connection carries one
+// gob stream each way, so the first frame each side sends also defines the
+// types it sends (Request, or Response, and Value), field by field, before
+// the first value; later frames carry the value alone. sum(1, 2) is 148
+// bytes in the first frame of a connection and 21 bytes in any later one.
+//
+// The values are the article's, in Go structs: a Request names a function
+// and gives its Params; a Response carries the result in Data, or the
+// reason the call failed in Error. Each argument and result is a Value,
+// tagged with the article's type code.
+//
+// Many calls share a connection, and answers come back in the order the
+// calls finish, not the order they were made. So each Request carries an
+// ID that its client chose, and the Response to it carries the same ID.
+
+// Request is a call: its id, the function's name and its arguments.
+type Request struct {
+	ID     uint64  // chosen by the client, never 0; the answer carries it back
+	Func   string  // the function's name: sum
+	Params []Value // its arguments, in order
+}
+
+// Response is the answer to a Request: the result, or the reason the call
+// failed. A result always has a type code, so an error cannot pass for one.
+// An ID of 0 answers no call: the server refused the connection's stream
+// before it could read an id, and Error says why.
+type Response struct {
+	ID    uint64 // the ID of the Request this answers
+	Data  Value  // the result; the zero Value when the call failed
+	Error string // why the call failed
+}
+
+// Value is one argument or result. Type is the article's type code, and
+// only the field it names is set: Value{Type: 1, Int: 3} is the int 3.
+type Value struct {
+	Type  uint8 // 1 for an int, 2 for a float, 3 for a str
+	Int   int
+	Float float64
+	Str   string
+}
+
+// The type codes, as the article numbers them.
+const (
+	typeInt   = 1
+	typeFloat = 2
+	typeStr   = 3
+)
+
+// init shows gob our wire types, in a fixed order, as the package starts.
+// gob numbers a type when the process first meets it, and the numbers are
+// in the bytes: fixed here, they keep the transcripts the same whatever a
+// program or a test encodes first. What our encoder writes for each type
+// is also what a decoder of that type accepts from a peer (see
+// wireStreams).
+func init() {
+	for _, v := range []any{&Request{}, &Response{}} {
+		stream, err := newWireStream(v)
+		if err != nil {
+			panic(err) // our own types: a failure here is a bug
+		}
+		wireStreams[reflect.TypeOf(v)] = stream
+	}
+	wireStreams[reflect.TypeFor[*Request]()].checkValue = checkParams
+}
+
+// DefaultMaxMessageBytes is the largest frame payload either side reads
+// unless told otherwise: a request, on the server; an answer, on the client.
+// 128 KiB holds 64 arguments of 2 KiB each, or a string of 128 KiB less a
+// few bytes.
+const DefaultMaxMessageBytes = 1 << 17
+
+// maxArgs bounds how many arguments a call may give.
+const maxArgs = 64
+
+// readBufferBytes is the most one read takes from a connection, and the
+// room a frame's payload starts with.
+const readBufferBytes = 4096
+
+// maxKeptBuffer is the largest buffer a connection keeps after the
+// message it was grown for: an idle connection holds only small buffers.
+const maxKeptBuffer = 64 << 10
+
+// frameHeaderBytes is the size of a frame's length.
+const frameHeaderBytes = 4
+
+// errTooLarge and errMalformed end a connection: after them the reader
+// cannot tell where the next message starts, or what the gob stream's
+// types are.
+var (
+	errTooLarge  = errors.New("message too large")
+	errMalformed = errors.New("malformed message")
+)
+
+// frameReader cuts a byte stream into the payloads of frames. It does not
+// care how the bytes arrive: one frame split over many reads, several
+// frames in one read, or one byte at a time.
+//
+// It reads a frame's length first, and refuses a frame longer than max
+// before it reads any of the payload. It never makes room for what a
+// length claims: the payload's buffer grows as its bytes arrive, so a
+// sender that claims 128 KiB and sends nothing costs 4 KiB.
+type frameReader struct {
+	r      *bufio.Reader
+	max    int                    // the largest payload, in bytes
+	header [frameHeaderBytes]byte // the length being read
+	inside bool                   // a byte of the frame being read has arrived
+	buf    []byte                 // the payload being read; reused from frame to frame while small
+}
+
+// newFrameReader returns a frameReader of r, which it buffers.
+func newFrameReader(r io.Reader, max int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, readBufferBytes), max: max}
+}
+
+// next returns the next frame's payload. The slice is valid until the next
+// call, or release. At the end of the stream between frames it returns
+// io.EOF; in the middle of one, io.ErrUnexpectedEOF. Any error it returns
+// is final, unless no byte of the frame had arrived (inside is false).
+func (f *frameReader) next() ([]byte, error) {
+	got, err := io.ReadFull(f.r, f.header[:])
+	f.inside = got > 0
+	if err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(f.header[:])
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("%w: a frame of 0 bytes; a frame holds at least one gob message", errMalformed)
+	case uint64(n) > uint64(f.max):
+		return nil, fmt.Errorf("%w: a frame of %d bytes, more than %d", errTooLarge, n, f.max)
+	}
+	size := int(n)
+	f.buf = f.buf[:0]
+	if size > maxKeptBuffer {
+		// A buffer another large frame let go costs no new memory, so
+		// it may have room for the whole frame at once.
+		if large := getLarge(size); large != nil {
+			f.buf = large
+		}
+	}
+	for len(f.buf) < size {
+		if len(f.buf) == cap(f.buf) {
+			// Room for as much again as has arrived, at least 4 KiB,
+			// and never past the frame: the buffer is at most twice
+			// what the sender has sent.
+			f.grow(min(size, max(2*len(f.buf), readBufferBytes)))
+		}
+		got, err := f.r.Read(f.buf[len(f.buf):min(cap(f.buf), size)])
+		f.buf = f.buf[:len(f.buf)+got]
+		if err != nil && len(f.buf) < size {
+			return nil, unexpectedEOF(err)
+		}
+	}
+	f.inside = false
+	return f.buf, nil
+}
+
+// grow makes room in f.buf for size bytes.
+func (f *frameReader) grow(size int) {
+	// Exactly size: slices.Grow would round up to the allocator's next
+	// size class, past the frame and even past the limit.
+	grown := make([]byte, len(f.buf), size)
+	copy(grown, f.buf)
+	f.buf = grown
+}
+
+// release hands the payload's buffer to largeBuffers if a large frame
+// grew it: between frames, the reader keeps only a small one.
+func (f *frameReader) release() {
+	if cap(f.buf) > maxKeptBuffer {
+		putLarge(f.buf)
+		f.buf = nil
+	}
+}
+
+// largeBuffers holds the buffers that grew past maxKeptBuffer for one
+// message, between that message and the next large one, on any
+// connection, either way: frames read and frames written. A connection
+// that waits for its next message holds none of them, and the garbage
+// collector empties the pool within two cycles.
+var largeBuffers sync.Pool
+
+// getLarge returns an empty buffer with room for n bytes from
+// largeBuffers, or nil if it has none that big. It never allocates: a
+// caller that gets nil grows its buffer as bytes arrive.
+func getLarge(n int) []byte {
+	p, ok := largeBuffers.Get().(*[]byte)
+	if !ok {
+		return nil
+	}
+	if cap(*p) < n {
+		largeBuffers.Put(p)
+		return nil
+	}
+	return (*p)[:0]
+}
+
+// putLarge hands b, which grew past maxKeptBuffer, to largeBuffers. The
+// caller must not use b after.
+func putLarge(b []byte) {
+	largeBuffers.Put(&b)
+}
+
+// unexpectedEOF turns the end of the stream in the middle of a frame into
+// io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// wireStream is what a gob stream of one of our wire types may carry: the
+// type definitions our own encoder writes for it, and values of it.
+//
+// gob is not hardened against hostile input, and its type definitions
+// are where a peer can make it work: define a type with an interface
+// field and gob accepts definitions inside the values it skips; define
+// a field of recursive slices and gob recurses once per level to skip it;
+// define a struct of 90,000 fields and gob compiles, and keeps, a decoder
+// for it. Our types are fixed, so the definitions a peer needs are known
+// byte for byte: a decoder accepts those and no others, before gob reads
+// any of them.
+type wireStream struct {
+	typ     reflect.Type    // what decode and encode take: *Request, *Response
+	defs    map[string]bool // each definition message, its bytes after the length
+	first   []byte          // the definition messages, lengths first, as a stream's first frame starts
+	valueID uint64          // the type id of the values, as gob writes it
+	// empty is the message of the type's zero value, length first: handed
+	// to gob after a large message, so that gob drops the large one.
+	empty []byte
+	// checkValue, if set, reads a value's message before gob does.
+	checkValue func(value []byte) error
+	// started holds *startedGob: gob encoders that have defined the
+	// stream's types, for any connection to write its next value with.
+	started sync.Pool
+}
+
+// wireStreams holds the stream of each type a decoder reads, by the type
+// of the pointer decode is given: *Request, *Response.
+var wireStreams = map[reflect.Type]*wireStream{}
+
+// newWireStream encodes the zero value that v points to on a fresh
+// stream, and notes the messages our encoder wrote: the definitions of its
+// type and of every type inside it, and the value. gob defines a struct's
+// field types whatever their values, so the definitions of the first
+// message of a stream are the same for every Request, or every Response.
+func newWireStream(v any) (*wireStream, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+		return nil, err
+	}
+	stream := &wireStream{typ: reflect.TypeOf(v), defs: map[string]bool{}}
+	for payload := buf.Bytes(); len(payload) > 0; {
+		n, size := gobUint(payload)
+		msg := payload[size : size+int(n)]
+		id, _ := gobUint(msg)
+		if id&1 == 1 {
+			stream.defs[string(msg)] = true
+			stream.first = append(stream.first, payload[:size+int(n)]...)
+		} else {
+			stream.valueID, stream.empty = id, bytes.Clone(payload[:size+int(n)])
+		}
+		payload = payload[size+int(n):]
+	}
+	return stream, nil
+}
+
+// scanMessages checks that payload is what one gob Encode call of stream's
+// type writes: whole gob messages, each its length and then that many
+// bytes, all of them definitions the stream knows but the last, which
+// carries a value of the stream's type.
+//
+// A gob message starts with a type id: negative for a definition of the
+// type, positive for a value of it. Reading only these headers, and
+// comparing definitions with ours, before gob reads anything, keeps a
+// frame from holding half a message, two values, or a type we did not
+// write. (A known definition sent twice is gob's to refuse: it does, at
+// no cost.)
+//
+// It returns the value's message, after its type id, as far as it found
+// one, so that a caller can read the ID of a request it refused.
+func scanMessages(payload []byte, stream *wireStream) (value []byte, err error) {
+	for len(payload) > 0 {
+		n, size := gobUint(payload)
+		if size == 0 || n == 0 || n > uint64(len(payload)-size) {
+			return nil, fmt.Errorf("%w: a gob message whose length does not fit in its frame", errMalformed)
+		}
+		msg := payload[size : size+int(n)]
+		payload = payload[size+int(n):]
+		id, size := gobUint(msg)
+		switch {
+		case size == 0:
+			return nil, fmt.Errorf("%w: a gob message with no type id", errMalformed)
+		case id&1 == 1: // gob writes a negative int with its lowest bit set
+			if !stream.defs[string(msg)] {
+				return nil, fmt.Errorf("%w: a type definition that is not one of ours", errMalformed)
+			}
+		case len(payload) > 0:
+			return msg[size:], fmt.Errorf("%w: more after the value that ends a frame", errMalformed)
+		case id != stream.valueID:
+			return nil, fmt.Errorf("%w: a value of type %d, where type %d was wanted", errMalformed, toInt(id), toInt(stream.valueID))
+		case stream.checkValue != nil:
+			return msg[size:], stream.checkValue(msg[size:])
+		default:
+			return msg[size:], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: a frame that defines types and carries no value", errMalformed)
+}
+
+// toInt reads a signed integer from the unsigned one gob writes for it:
+// the sign in the lowest bit, the rest shifted up.
+func toInt(u uint64) int64 {
+	if u&1 == 1 {
+		return ^int64(u >> 1)
+	}
+	return int64(u >> 1)
+}
+
+// checkParams reads a Request's value as far as the count of its Params,
+// and refuses more than maxArgs before gob makes room for them: gob
+// believes a slice's count up to 10 MiB of memory before it sees one
+// element. gob writes a struct as its fields that are not zero, each as
+// the step from the field before it and then its value, and a 0 at the
+// end; a Request's fields are ID, an unsigned integer, Func, a string (its
+// length, then its bytes), and Params, a slice (its count, then its
+// elements). What it cannot read it leaves to gob, which refuses it.
+func checkParams(value []byte) error {
+	field := -1
+	for {
+		step, size := gobUint(value)
+		if size == 0 || step == 0 || step > 3 {
+			return nil // cut, the end of the Request, or a field gob refuses
+		}
+		value = value[size:]
+		switch field += int(step); field {
+		case 0: // ID
+			_, size := gobUint(value)
+			value = value[size:]
+		case 1: // Func
+			n, size := gobUint(value)
+			if size == 0 || n > uint64(len(value)-size) {
+				return nil
+			}
+			value = value[size+int(n):]
+		case 2: // Params
+			if n, _ := gobUint(value); n > maxArgs {
+				return fmt.Errorf("%w: more than %d arguments", errMalformed, maxArgs)
+			}
+			return nil
+		default:
+			return nil
+		}
+	}
+}
+
+// peekID reads the ID of a Request or a Response from its value's gob
+// message, without gob: the ID is the first field, so when it is not 0 the
+// message starts with a step of 1 and the ID. It returns 0 if the message
+// does not start that way. The server uses it to say which call a request
+// it could not read was.
+func peekID(value []byte) uint64 {
+	step, size := gobUint(value)
+	if size == 0 || step != 1 {
+		return 0
+	}
+	id, _ := gobUint(value[size:])
+	return id
+}
+
+// gobUint reads an unsigned integer as gob writes it: below 128, one byte;
+// otherwise a byte holding minus the count of bytes that follow, and then
+// those bytes, big-endian. It returns the integer and the bytes it took, or
+// a size of 0 if p does not start with one.
+func gobUint(p []byte) (u uint64, size int) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	if p[0] < 0x80 {
+		return uint64(p[0]), 1
+	}
+	n := -int(int8(p[0]))
+	if n > 8 || len(p) <= n {
+		return 0, 0
+	}
+	for _, b := range p[1 : 1+n] {
+		u = u<<8 | uint64(b)
+	}
+	return u, 1 + n
+}
+
+// decoder reads the values of one gob stream that arrives in frames: the
+// server's requests, or the client's answers.
+type decoder struct {
+	frames *frameReader
+	src    bytes.Reader // the payload being decoded
+	gob    *gob.Decoder // reads src; remembers the types the stream has defined
+}
+
+// newDecoder returns a decoder of the frames that r carries, each at most
+// max bytes.
+func newDecoder(r io.Reader, max int) *decoder {
+	d := &decoder{frames: newFrameReader(r, max)}
+	d.gob = gob.NewDecoder(&d.src)
+	return d
+}
+
+// decode reads the next frame into v, a *Request or a *Response, which
+// must point to a zero value: gob leaves alone the fields a message does
+// not carry. If it fails on a frame whose value's ID it can read, it sets
+// v's ID, so that the refusal can say which call it was.
+//
+// An error it returns is final, but for one: a read that times out before
+// any byte of the next frame has arrived (see waiting). After a frame it
+// could not read, the stream is in doubt: the frame may have defined types
+// that later frames use, and the sender has no way to know they were lost.
+func (d *decoder) decode(v any) error {
+	stream := wireStreams[reflect.TypeOf(v)]
+	if stream == nil {
+		return fmt.Errorf("decode: a %T is not one of the wire types", v)
+	}
+	payload, err := d.frames.next()
+	if err != nil {
+		return err
+	}
+	defer d.frames.release()
+	value, err := scanMessages(payload, stream)
+	if err == nil {
+		d.src.Reset(payload)
+		err = d.gob.Decode(v)
+		if err == nil && len(payload) > maxKeptBuffer {
+			// gob keeps the last message it read until it reads another:
+			// give it a small one, the zero value, to keep instead.
+			d.src.Reset(stream.empty)
+			err = d.gob.Decode(reflect.New(reflect.TypeOf(v).Elem()).Interface())
+		}
+		d.src.Reset(nil)
+		if err != nil {
+			err = fmt.Errorf("%w: %v", errMalformed, err)
+		}
+	}
+	if err != nil {
+		setID(v, peekID(value))
+	}
+	return err
+}
+
+// waiting reports whether the decoder is between frames: no byte of the
+// next one has arrived. A read that timed out then may be tried again.
+func (d *decoder) waiting() bool {
+	return !d.frames.inside && d.frames.r.Buffered() == 0
+}
+
+// setID sets the ID of v, a *Request or a *Response.
+func setID(v any, id uint64) {
+	switch v := v.(type) {
+	case *Request:
+		v.ID = id
+	case *Response:
+		v.ID = id
+	}
+}
+
+// encoder writes the values of one gob stream as frames: the client's
+// calls, or the server's answers. A stream carries one of the wire types.
+//
+// It holds no gob encoder of its own. gob's encoder keeps a buffer as big
+// as the largest message it wrote, for as long as it lives, and all that
+// sets one apart from another is which types it has defined. So the
+// stream writes its first frame's definitions from what init recorded,
+// and each value with a gob encoder taken from its wireStream, which has
+// defined the same types: the bytes are the same as a gob encoder of its
+// own would write, and an idle connection holds no gob buffer.
+type encoder struct {
+	frame  frameWriter // the frame being built: room for its length, then what gob writes
+	stream *wireStream // the stream's type, once its first frame has defined it
+}
+
+// newEncoder returns the encoder of a new gob stream.
+func newEncoder() *encoder {
+	return &encoder{}
+}
+
+// encode adds v, a *Request or a *Response, to the frames waiting to be
+// sent, as one frame: its length, then what one gob Encode call of a stream
+// of v's type writes. It returns every frame waiting, to be sent in one
+// write; they stay valid until release. If it fails, the frames waiting
+// are as they were. If a frame it returned is not sent, the stream cannot
+// go on: the frame may define types that the next frames use.
+func (e *encoder) encode(v any) ([]byte, error) {
+	stream := wireStreams[reflect.TypeOf(v)]
+	switch {
+	case stream == nil:
+		return nil, fmt.Errorf("encode: a %T is not one of the wire types", v)
+	case e.stream != nil && e.stream != stream:
+		return nil, fmt.Errorf("encode: a %T on a stream of %v", v, e.stream.typ)
+	}
+	start := len(e.frame.buf)
+	var room [frameHeaderBytes]byte
+	e.frame.buf = append(e.frame.buf, room[:]...)
+	if e.stream == nil {
+		e.frame.buf = append(e.frame.buf, stream.first...)
+	}
+	err := stream.encodeValue(&e.frame, v)
+	n := len(e.frame.buf) - start - frameHeaderBytes
+	if err == nil && uint64(n) > math.MaxUint32 {
+		err = fmt.Errorf("%w: %d bytes do not fit in a frame", errTooLarge, n)
+	}
+	if err != nil {
+		e.frame.buf = e.frame.buf[:start]
+		return nil, err
+	}
+	e.stream = stream
+	binary.BigEndian.PutUint32(e.frame.buf[start:], uint32(n))
+	return e.frame.buf, nil
+}
+
+// release empties the frames waiting, once they have been sent. If their
+// buffer grew past maxKeptBuffer, it goes to largeBuffers: the next large
+// frame, on any connection, takes it.
+func (e *encoder) release() {
+	if cap(e.frame.buf) > maxKeptBuffer {
+		putLarge(e.frame.buf)
+		e.frame.buf = nil
+	}
+	e.frame.buf = e.frame.buf[:0]
+}
+
+// startedGob is a gob encoder that has defined a wire stream's types, and
+// writes wherever out points.
+type startedGob struct {
+	gob *gob.Encoder // writes to out
+	out frameWriter
+}
+
+// encodeValue appends the gob message of v, a value of the stream's
+// type, to frame: the value alone, its types being defined already.
+// Safe to call from many goroutines at once: each takes an encoder of
+// its own from s.started, or starts one.
+func (s *wireStream) encodeValue(frame *frameWriter, v any) error {
+	g, ok := s.started.Get().(*startedGob)
+	if !ok {
+		g = &startedGob{}
+		g.gob = gob.NewEncoder(&g.out)
+		// The zero value defines the types; the peer gets them from
+		// s.first, so these bytes go nowhere.
+		if err := g.gob.EncodeValue(reflect.New(s.typ.Elem())); err != nil {
+			return err
+		}
+	}
+	g.out.buf = frame.buf
+	err := g.gob.Encode(v)
+	frame.buf, g.out.buf = g.out.buf, nil
+	if err == nil {
+		s.started.Put(g) // after an error, gob's state is in doubt
+	}
+	return err
+}
+
+// frameWriter collects what gob writes for one frame. gob writes each
+// message whole, in one call, so the room a frame needs is known before
+// it grows: past maxKeptBuffer, it takes a buffer from largeBuffers if
+// one is big enough.
+type frameWriter struct {
+	buf []byte
+}
+
+func (w *frameWriter) Write(p []byte) (int, error) {
+	if need := len(w.buf) + len(p); need > cap(w.buf) && need > maxKeptBuffer {
+		if large := getLarge(need); large != nil {
+			w.buf = append(large, w.buf...)
+		}
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+// parseCall reads a Request as a call: the function's name and its
+// arguments, ints, float64s and strings.
+func parseCall(req *Request) (name string, args []any, err error) {
+	if !utf8.ValidString(req.Func) {
+		return "", nil, fmt.Errorf("function name %s is not valid UTF-8", quoteShort(req.Func))
+	}
+	if len(req.Params) > maxArgs {
+		return "", nil, fmt.Errorf("more than %d arguments", maxArgs)
+	}
+	for i, p := range req.Params {
+		v, err := fromValue(p)
+		if err != nil {
+			return "", nil, fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		args = append(args, v)
+	}
+	return req.Func, args, nil
+}
+
+// fromValue returns the int, float64 or string that v carries. A value
+// whose type code is unknown, or that sets the field of another type too,
+// is refused: nothing a caller sent is silently dropped.
+func fromValue(v Value) (any, error) {
+	var res any
+	rest := v // v without the field its type code names
+	switch v.Type {
+	case typeInt:
+		res, rest.Int = v.Int, 0
+	case typeFloat:
+		if math.IsInf(v.Float, 0) || math.IsNaN(v.Float) {
+			return nil, fmt.Errorf("float %v: the wire carries finite floats only", v.Float)
+		}
+		res, rest.Float = v.Float, 0
+	case typeStr:
+		if !utf8.ValidString(v.Str) {
+			return nil, fmt.Errorf("%s is not valid UTF-8", quoteShort(v.Str))
+		}
+		res, rest.Str = v.Str, ""
+	default:
+		return nil, fmt.Errorf("unknown type code %d: 1 is int, 2 float, 3 str", v.Type)
+	}
+	if rest != (Value{Type: v.Type}) {
+		return nil, fmt.Errorf("type code %d, with the field of another type set too", v.Type)
+	}
+	return res, nil
+}
+
+// toValue returns v, an int, a float64 or a string, as a Value.
+func toValue(v any) (Value, error) {
+	switch v := v.(type) {
+	case int:
+		return Value{Type: typeInt, Int: v}, nil
+	case float64:
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return Value{}, fmt.Errorf("%v cannot be sent: the wire carries finite floats only", v)
+		}
+		return Value{Type: typeFloat, Float: v}, nil
+	case string:
+		return Value{Type: typeStr, Str: v}, nil
+	}
+	return Value{}, fmt.Errorf("a %T cannot be sent: the wire carries int, float64 and string", v)
+}
+
+// formatFloat writes f as Python's str() does: the shortest digits that
+// read back as f, always with a point or an exponent. Go's shortest form
+// writes 3 for three and 1e+06 for a million; Python writes 3.0 and
+// 1000000.0, and switches to an exponent only below 1e-4 or from 1e16 up.
+func formatFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'e', -1, 64)
+	exp, _ := strconv.Atoi(s[strings.IndexByte(s, 'e')+1:]) // cannot fail: FormatFloat wrote it
+	if exp < -4 || exp >= 16 {
+		return s // 1e+16, 1.5e-05: the same in both languages
+	}
+	s = strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// describe names a value's wire type and shows the value, for an error
+// message: int 42, float 1.5, str "x".
+func describe(v any) string {
+	switch v := v.(type) {
+	case int:
+		return "int " + strconv.Itoa(v)
+	case float64:
+		return "float " + formatFloat(v)
+	case string:
+		return "str " + quoteShort(v)
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// newRequest returns the Request that calls name with args, each an int, a
+// float64 or a string.
+func newRequest(name string, args []any) (Request, error) {
+	req := Request{Func: name, Params: make([]Value, len(args))}
+	for i, arg := range args {
+		var err error
+		if req.Params[i], err = toValue(arg); err != nil {
+			return Request{}, fmt.Errorf("argument %d: %w", i+1, err)
+		}
+	}
+	return req, nil
+}
+
+// newResponse returns the answer to a call that returned res, or failed
+// with callErr.
+func newResponse(res any, callErr error) Response {
+	if callErr == nil {
+		v, err := toValue(res)
+		if err == nil {
+			return Response{Data: v}
+		}
+		callErr = err
+	}
+	return Response{Error: callErr.Error()}
+}
+
+// decodeAnswer reads a Response: the result, or the error the server
+// reported.
+func decodeAnswer(r *Response) (any, error) {
+	switch {
+	case r.Data == Value{}:
+		return nil, &ServerError{Message: r.Error}
+	case r.Error != "":
+		return nil, fmt.Errorf("answer has both a result and an error, %s", quoteShort(r.Error))
+	}
+	res, err := fromValue(r.Data)
+	if err != nil {
+		return nil, fmt.Errorf("answer: %w", err)
+	}
+	return res, nil
+}
+
+// ServerError is a failure the server reported: the call reached the
+// server, and the server answered that it could not do it.
+type ServerError struct {
+	Message string // the answer's Error
+}
+
+func (e *ServerError) Error() string {
+	return "server answered: " + e.Message
+}
+
+// quoteShort quotes s for an error message, cut to a readable length: an
+// error must name the bad value, not echo a megabyte of it back.
+func quoteShort(s string) string {
+	const max = 40
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
+}
