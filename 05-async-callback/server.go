@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"slices"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,7 +24,7 @@ import (
 // once.
 const (
 	DefaultMaxConns            = 1024
-	DefaultMaxInFlight         = 64 // calls running at once on one connection
+	DefaultMaxInFlight         = 64               // calls running at once on one connection
 	DefaultFirstRequestTimeout = 5 * time.Second  // for a new connection to send its first whole request
 	DefaultIdleTimeout         = 60 * time.Second // to receive the whole of each later request
 	DefaultWriteTimeout        = 10 * time.Second // to write an answer to a client that reads slowly
