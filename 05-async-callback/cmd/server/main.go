@@ -1,11 +1,14 @@
-// Command server runs stage 04's server, offering the demo service's
-// sum(a, b), get_time(), echo(s) and add(a, b) over gob, in frames.
+// Command server runs stage 05's server, offering the demo service's
+// sum(a, b), get_time(), echo(s), add(a, b) and slow(ms) over gob, in
+// frames, with many calls in flight on each connection.
 //
-//	go run ./05-async-callback/cmd/server [-addr 127.0.0.1:50051] [-grace 5s] [-max-conns 1024] [-max-request 131072] [-idle 60s]
+//	go run ./05-async-callback/cmd/server [-addr 127.0.0.1:50051] [-grace 12s] [-max-conns 1024] [-max-in-flight 64] [-max-request 131072] [-idle 60s]
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
-// -grace, and exits 0.
+// -grace, and exits 0. The default grace outlasts the slowest slow(ms). A
+// call still running when the grace ends is cut off: its connection is
+// closed, its caller gets no answer, and the server exits 1.
 package main
 
 import (
@@ -22,6 +25,14 @@ import (
 
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 )
+
+// defaultGrace lets the slowest call the demo service takes, slow(MaxSlow),
+// finish after a stop signal, with time to spare for writing its answer.
+const defaultGrace = asyncrpc.MaxSlow*time.Millisecond + 2*time.Second
+
+// newDemoServer builds the server run serves. Tests replace it, to give
+// the service a clock of their own or to see the limits run set.
+var newDemoServer = func() *asyncrpc.Server { return asyncrpc.NewDemoServer(asyncrpc.Service{}) }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -40,23 +51,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("server", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:50051", "`host:port` to listen on; port 0 picks a free one")
-	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal")
+	grace := flags.Duration("grace", defaultGrace, "how long calls in flight may take to finish after a stop signal; calls still running then are cut off, and the server exits 1")
 	maxConns := flags.Int("max-conns", asyncrpc.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted")
+	maxInFlight := flags.Int("max-in-flight", asyncrpc.DefaultMaxInFlight, "the most `calls` running at once on one connection; at the bound the server stops reading it")
 	maxRequest := flags.Int("max-request", asyncrpc.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one closes its connection")
 	idle := flags.Duration("idle", asyncrpc.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *maxConns < 1 || *maxRequest < 1 || *idle <= 0 {
-		return errors.New("-max-conns, -max-request and -idle must be positive")
+	if *maxConns < 1 || *maxInFlight < 1 || *maxRequest < 1 || *idle <= 0 {
+		return errors.New("-max-conns, -max-in-flight, -max-request and -idle must be positive")
 	}
 
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	srv := asyncrpc.NewDemoServer(asyncrpc.Service{})
+	srv := newDemoServer()
 	srv.MaxConns = *maxConns
+	srv.MaxInFlight = *maxInFlight
 	srv.MaxRequestBytes = *maxRequest
 	srv.IdleTimeout = *idle
 	served := make(chan error, 1)

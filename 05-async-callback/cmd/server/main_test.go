@@ -2,15 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"flag"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -28,20 +32,30 @@ func TestMain(m *testing.M) {
 	rpctest.VerifyMain(m)
 }
 
-// TestRun starts the server in this process, waits for its "listening on"
-// line, makes a call, then cancels its context, as a signal would.
-func TestRun(t *testing.T) {
-	ctx, stop := context.WithCancel(t.Context())
+// runInProcess starts the server in this process with args, waits for its
+// "listening on" line, and returns the address and what run returns.
+// Cancelling ctx is what a stop signal does.
+func runInProcess(t *testing.T, ctx context.Context, args ...string) (addr string, done <-chan error) {
+	t.Helper()
 	stdoutR, stdoutW := io.Pipe()
-	done := make(chan error, 1)
+	ran := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, stdoutW, io.Discard)
+		ran <- run(ctx, args, stdoutW, io.Discard)
 		stdoutW.Close()
 	}()
 	line, err := bufio.NewReader(stdoutR).ReadString('\n')
 	require.NoError(t, err)
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
 	require.True(t, ok, "first line %q", line)
+	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
+	return addr, ran
+}
+
+// TestRun starts the server in this process, waits for its "listening on"
+// line, makes a call, then cancels its context, as a signal would.
+func TestRun(t *testing.T) {
+	ctx, stop := context.WithCancel(t.Context())
+	addr, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0")
 
 	c, err := asyncrpc.Dial(t.Context(), addr)
 	require.NoError(t, err)
@@ -54,6 +68,97 @@ func TestRun(t *testing.T) {
 	assert.NoError(t, <-done)
 	_, err = net.Dial("tcp", addr)
 	assert.Error(t, err, "the server should no longer accept connections")
+}
+
+// heldSleeps gives the demo service a Sleep that a test controls: each
+// slow(ms) reports its duration on held, then waits for release.
+func heldSleeps(t *testing.T) (held <-chan time.Duration, release chan<- struct{}) {
+	heldc := make(chan time.Duration, 16)
+	releasec := make(chan struct{}, 16)
+	saved := newDemoServer
+	t.Cleanup(func() { newDemoServer = saved })
+	newDemoServer = func() *asyncrpc.Server {
+		return asyncrpc.NewDemoServer(asyncrpc.Service{Sleep: func(d time.Duration) {
+			heldc <- d
+			<-releasec
+		}})
+	}
+	return heldc, releasec
+}
+
+// TestStopLetsCallsInFlightFinish stops the server while slow(MaxSlow) is
+// running: run must wait for it, its caller must get its answer, and then
+// run returns nil. The service's clock is the test's, so nothing sleeps.
+func TestStopLetsCallsInFlightFinish(t *testing.T) {
+	held, release := heldSleeps(t)
+	ctx, stop := context.WithCancel(t.Context())
+	addr, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0")
+	c, err := asyncrpc.Dial(t.Context(), addr)
+	require.NoError(t, err)
+	defer c.Close()
+
+	call := c.Go(t.Context(), "slow", asyncrpc.MaxSlow)
+	assert.Equal(t, asyncrpc.MaxSlow*time.Millisecond, <-held)
+	stop()
+	release <- struct{}{}
+	<-call.Done
+	require.NoError(t, call.Error)
+	assert.Equal(t, asyncrpc.MaxSlow, call.Result)
+	assert.NoError(t, <-done)
+}
+
+// TestGraceCutsOffCallsInFlight stops the server with a grace shorter than
+// a call that is running: run must return an error, and the caller's call
+// must fail, not wait for an answer that will never come.
+func TestGraceCutsOffCallsInFlight(t *testing.T) {
+	held, release := heldSleeps(t)
+	ctx, stop := context.WithCancel(t.Context())
+	addr, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0", "-grace", "1ms")
+	c, err := asyncrpc.Dial(t.Context(), addr)
+	require.NoError(t, err)
+	defer c.Close()
+
+	call := c.Go(t.Context(), "slow", 1000)
+	<-held
+	stop()
+	assert.ErrorContains(t, <-done, "calls still in flight after 1ms")
+	<-call.Done
+	assert.ErrorIs(t, call.Error, asyncrpc.ErrBroken)
+	release <- struct{}{} // the call ends now, and its goroutine with it
+}
+
+// TestDefaultGraceOutlastsSlowCalls reads the default of -grace from the
+// usage text: it must let the slowest slow(ms) finish.
+func TestDefaultGraceOutlastsSlowCalls(t *testing.T) {
+	var usage strings.Builder
+	err := run(t.Context(), []string{"-h"}, io.Discard, &usage)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	m := regexp.MustCompile(`-grace duration\n[^\n]*\(default (\S+)\)`).FindStringSubmatch(usage.String())
+	require.NotNil(t, m, "no default for -grace in the usage:\n%s", usage.String())
+	grace, err := time.ParseDuration(m[1])
+	require.NoError(t, err)
+	assert.Greater(t, grace, asyncrpc.MaxSlow*time.Millisecond)
+}
+
+// TestFlagsSetLimits checks that each limit flag reaches the server.
+func TestFlagsSetLimits(t *testing.T) {
+	var srv *asyncrpc.Server
+	saved := newDemoServer
+	t.Cleanup(func() { newDemoServer = saved })
+	newDemoServer = func() *asyncrpc.Server {
+		srv = saved()
+		return srv
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	_, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0",
+		"-max-conns", "5", "-max-in-flight", "3", "-max-request", "1000", "-idle", "7s")
+	// run set the limits before it printed "listening on", which we read.
+	assert.Equal(t, 5, srv.MaxConns)
+	assert.Equal(t, 3, srv.MaxInFlight)
+	assert.Equal(t, 1000, srv.MaxRequestBytes)
+	assert.Equal(t, 7*time.Second, srv.IdleTimeout)
+	stop()
+	assert.NoError(t, <-done)
 }
 
 // TestSIGTERM runs the server as a real process and stops it with SIGTERM:
@@ -83,7 +188,70 @@ func TestDefaultAddressIsLoopback(t *testing.T) {
 	assert.Contains(t, usage.String(), `(default "127.0.0.1:50051")`)
 }
 
+// echoFrames returns the frames an asyncrpc client sends for two calls of
+// echo(s) on a new connection: the first defines the types, the second is
+// a call alone. A later call can be sent as the second again: the server
+// does not mind ids that repeat.
+func echoFrames(t *testing.T, s string) (first, later []byte) {
+	clientEnd, serverEnd := net.Pipe()
+	c := asyncrpc.NewClient(clientEnd)
+	defer c.Close()
+	c.Go(t.Context(), "echo", s)
+	c.Go(t.Context(), "echo", s)
+	var frames [2][]byte
+	for i := range frames {
+		var size [4]byte
+		_, err := io.ReadFull(serverEnd, size[:])
+		require.NoError(t, err)
+		frames[i] = make([]byte, 4+binary.BigEndian.Uint32(size[:]))
+		copy(frames[i], size[:])
+		_, err = io.ReadFull(serverEnd, frames[i][4:])
+		require.NoError(t, err)
+	}
+	serverEnd.Close()
+	return frames[0], frames[1]
+}
+
+// TestSIGTERMWithClientsNotReading opens five connections that send calls
+// and never read the answers, until the server can write no more to them,
+// its calls wait to hand over their answers, and it stops reading (at
+// -max-in-flight calls). A stop signal must still end the server within
+// its grace, with exit status 0: a client that stops reading cannot hold
+// the server for the WriteTimeout (10 s), past the grace.
+func TestSIGTERMWithClientsNotReading(t *testing.T) {
+	const grace = 5 * time.Second // half the WriteTimeout
+	cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-grace", grace.String())
+	cmd.Env = append(os.Environ(), "BE_THE_SERVER=1")
+	addr := rpctest.StartServer(t, cmd)
+
+	first, later := echoFrames(t, strings.Repeat("x", 4000))
+	calls := bytes.Repeat(later, 100)
+	for range 5 {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		// A small receive buffer fills sooner.
+		require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
+		_, err = conn.Write(first)
+		require.NoError(t, err)
+		// Send until a write cannot go on: the server has stopped reading
+		// because it cannot write the answers we do not read.
+		for sent := 0; ; sent += len(calls) {
+			require.Less(t, sent, 256<<20, "the server reads on, but should block writing answers nobody reads")
+			require.NoError(t, conn.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
+			if _, err := conn.Write(calls); err != nil {
+				require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+				break
+			}
+		}
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	assert.NoError(t, cmd.Wait(), "exit status after SIGTERM")
+}
+
 func TestBadFlags(t *testing.T) {
+	assert.Error(t, run(t.Context(), []string{"-max-in-flight", "0"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-addr"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-addr", "127.0.0.1:-1"}, io.Discard, io.Discard))
 	assert.Error(t, run(t.Context(), []string{"-max-request", "0"}, io.Discard, io.Discard))
