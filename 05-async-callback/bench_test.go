@@ -17,9 +17,10 @@ import (
 // set one stage against another. Run them with `make bench`. The same four
 // run against the standard library's net/rpc, with its default codec, gob,
 // in the same process and run, so that one benchstat table compares the
-// two: the same calls, the same checks on the answers, a connection per
-// goroutine in the parallel ones on both sides. BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes,
-// sent and answered with no decoding at all, in the same run.
+// two: the same calls, the same checks on the answers, and in the parallel
+// ones the same sharing on both sides, one client for all the callers.
+// BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes, sent
+// and answered with no decoding at all, in the same run.
 
 func benchClient(b *testing.B) *Client {
 	return dial(b, serve(b, NewDemoServer(Service{}), rpctest.Listen(b)))
@@ -35,18 +36,17 @@ func BenchmarkAdd(b *testing.B) {
 	}
 }
 
-// BenchmarkAddParallel makes calls from GOMAXPROCS goroutines at once, each
-// with a connection of its own: a Client makes one call at a time. The
-// connections are dialled before the timer starts.
+// parallelCallers is how many goroutines the parallel benchmarks run:
+// RunParallel starts parallelism × GOMAXPROCS of them.
+const parallelCallers = 64
+
+// BenchmarkAddParallel makes calls from about 64 goroutines at once, all
+// sharing ONE Client, and so one connection: their calls are in flight
+// side by side, and their requests and answers share writes.
 func BenchmarkAddParallel(b *testing.B) {
-	addr := serve(b, NewDemoServer(Service{}), rpctest.Listen(b))
-	clients := make(chan *Client, runtime.GOMAXPROCS(0))
-	for range cap(clients) {
-		clients <- dial(b, addr)
-	}
-	b.ResetTimer()
+	c := benchClient(b)
+	b.SetParallelism(max(1, parallelCallers/runtime.GOMAXPROCS(0)))
 	b.RunParallel(func(pb *testing.PB) {
-		c := <-clients // RunParallel starts GOMAXPROCS goroutines
 		for i := 0; pb.Next(); i++ {
 			if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
 				b.Errorf("add(%d, 1) = %d, %v", i, sum, err)
@@ -81,8 +81,10 @@ func BenchmarkAddFloor(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	add.ID = 40_000 // an id of 3 bytes, as most of BenchmarkAdd's are
 	request := encodeFrames(b, &add, &add)[1]
-	answer := encodeFrames(b, &Response{Data: Value{Type: typeInt, Int: 1001}}, &Response{Data: Value{Type: typeInt, Int: 1001}})[1]
+	sum := Response{ID: add.ID, Data: Value{Type: typeInt, Int: 1001}}
+	answer := encodeFrames(b, &sum, &sum)[1]
 
 	addr := rpctest.ServeConns(b, func(conn net.Conn) {
 		buf := make([]byte, len(request))
@@ -166,26 +168,12 @@ func BenchmarkNetRPCAdd(b *testing.B) {
 	}
 }
 
-// BenchmarkNetRPCAddParallel is BenchmarkAddParallel's work for net/rpc: a
-// connection for each goroutine, dialled before the timer starts.
+// BenchmarkNetRPCAddParallel is BenchmarkAddParallel's work for net/rpc:
+// about 64 goroutines sharing one client. net/rpc's client, too, has many
+// calls in flight on one connection.
 func BenchmarkNetRPCAddParallel(b *testing.B) {
-	addr := netrpcServer(b)
-	clients := make(chan *rpc.Client, runtime.GOMAXPROCS(0))
-	for range cap(clients) {
-		clients <- netrpcDial(b, addr)
-	}
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		netrpcAdds(b, pb, <-clients)
-	})
-}
-
-// BenchmarkNetRPCAddParallelShared shares one client among the goroutines:
-// net/rpc's client has many calls in flight on one connection, which ours
-// cannot until stage 05.
-func BenchmarkNetRPCAddParallelShared(b *testing.B) {
 	c := netrpcClient(b)
-	b.ResetTimer()
+	b.SetParallelism(max(1, parallelCallers/runtime.GOMAXPROCS(0)))
 	b.RunParallel(func(pb *testing.PB) {
 		netrpcAdds(b, pb, c)
 	})

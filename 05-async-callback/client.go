@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -282,6 +283,9 @@ func (c *Client) writeCalls() {
 		}
 		var frames []byte
 		var err error
+		// Let the callers that are about to call run first, so that
+		// their requests join this write.
+		runtime.Gosched()
 		for call != nil && err == nil {
 			if c.isPending(call) { // a call given up while it waited is not sent
 				frames, err = calls.encode(&call.req)
@@ -315,8 +319,9 @@ func (c *Client) isPending(call *Call) bool {
 func (c *Client) readAnswers(answers *decoder) {
 	defer c.wg.Done()
 	var refusal error // the server's reason, if it refused the stream
+	var resp Response // reused: decode takes an any, which would put each one on the heap
 	for {
-		var resp Response
+		resp = Response{}
 		if err := answers.decode(&resp); err != nil {
 			switch {
 			case refusal != nil:
