@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func TestClientServerErrorKeepsConnection(t *testing.T) {
 		args []any
 		want string
 	}{
-		{"sub", []any{3, 1}, `no function "sub"; there are: add, echo, get_time, sum`},
+		{"sub", []any{3, 1}, `no function "sub"; there are: add, echo, get_time, slow, sum`},
 		{"add", []any{1, "two"}, `add: argument 2: want int, got str "two"`},
 		{"add", []any{1}, "add: takes 2 arguments, got 1"},
 		{"add", []any{1, 2, 3}, "add: takes 2 arguments, got 3"},
@@ -128,32 +129,48 @@ func holdingServer(t *testing.T) (addr string, entered chan struct{}) {
 }
 
 // TestClientCancel cancels a call while the server holds it. The call
-// returns context.Canceled at once; since its answer may still come, the
-// connection cannot be trusted, and later calls fail with ErrBroken.
+// returns context.Canceled at once, and the connection stays usable: the
+// next call goes through while the first is still held, and the first's
+// answer, when it comes, is counted and dropped.
 func TestClientCancel(t *testing.T) {
-	addr, entered := holdingServer(t)
-	c := dial(t, addr)
+	addr, clock := slowServer(t)
+	late := make(chan uint64, 1)
+	c := dial(t, addr, WithLateAnswers(func(id uint64) { late <- id }))
 
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
-		<-entered
+		clock.waitAsleep(t, 1)
 		cancel()
 	}()
-	_, err := c.Add(ctx, 1, 2)
+	_, err := c.Slow(ctx, 500)
 	assert.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, pendingCalls(c), "a call given up is no longer pending")
 
-	_, err = c.Add(t.Context(), 1, 2)
-	assert.ErrorIs(t, err, ErrBroken)
-	assert.ErrorContains(t, err, "context canceled")
+	sum, err := c.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+
+	clock.wake(500)
+	assert.Equal(t, uint64(1), <-late, "the late answer is the cancelled call's")
+	assert.Equal(t, int64(1), c.LateAnswers())
 }
 
+// TestClientDeadline gives a call a deadline that passes while the server
+// holds it: the call returns context.DeadlineExceeded, and the next call
+// goes through on the same connection.
 func TestClientDeadline(t *testing.T) {
-	addr, _ := holdingServer(t)
+	addr, _ := slowServer(t)
 	c := dial(t, addr)
+
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // the call is held past it
 	defer cancel()
-	_, err := c.Add(ctx, 1, 2)
+	_, err := c.Slow(ctx, 500)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	sum, err := c.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+	assert.Zero(t, pendingCalls(c), "a call given up is no longer pending")
 }
 
 // TestClientCancelledBeforeSending checks that a call whose context has
@@ -180,14 +197,25 @@ func oneShotServer(t *testing.T, answer []byte) string {
 	})
 }
 
-// answerFrame returns resp as the first frame of a server's answers.
+// answerFrame returns resp as the first frame of a server's answers, the
+// answer to a client's first call, whose id is 1, unless resp has an id.
 func answerFrame(t *testing.T, resp Response) []byte {
+	if resp.ID == 0 {
+		resp.ID = 1
+	}
+	return encodeFrames(t, &resp)[0]
+}
+
+// refusalFrame returns the frame of a refusal: an answer with id 0, which
+// answers no call.
+func refusalFrame(t *testing.T, reason string) []byte {
+	resp := Response{Error: reason}
 	return encodeFrames(t, &resp)[0]
 }
 
 // TestClientServerHangsUp talks to a server that answers one call and
-// closes the connection. The second call must fail with a clear error, not
-// hang, and the client must then say it is broken.
+// closes the connection. The second call must fail with a clear error that
+// wraps ErrBroken and the cause, not hang, and so must the calls after it.
 func TestClientServerHangsUp(t *testing.T) {
 	c := dial(t, oneShotServer(t, answerFrame(t, intAnswer(3))))
 	sum, err := c.Add(t.Context(), 1, 2)
@@ -197,6 +225,7 @@ func TestClientServerHangsUp(t *testing.T) {
 	_, err = c.Add(t.Context(), 1, 2)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset"), "got %v", err)
+	assert.ErrorIs(t, err, ErrBroken)
 	assert.ErrorContains(t, err, "add: ")
 
 	_, err = c.Add(t.Context(), 1, 2)
@@ -204,7 +233,8 @@ func TestClientServerHangsUp(t *testing.T) {
 }
 
 // TestClientOddAnswers points the client at servers that answer in ways it
-// must not take for a result.
+// must not take for a result. An answer that names the call fails that call
+// only; one that cannot be read, or names no call made, breaks the client.
 func TestClientOddAnswers(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -217,9 +247,11 @@ func TestClientOddAnswers(t *testing.T) {
 		{"a result and an error", answerFrame(t, Response{Data: Value{Type: typeInt, Int: 3}, Error: "no"}), `add: answer has both a result and an error, "no"`},
 		{"an error", answerFrame(t, Response{Error: "no, no"}), "add: server answered: no, no"},
 		{"the article's error, as a str", answerFrame(t, strAnswer("RPC Server Function Error")), `add: result is str "RPC Server Function Error", want int`},
-		{"a call for an answer", calls(t, call(t, "sum", 1, 2)), "add: malformed message: a type definition that is not one of ours"},
-		{"stage 03's answer", []byte("8 data:1-3\n"), "add: this client refused the answer: message too large: a frame of 941646945 bytes"},
-		{"a frame cut short", answerFrame(t, intAnswer(3))[:50], "add: the server closed the connection before answering: unexpected EOF"},
+		{"a call for an answer", calls(t, call(t, "sum", 1, 2)), "add: client connection is broken: malformed message: a type definition that is not one of ours"},
+		{"stage 03's answer", []byte("8 data:1-3\n"), "add: client connection is broken: this client refused an answer: message too large: a frame of 941646945 bytes"},
+		{"a frame cut short", answerFrame(t, intAnswer(3))[:50], "add: client connection is broken: the server closed the connection: unexpected EOF"},
+		{"an answer to a call never made", answerFrame(t, Response{ID: 2, Data: Value{Type: typeInt, Int: 3}}), "add: client connection is broken: an answer to call 2, which was never made"},
+		{"a refusal, id 0", refusalFrame(t, "too many connections"), "add: client connection is broken: server answered: too many connections"},
 	} {
 		c := dial(t, oneShotServer(t, tt.answer))
 		sum, err := c.Add(t.Context(), 1, 2)
@@ -232,7 +264,8 @@ func TestClientAnswerTooLarge(t *testing.T) {
 	c := dial(t, oneShotServer(t, binary.BigEndian.AppendUint32(nil, DefaultMaxMessageBytes+1)))
 	_, err := c.Echo(t.Context(), "x")
 	assert.ErrorIs(t, err, errTooLarge)
-	assert.ErrorContains(t, err, "this client refused the answer", "the error says which side refused")
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.ErrorContains(t, err, "this client refused an answer", "the error says which side refused")
 }
 
 // TestClientMaxAnswerBytes raises a server's limit above the default: the
@@ -252,29 +285,59 @@ func TestClientMaxAnswerBytes(t *testing.T) {
 	assert.Equal(t, big, got)
 }
 
-// TestClientWaitingCallHonoursContext holds one call inside the server; a
-// second call on the same client, waiting for its turn, must give up at
-// its own deadline rather than wait for the first.
+// TestClientWaitingCallHonoursContext fills the queue of calls waiting
+// for the writer, whose write the connection holds: one more call, waiting
+// for room in the queue, must give up when its context ends rather than
+// wait for the writer, and the connection must stay usable.
 func TestClientWaitingCallHonoursContext(t *testing.T) {
-	addr, entered := holdingServer(t)
-	c := dial(t, addr)
-	go func() { _, _ = c.Add(context.Background(), 1, 2) }() // held until the test ends
-	<-entered
+	conn := holdWrites(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
+	c := NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	calls := []*Call{c.Go(t.Context(), "add", 0, 1)}
+	<-conn.writing // the writer is stuck in its first write
+	for i := range writeQueue {
+		calls = append(calls, c.Go(t.Context(), "add", i+1, 1))
+	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
+	ctx, cancel := context.WithCancel(t.Context())
+	waiting := &doneAsked{Context: ctx, asked: make(chan struct{})}
 	failed := make(chan error, 1)
 	go func() {
-		_, err := c.Add(ctx, 4, 5)
+		_, err := c.Add(waiting, 4, 5)
 		failed <- err
 	}()
+	<-waiting.asked // the call waits for room in the queue, and for ctx
+	cancel()
 	select {
 	case err := <-failed:
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.ErrorContains(t, err, "waiting for the connection")
+		assert.ErrorIs(t, err, context.Canceled)
 	case <-time.After(rpctest.Backstop):
-		t.Fatal("a call waiting for its turn ignored its deadline")
+		t.Fatal("a call waiting for the writer ignored its context")
 	}
+	assert.Equal(t, len(calls), pendingCalls(c), "the call given up is no longer pending")
+
+	conn.release()
+	for i, call := range calls {
+		<-call.Done
+		require.NoError(t, call.Error)
+		assert.Equal(t, i+1, call.Result)
+	}
+	sum, err := c.Add(t.Context(), 4, 5)
+	require.NoError(t, err)
+	assert.Equal(t, 9, sum)
+}
+
+// doneAsked is a context that tells when its Done method is first called:
+// a call that waits for room in the writer's queue asks for it then.
+type doneAsked struct {
+	context.Context
+	once  sync.Once
+	asked chan struct{}
+}
+
+func (c *doneAsked) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.asked) })
+	return c.Context.Done()
 }
 
 // TestClientCloseFailsCallInFlight closes a client while its call is held
