@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 )
@@ -47,4 +48,106 @@ func ExampleServer_Register() {
 	// [asyncrpc_test.Greeter.Repeat: parameter 2 is uint; the wire carries int, float64 and string, or any of them as any] <nil>
 	// Hello, Ada, Grace: 你好! <nil>
 	// repeat: server answered: no function "repeat"; there are: say_hello
+}
+
+// startDemo serves the demo service, svc, on a free port. It returns the
+// address to dial, and a function that shuts the server down.
+func startDemo(svc asyncrpc.Service) (addr string, stop func()) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := asyncrpc.NewDemoServer(svc)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	return l.Addr().String(), func() { _ = srv.Shutdown(context.Background()); <-served }
+}
+
+// Call waits for the answer. A call whose context ends first returns the
+// context's error at once, and the connection goes on.
+func ExampleClient_Call() {
+	wake := make(chan struct{}) // slow calls sleep until it is closed
+	addr, stop := startDemo(asyncrpc.Service{Sleep: func(time.Duration) { <-wake }})
+	defer stop()
+	defer close(wake)
+
+	ctx := context.Background()
+	c, err := asyncrpc.Dial(ctx, addr)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	res, err := c.Call(ctx, "sum", 1.5, 2)
+	fmt.Println(res, err)
+	_, err = c.Call(ctx, "sub", 3, 1)
+	fmt.Println(err)
+
+	soon, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Slow(soon, 500)
+	fmt.Println(err)
+	sum, err := c.Add(ctx, 40, 2)
+	fmt.Println(sum, err)
+	// Output:
+	// 3.5 <nil>
+	// sub: server answered: no function "sub"; there are: add, echo, get_time, slow, sum
+	// slow: context deadline exceeded
+	// 42 <nil>
+}
+
+// Go starts calls and returns at once: here three are on the one
+// connection together, each with its own id. Each call's Done channel
+// delivers it when it ends.
+func ExampleClient_Go() {
+	addr, stop := startDemo(asyncrpc.Service{})
+	defer stop()
+	ctx := context.Background()
+	c, err := asyncrpc.Dial(ctx, addr)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	calls := []*asyncrpc.Call{
+		c.Go(ctx, "add", 1, 2),
+		c.Go(ctx, "echo", "hello"),
+		c.Go(ctx, "add", 1, "two"),
+	}
+	for _, call := range calls {
+		<-call.Done
+		fmt.Println(call.ID, call.Name, call.Args, call.Result, call.Error)
+	}
+	// Output:
+	// 1 add [1 2] 3 <nil>
+	// 2 echo [hello] hello <nil>
+	// 3 add [1 two] <nil> add: server answered: add: argument 2: want int, got str "two"
+}
+
+// GoFunc is fire and forget: the callback runs once when the call ends,
+// however it ends, on a goroutine of its own.
+func ExampleClient_GoFunc() {
+	addr, stop := startDemo(asyncrpc.Service{})
+	defer stop()
+	ctx := context.Background()
+	c, err := asyncrpc.Dial(ctx, addr)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	ended := make(chan struct{})
+	c.GoFunc(ctx, func(call *asyncrpc.Call) {
+		fmt.Println(call.Name, call.Args, "ended:", call.Result, call.Error)
+		close(ended)
+	}, "add", 40, 2)
+	<-ended
+
+	// Arguments the wire cannot carry: the callback runs before GoFunc returns.
+	c.GoFunc(ctx, func(call *asyncrpc.Call) {
+		fmt.Println(call.Error)
+	}, "echo", []byte("hi"))
+	// Output:
+	// add [40 2] ended: 42 <nil>
+	// echo: argument 1: a []uint8 cannot be sent: the wire carries int, float64 and string
 }
