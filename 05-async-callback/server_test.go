@@ -53,14 +53,39 @@ func nextAnswer(t *testing.T, answers *decoder) Response {
 	return resp
 }
 
-// intAnswer and strAnswer are the Responses that carry an int or a str.
+// nextAnswers reads n answers, which come in the order their calls
+// finish, and returns them by ID. Two answers with one ID fail the test.
+func nextAnswers(t *testing.T, answers *decoder, n int) map[uint64]Response {
+	t.Helper()
+	byID := map[uint64]Response{}
+	for range n {
+		resp := nextAnswer(t, answers)
+		require.NotContains(t, byID, resp.ID, "two answers to call %d", resp.ID)
+		byID[resp.ID] = resp
+	}
+	return byID
+}
+
+// intAnswer and strAnswer are the Responses that carry an int or a str;
+// answerTo gives one the ID of the call it answers.
 func intAnswer(n int) Response    { return Response{Data: Value{Type: typeInt, Int: n}} }
 func strAnswer(s string) Response { return Response{Data: Value{Type: typeStr, Str: s}} }
 
+func answerTo(id uint64, resp Response) Response {
+	resp.ID = id
+	return resp
+}
+
 // calls returns the frames that one connection's encoder writes for
-// requests, joined, as a client would send them.
+// requests, joined, as a client would send them. A request without an ID
+// gets its place among them, from 1, as a client numbers its calls.
 func calls(t *testing.T, requests ...Request) []byte {
 	t.Helper()
+	for i := range requests {
+		if requests[i].ID == 0 {
+			requests[i].ID = uint64(i + 1)
+		}
+	}
 	var stream []byte
 	for _, f := range encodeFrames(t, anys(requests)...) {
 		stream = append(stream, f...)
@@ -77,7 +102,8 @@ func anys(requests []Request) []any {
 	return out
 }
 
-// call returns the Request for name(args...).
+// call returns the Request for name(args...), with no ID yet: calls
+// numbers it, or withID gives it one.
 func call(t *testing.T, name string, args ...any) Request {
 	t.Helper()
 	req, err := newRequest(name, args)
@@ -87,24 +113,28 @@ func call(t *testing.T, name string, args ...any) Request {
 
 // TestServerCalls sends the article's calls the ways TCP may deliver them:
 // several in one write, one over two writes, one byte per write. Every
-// answer is compared decoded; their bytes are in testdata/wire.golden.
+// answer is compared decoded, with the ID of its call; their bytes are in
+// testdata/wire.golden. Calls in one write run side by side, so their
+// answers may come in any order.
 func TestServerCalls(t *testing.T) {
 	conn, answers := rawConn(t, serve(t, newStoppedClockServer(t), rpctest.Listen(t)))
 
 	write(t, conn, calls(t, call(t, "sum", 1, 2), call(t, "sum", 1.1, 2), call(t, "get_time")))
-	assert.Equal(t, intAnswer(3), nextAnswer(t, answers))
-	assert.Equal(t, Response{Data: Value{Type: typeFloat, Float: 3.1}}, nextAnswer(t, answers))
-	assert.Equal(t, strAnswer("Wed Jan 16 22:05:31 2019"), nextAnswer(t, answers))
+	assert.Equal(t, map[uint64]Response{
+		1: answerTo(1, intAnswer(3)),
+		2: {ID: 2, Data: Value{Type: typeFloat, Float: 3.1}},
+		3: answerTo(3, strAnswer("Wed Jan 16 22:05:31 2019")),
+	}, nextAnswers(t, answers, 3))
 
 	conn, answers = rawConn(t, conn.RemoteAddr().String())
-	frames := encodeFrames(t, new(call(t, "echo", "a,b-c:d@e%f\n\x00中文")), new(call(t, "add", 40, 2)))
+	frames := encodeFrames(t, withID(call(t, "echo", "a,b-c:d@e%f\n\x00中文"), 7), withID(call(t, "add", 40, 2), 1<<40))
 	write(t, conn, frames[0][:2])
 	write(t, conn, frames[0][2:])
-	assert.Equal(t, strAnswer("a,b-c:d@e%f\n\x00中文"), nextAnswer(t, answers))
+	assert.Equal(t, answerTo(7, strAnswer("a,b-c:d@e%f\n\x00中文")), nextAnswer(t, answers))
 	for _, b := range frames[1] {
 		write(t, conn, []byte{b})
 	}
-	assert.Equal(t, intAnswer(42), nextAnswer(t, answers))
+	assert.Equal(t, answerTo(1<<40, intAnswer(42)), nextAnswer(t, answers), "an ID of 6 bytes comes back whole")
 }
 
 // TestServerErrorsAreNotData sends calls that decode well and must be
@@ -117,11 +147,11 @@ func TestServerErrorsAreNotData(t *testing.T) {
 		req    Request
 		answer string
 	}{
-		{"unknown function", call(t, "sub", 3, 1), `no function "sub"; there are: add, echo, get_time, sum`},
-		{"a Go name", call(t, "Sum", 1, 2), `no function "Sum"; there are: add, echo, get_time, sum`},
-		{"a Python attribute", call(t, "__class__"), `no function "__class__"; there are: add, echo, get_time, sum`},
-		{"unknown type code", Request{Func: "sum", Params: []Value{{Type: 9, Int: 1}, {Type: typeInt, Int: 2}}}, "argument 1: unknown type code 9: 1 is int, 2 float, 3 str"},
-		{"two fields set", Request{Func: "echo", Params: []Value{{Type: typeStr, Str: "x", Int: 1}}}, "argument 1: type code 3, with the field of another type set too"},
+		{"unknown function", call(t, "sub", 3, 1), `no function "sub"; there are: add, echo, get_time, slow, sum`},
+		{"a Go name", call(t, "Sum", 1, 2), `no function "Sum"; there are: add, echo, get_time, slow, sum`},
+		{"a Python attribute", call(t, "__class__"), `no function "__class__"; there are: add, echo, get_time, slow, sum`},
+		{"unknown type code", Request{ID: 1, Func: "sum", Params: []Value{{Type: 9, Int: 1}, {Type: typeInt, Int: 2}}}, "argument 1: unknown type code 9: 1 is int, 2 float, 3 str"},
+		{"two fields set", Request{ID: 1, Func: "echo", Params: []Value{{Type: typeStr, Str: "x", Int: 1}}}, "argument 1: type code 3, with the field of another type set too"},
 		{"too few arguments", call(t, "sum", 1), "sum: takes 2 arguments, got 1"},
 		{"too many arguments", call(t, "get_time", 1), "get_time: takes 0 arguments, got 1"},
 		{"the wrong type", call(t, "echo", 42), "echo: argument 1: want str, got int 42"},
@@ -133,8 +163,10 @@ func TestServerErrorsAreNotData(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, answers := rawConn(t, addr)
 			write(t, conn, calls(t, tt.req, call(t, "sum", 1, 2)))
-			assert.Equal(t, Response{Error: tt.answer}, nextAnswer(t, answers))
-			assert.Equal(t, intAnswer(3), nextAnswer(t, answers))
+			assert.Equal(t, map[uint64]Response{
+				1: {ID: 1, Error: tt.answer},
+				2: answerTo(2, intAnswer(3)),
+			}, nextAnswers(t, answers, 2))
 		})
 	}
 }
@@ -172,7 +204,9 @@ func TestArticleFlawCodeOnLoad(t *testing.T) {
 	conn, answers := rawConn(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
 	hostile := foreignFrames(t, &hostileRequest{Func: "echo", Params: []*tripwire{{Cmd: "rm -rf /"}}})
 	write(t, conn, hostile)
-	assert.Contains(t, nextAnswer(t, answers).Error, "malformed message: a type definition that is not one of ours")
+	refusal := nextAnswer(t, answers)
+	assert.Contains(t, refusal.Error, "malformed message: a type definition that is not one of ours")
+	assert.Zero(t, refusal.ID, "refused at its definitions: no call was read")
 	err := gob.NewDecoder(bytes.NewReader(hostile[frameHeaderBytes:])).Decode(&Request{})
 	assert.ErrorContains(t, err, "gob: wrong type ([]asyncrpc.Value) for received field hostileRequest.Params")
 	assert.False(t, tripped.Load(), "gob ran code the sender chose")
@@ -235,7 +269,8 @@ func TestServerLargeRequest(t *testing.T) {
 
 // TestServerRequestTooLarge announces frames over the limit: the server
 // refuses each from its length, closes that connection without reading
-// the rest, and goes on serving everyone else.
+// the rest, and goes on serving everyone else. The refusal's ID is 0: the
+// server read no call's ID.
 func TestServerRequestTooLarge(t *testing.T) {
 	srv := NewDemoServer(Service{})
 	srv.MaxRequestBytes = 1000
@@ -260,7 +295,9 @@ func TestServerRequestTooLarge(t *testing.T) {
 // TestServerMalformed sends frames the server cannot read. Each time it
 // says why and closes the connection: the good call that follows in the
 // same write is never answered, because after a frame it could not read,
-// the server cannot trust the gob stream.
+// the server cannot trust the gob stream. The refusal carries the ID of
+// the call whose frame it refused when the server could read that far,
+// and 0 when it could not.
 func TestServerMalformed(t *testing.T) {
 	addr := serve(t, NewDemoServer(Service{}), rpctest.Listen(t))
 	good := calls(t, call(t, "sum", 1, 2))
@@ -268,23 +305,25 @@ func TestServerMalformed(t *testing.T) {
 		name   string
 		stream []byte
 		want   string
+		id     uint64 // of the refused call, or 0
 	}{
-		{"a zero length", []byte{0, 0, 0, 0}, "malformed message: a frame of 0 bytes; a frame holds at least one gob message"},
-		{"garbage in a well-sized frame", frame([]byte("hello, world")), "malformed message: a gob message whose length does not fit in its frame"},
-		{"garbage inside a gob message", frame(append(bytes.Clone(firstDefs), 4, 0xff, 0x80, 0x01, 0x7f)), "malformed message: gob: "},
-		{"a value before its type", sumLaterFrame, "malformed message: gob: "},
-		{"two values in one frame", frame(append(bytes.Clone(sumFirstFrame[4:]), sumLaterFrame[4:]...)), "malformed message: more after the value that ends a frame"},
-		{"an answer for a call", encodeFrames(t, &Response{Error: "x"})[0], "malformed message: a type definition that is not one of ours"},
-		{"a type that is not one of ours", frame(manyTypes(t, 1)), "malformed message: a type definition that is not one of ours"},
-		{"more than 64 arguments", encodeFrames(t, &Request{Func: "sum", Params: make([]Value, maxArgs+1)})[0], "malformed message: more than 64 arguments"},
-		{"our types defined twice", frame(join(firstDefs, firstDefs, sumLaterFrame[frameHeaderBytes:])), "malformed message: gob: duplicate type received"},
-		{"stage 03's text", []byte("23 func:sum@params:1-1,1-2\n"), fmt.Sprintf("message too large: a frame of 842211430 bytes, more than %d", DefaultMaxMessageBytes)},
+		{"a zero length", []byte{0, 0, 0, 0}, "malformed message: a frame of 0 bytes; a frame holds at least one gob message", 0},
+		{"garbage in a well-sized frame", frame([]byte("hello, world")), "malformed message: a gob message whose length does not fit in its frame", 0},
+		{"garbage inside a gob message, after its ID", frame(append(bytes.Clone(firstDefs), 6, 0xff, 0x80, 0x01, 0x07, 0x01, 0x7f)), "malformed message: gob: ", 7},
+		{"a value before its type", sumLaterFrame, "malformed message: gob: ", 2},
+		{"two values in one frame", frame(append(bytes.Clone(sumFirstFrame[4:]), sumLaterFrame[4:]...)), "malformed message: more after the value that ends a frame", 1},
+		{"an answer for a call", encodeFrames(t, &Response{ID: 5, Error: "x"})[0], "malformed message: a type definition that is not one of ours", 0},
+		{"a type that is not one of ours", frame(manyTypes(t, 1)), "malformed message: a type definition that is not one of ours", 0},
+		{"more than 64 arguments", encodeFrames(t, &Request{ID: 9, Func: "sum", Params: make([]Value, maxArgs+1)})[0], "malformed message: more than 64 arguments", 9},
+		{"our types defined twice", frame(join(firstDefs, firstDefs, sumLaterFrame[frameHeaderBytes:])), "malformed message: gob: duplicate type received", 2},
+		{"stage 03's text", []byte("23 func:sum@params:1-1,1-2\n"), fmt.Sprintf("message too large: a frame of 842211430 bytes, more than %d", DefaultMaxMessageBytes), 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, answers := rawConn(t, addr)
 			write(t, conn, append(bytes.Clone(tt.stream), good...))
 			resp := nextAnswer(t, answers)
 			assert.Zero(t, resp.Data)
+			assert.Equal(t, tt.id, resp.ID, "the refused call's ID")
 			assert.Contains(t, resp.Error, tt.want)
 			assert.True(t, strings.HasSuffix(resp.Error, "; closing the connection"), resp.Error)
 			assertClosed(t, answers.decode(&Response{}))
@@ -346,9 +385,9 @@ func TestServerClosesSilentConnections(t *testing.T) {
 	never.Close()
 
 	half, answers := rawConn(t, server(time.Hour, 100*time.Millisecond))
-	frames := encodeFrames(t, new(call(t, "sum", 1, 2)), new(call(t, "sum", 1, 2)))
+	frames := encodeFrames(t, withID(call(t, "sum", 1, 2), 1), withID(call(t, "sum", 1, 2), 2))
 	write(t, half, frames[0])
-	assert.Equal(t, intAnswer(3), nextAnswer(t, answers))
+	assert.Equal(t, answerTo(1, intAnswer(3)), nextAnswer(t, answers))
 	write(t, half, frames[1][:len(frames[1])/2])
 	err = answers.decode(&Response{})
 	assert.ErrorIs(t, err, io.EOF, "a connection that stops halfway through a request is closed")
@@ -370,7 +409,7 @@ func TestMaxConns(t *testing.T) {
 		answers *decoder
 	}{{first, firstAnswers}, {second, secondAnswers}} {
 		write(t, c.conn, request)
-		assert.Equal(t, intAnswer(6), nextAnswer(t, c.answers))
+		assert.Equal(t, answerTo(1, intAnswer(6)), nextAnswer(t, c.answers))
 	}
 
 	third, thirdAnswers := rawConn(t, addr) // the kernel completes the handshake
@@ -382,7 +421,7 @@ func TestMaxConns(t *testing.T) {
 
 	second.Close()
 	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
-	assert.Equal(t, intAnswer(6), nextAnswer(t, thirdAnswers), "served once a slot is free")
+	assert.Equal(t, answerTo(1, intAnswer(6)), nextAnswer(t, thirdAnswers), "served once a slot is free")
 	assert.Equal(t, 3, l.Accepted())
 	first.Close()
 	third.Close()
@@ -518,10 +557,12 @@ func (w waiter) Wait() int {
 	return 1
 }
 
-// TestShutdownAnswersRequestsOnTheirWay sends a request on an idle
-// connection after Shutdown has begun. The server does not drop it: it
-// answers that the call did not run, so the caller knows, and then closes
-// the connection.
+// TestShutdownAnswersRequestsOnTheirWay sends requests on an idle
+// connection after Shutdown has begun. The server does not drop them: it
+// answers each, with its ID, that the call did not run, so the caller
+// knows. Calls run side by side, so the connection's reader goes on until
+// Shutdown's deadline, answering each request that arrives the same way;
+// here the client hangs up first.
 func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
 	srv := NewDemoServer(Service{})
 	srv.linger = rpctest.Backstop // so that a loaded machine cannot miss it
@@ -533,9 +574,9 @@ func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
 	go func() { served <- srv.Serve(l) }()
 
 	idle, answers := rawConn(t, l.Addr().String())
-	frames := encodeFrames(t, new(call(t, "echo", "served")), new(call(t, "echo", "late")))
+	frames := encodeFrames(t, withID(call(t, "echo", "served"), 1), withID(call(t, "echo", "late"), 2), withID(call(t, "echo", "later"), 3))
 	write(t, idle, frames[0])
-	assert.Equal(t, strAnswer("served"), nextAnswer(t, answers))
+	assert.Equal(t, answerTo(1, strAnswer("served")), nextAnswer(t, answers))
 
 	busy := dial(t, l.Addr().String()) // keeps Shutdown waiting
 	waited := make(chan error, 1)
@@ -549,7 +590,9 @@ func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
 	require.NoError(t, <-served) // Shutdown has begun
 
 	write(t, idle, frames[1])
-	assert.Equal(t, Response{Error: "the server is shutting down; the call did not run"}, nextAnswer(t, answers))
+	assert.Equal(t, Response{ID: 2, Error: "the server is shutting down; the call did not run"}, nextAnswer(t, answers))
+	write(t, idle, frames[2])
+	assert.Equal(t, Response{ID: 3, Error: "the server is shutting down; the call did not run"}, nextAnswer(t, answers))
 	idle.Close()
 	close(held)
 	assert.NoError(t, <-waited, "the call in flight is answered")
