@@ -9,85 +9,137 @@ package asyncrpc
 // `make test` compiles them (go vet -tags exercises) but does not run them.
 
 import (
-	"math"
+	"context"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// blob has a method that takes and returns bytes.
-type blob struct{}
+// Exercise 1: a Client.Pending method that says how many calls are in
+// flight: registered, and not ended. Load mode could print it, and a
+// caller could wait while it is high. It counts what the pending table
+// holds, under the lock that guards the table.
+func TestExercisePending(t *testing.T) {
+	addr, clock := slowServer(t)
+	c := dial(t, addr)
+	p, ok := any(c).(interface{ Pending() int })
+	require.True(t, ok, "Client has no method Pending() int yet")
+	assert.Zero(t, p.Pending())
 
-func (blob) Reverse(b []byte) []byte {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		out[len(b)-1-i] = c
-	}
-	return out
+	ctx, cancel := context.WithCancel(t.Context())
+	given := c.Go(ctx, "slow", 300)
+	short, long := c.Go(t.Context(), "slow", 100), c.Go(t.Context(), "slow", 200)
+	clock.waitAsleep(t, 3)
+	assert.Equal(t, 3, p.Pending())
+
+	clock.wake(100)
+	<-short.Done
+	assert.Equal(t, 2, p.Pending(), "an answered call is no longer pending")
+	cancel()
+	<-given.Done
+	assert.Equal(t, 1, p.Pending(), "nor is a call given up")
+	require.NoError(t, c.Close())
+	<-long.Done
+	assert.Zero(t, p.Pending(), "nor are the calls failed by Close")
 }
 
-// Exercise 1: a fourth type code, 4 for bytes, which Python has and gob
-// carries as they are. Value needs a field for it,
-// toValue and fromValue a case each, and Register must take []byte
-// parameters and results. A client built before the change must still be
-// served: its first frame defines a Value with no such field, and the
-// server accepts only the definitions it knows, so it must know that one
-// too, as the definition of an older Value.
-func TestExerciseBytes(t *testing.T) {
-	srv := NewServer()
-	skipped, err := srv.Register(blob{})
-	require.NoError(t, err)
-	require.Empty(t, skipped, "Register skipped methods")
-	_, err = srv.Register(Service{})
-	require.NoError(t, err)
+// Exercise 2: run GoFunc's callbacks one at a time, in the order their
+// calls ended, on one goroutine of the Client's. A callback may then rely
+// on the ones before it having run, and a burst of answers starts one
+// goroutine, not one each. Close must still wait for the callbacks, and a
+// callback that never returns holds up only the callbacks after it.
+func TestExerciseCallbacksInOrder(t *testing.T) {
+	clock := &testClock{asleep: make(chan time.Duration, 1024), alarms: map[time.Duration]chan struct{}{}}
+	srv := NewDemoServer(Service{Sleep: clock.Sleep})
+	written := make(chan uint64, 3)
+	srv.answerWritten = func(id uint64) { written <- id }
 	addr := serve(t, srv, rpctest.Listen(t))
+	t.Cleanup(clock.wakeAll)
+	c := dial(t, addr)
 
-	got, err := dial(t, addr).Call(t.Context(), "reverse", []byte{0, 1, 2, 0xff})
-	require.NoError(t, err)
-	assert.Equal(t, []byte{0xff, 2, 1, 0}, got)
-	v, err := toValue([]byte("x"))
-	require.NoError(t, err)
-	assert.Equal(t, uint8(4), v.Type)
-
-	conn, answers := rawConn(t, addr)
-	write(t, conn, sumFirstFrame) // the bytes of today's client
-	assert.Equal(t, intAnswer(3), nextAnswer(t, answers))
-}
-
-// Exercise 2: serve a client that starts a new gob stream in every frame,
-// as a client with a new gob.Encoder for each call does. Today the server
-// refuses its second frame, which defines the types again. One rule is
-// enough: a frame that defines types starts a new stream. Every
-// definition must still be one of ours.
-func TestExerciseFreshEncoderClient(t *testing.T) {
-	conn, answers := rawConn(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
-	for i := range 10 {
-		write(t, conn, encodeFrames(t, new(call(t, "add", i, 1)))[0]) // a new encoder each time
-		assert.Equal(t, intAnswer(i+1), nextAnswer(t, answers))
+	var mu sync.Mutex // protects order, goroutines
+	var order []any
+	goroutines := map[string]bool{}
+	first, ran := make(chan struct{}), make(chan struct{}, 3)
+	callback := func(call *Call) {
+		mu.Lock()
+		order = append(order, call.Result)
+		goroutines[goroutineID()] = true
+		mu.Unlock()
+		if call.Result == 100 {
+			<-first // the later answers come while it runs
+		}
+		ran <- struct{}{}
 	}
-	write(t, conn, frame(manyTypes(t, 1)))
-	assert.Contains(t, nextAnswer(t, answers).Error, "a type definition that is not one of ours", "a new stream still defines our types only")
+	for _, ms := range []int{300, 100, 200} {
+		c.GoFunc(t.Context(), callback, "slow", ms)
+	}
+	clock.waitAsleep(t, 3)
+	for _, ms := range []int{100, 200, 300} { // each answer written before the next call ends
+		clock.wake(ms)
+		<-written
+	}
+	close(first)
+	for range 3 {
+		<-ran
+	}
+	require.NoError(t, c.Close())
+	assert.Equal(t, []any{100, 200, 300}, order, "callbacks in the order their calls ended")
+	assert.Len(t, goroutines, 1, "callbacks on one goroutine")
 }
 
-// Exercise 3: gob carries any float64, infinities and NaN too, as Python's
-// float does. Lift stage 03's rule, "finite floats only", both ways, and
-// keep sum's check for what it is for: two finite floats whose sum
-// overflows are an error, but inf + 1 is inf.
-func TestExerciseInfinity(t *testing.T) {
-	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
-	got, err := c.Call(t.Context(), "sum", math.Inf(1), 1)
-	require.NoError(t, err)
-	assert.Equal(t, math.Inf(1), got)
+// goroutineID returns the id of the goroutine that calls it, as its stack
+// trace begins: "goroutine 7 [running]:". Tests only: Go does not give a
+// goroutine an identity to build on.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	return id
+}
 
-	got, err = c.Call(t.Context(), "sum", math.NaN(), 1)
-	require.NoError(t, err)
-	require.IsType(t, 0.0, got)
-	assert.True(t, math.IsNaN(got.(float64)), "got %v", got)
+// Exercise 3: Drain(ctx), the client's Shutdown: it refuses new calls at
+// once (with an error that wraps ErrBroken), waits for the calls in flight
+// to end, then closes the client and returns nil. If ctx ends first, it
+// closes the client anyway, failing the calls left, and returns ctx's
+// error.
+func TestExerciseDrain(t *testing.T) {
+	addr, clock := slowServer(t)
+	c := dial(t, addr)
+	d, ok := any(c).(interface{ Drain(context.Context) error })
+	require.True(t, ok, "Client has no method Drain(context.Context) error yet")
 
-	_, err = c.Call(t.Context(), "sum", 1e308, 1e308)
-	var serverErr *ServerError
-	require.ErrorAs(t, err, &serverErr)
-	assert.Equal(t, "sum: 1e+308 + 1e+308 does not fit in a float (64 bits)", serverErr.Message)
+	held := c.Go(t.Context(), "slow", 100)
+	clock.waitAsleep(t, 1)
+	drained := make(chan error, 1)
+	go func() { drained <- d.Drain(t.Context()) }()
+	var err error
+	for i := 0; err == nil; i++ { // calls go through until Drain has begun
+		require.Less(t, i, 100_000, "Drain never refused a call")
+		_, err = c.Add(t.Context(), 1, 2)
+	}
+	assert.ErrorIs(t, err, ErrBroken, "a call made while the client drains is refused")
+	assert.Empty(t, drained, "Drain waits for the call in flight")
+
+	clock.wake(100)
+	<-held.Done
+	require.NoError(t, held.Error, "the call in flight ends as it would have")
+	assert.Equal(t, 100, held.Result)
+	assert.NoError(t, <-drained)
+
+	c = dial(t, addr)
+	d = any(c).(interface{ Drain(context.Context) error })
+	held = c.Go(t.Context(), "slow", 200)
+	clock.waitAsleep(t, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	assert.ErrorIs(t, d.Drain(ctx), context.Canceled)
+	<-held.Done
+	assert.ErrorIs(t, held.Error, ErrBroken, "the calls left fail")
 }
