@@ -4,19 +4,23 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"slices"
 	"testing"
 )
 
 // frameSeeds are streams for the fuzz targets to start from: our own
-// frames, whole and cut, and the bad frames the tests write by hand.
+// frames, whole and cut, with IDs small and large, and the bad frames the
+// tests write by hand.
 func frameSeeds(f *testing.F) [][]byte {
-	answers := encodeFrames(f, &Response{Data: Value{Type: typeInt, Int: 3}}, &Response{Error: "no"})
+	answers := encodeFrames(f, &Response{ID: 2, Data: Value{Type: typeInt, Int: 3}}, &Response{ID: 1, Error: "no"},
+		&Response{ID: 1 << 40, Data: Value{Type: typeStr, Str: "x"}}, &Response{Error: "refused: no call's ID"})
+	calls := encodeFrames(f, withID(sumRequest, 1<<63), &Request{ID: 2, Func: "get_time"}, &Request{Func: "echo", Params: []Value{{Type: typeStr, Str: "no ID"}}})
 	return [][]byte{
-		join(sumFirstFrame, sumLaterFrame), sumFirstFrame[:40], sumFirstFrame[:4], sumLaterFrame,
+		join(sumFirstFrame, sumLaterFrame), sumFirstFrame[:40], sumFirstFrame[:4], sumLaterFrame, join(calls...),
 		join(answers...), answers[0][:30],
 		{0, 0, 0, 0}, {0xff, 0xff, 0xff, 0xff}, []byte("\xff\xff\xff\xffxxxx"), frame([]byte("hello, world")),
-		frame(append(bytes.Clone(firstDefs), 0x0d, 0xff, 0x80, 0x01, 0x03, 's', 'u', 'm', 0x01, 0xfc, 0x05, 0xf5, 0xe1, 0x00)),
+		frame(append(bytes.Clone(firstDefs), 0x0f, 0xff, 0x80, 0x01, 0x01, 0x01, 0x03, 's', 'u', 'm', 0x01, 0xfc, 0x05, 0xf5, 0xe1, 0x00)),
 		frame(manyTypes(f, 4)), []byte("23 func:sum@params:1-1,1-2\n"), nil,
 		// The attacks of a foreign gob client (see TestHostileTypes), small:
 		// types defined inside a value, through an interface field; slices
@@ -77,21 +81,29 @@ func maxCost(n int) uint64 {
 
 // decodeAll decodes values of type T from stream, as one connection's
 // decoder does, until it fails. The failure must be one a decoder may end
-// with, and the memory it took must be what the stream can account for.
+// with; if it came before the frame's value, the value must be left zero,
+// without an ID; and the memory it took must be what the stream can
+// account for.
 func decodeAll[T any](t *testing.T, stream []byte) []T {
 	d := newDecoder(bytes.NewReader(stream), 4096)
 	var values []T
 	var err error
+	var failed T // the value whose frame ended the stream
 	cost := allocated(func() {
 		for err == nil {
 			var v T
 			if err = d.decode(&v); err == nil {
 				values = append(values, v)
 			}
+			failed = v
 		}
 	})
 	if !finalError(err) {
 		t.Fatalf("unexpected error %v", err)
+	}
+	// A refusal names a call only if the frame got as far as its value.
+	if !errors.Is(err, errMalformed) && !reflect.ValueOf(failed).IsZero() {
+		t.Fatalf("%v, before any value, gave the value %+v", err, failed)
 	}
 	if cost > maxCost(len(stream)) {
 		t.Fatalf("a stream of %d bytes took %d bytes of memory", len(stream), cost)
@@ -102,8 +114,8 @@ func decodeAll[T any](t *testing.T, stream []byte) []T {
 // FuzzDecodeRequests feeds the server's decoder arbitrary streams, frames
 // and gob together. It must never panic, nor take more memory than the
 // stream can account for; what it decodes must parse as a call or be
-// refused; and a call it accepts, sent again by our client, must arrive the
-// same.
+// refused; and a call it accepts, sent again by our client with its ID,
+// must arrive the same.
 func FuzzDecodeRequests(f *testing.F) {
 	for _, seed := range frameSeeds(f) {
 		f.Add(seed)
@@ -119,10 +131,11 @@ func FuzzDecodeRequests(f *testing.F) {
 			if err != nil {
 				t.Fatalf("cannot send again what was parsed from %+v: %v", req, err)
 			}
+			again.ID = req.ID
 			got := throughWire(t, &again)
 			name2, args2, err := parseCall(&got)
-			if err != nil || name2 != name || !slices.Equal(args, args2) {
-				t.Fatalf("%q %v, sent again, arrived as %q %v, %v", name, args, name2, args2, err)
+			if err != nil || name2 != name || !slices.Equal(args, args2) || got.ID != req.ID {
+				t.Fatalf("call %d %q %v, sent again, arrived as call %d %q %v, %v", req.ID, name, args, got.ID, name2, args2, err)
 			}
 		}
 	})
@@ -141,7 +154,7 @@ func throughWire[T any](t *testing.T, v *T) T {
 // FuzzDecodeAnswers feeds the client's decoder arbitrary streams. It must
 // never panic, nor take more memory than the stream can account for; each
 // answer it decodes is a result or an error, never both; and a result,
-// sent again by our server, must arrive the same.
+// sent again by our server with its ID, must arrive the same.
 func FuzzDecodeAnswers(f *testing.F) {
 	for _, seed := range frameSeeds(f) {
 		f.Add(seed)
@@ -156,10 +169,12 @@ func FuzzDecodeAnswers(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			again := throughWire(t, new(newResponse(res, nil)))
+			resp2 := newResponse(res, nil)
+			resp2.ID = resp.ID
+			again := throughWire(t, &resp2)
 			res2, err := decodeAnswer(&again)
-			if err != nil || res2 != res {
-				t.Fatalf("%#v, sent again, arrived as %#v, %v", res, res2, err)
+			if err != nil || res2 != res || again.ID != resp.ID {
+				t.Fatalf("answer %d %#v, sent again, arrived as answer %d %#v, %v", resp.ID, res, again.ID, res2, err)
 			}
 		}
 	})
