@@ -154,6 +154,9 @@ func TestPeerThatNeverReadsIsBounded(t *testing.T) {
 	}
 	backstop := time.After(rpctest.Backstop)
 	for !stuck() {
+		if n := countStacks("05-async-callback.(*connWriter).send("); n > maxInFlight {
+			t.Fatalf("%d calls running on one connection, with MaxInFlight %d", n, maxInFlight)
+		}
 		select {
 		case err := <-sending:
 			if writerBatchCapped {
