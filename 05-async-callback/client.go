@@ -286,14 +286,16 @@ func (c *Client) writeCalls() {
 		// Let the callers that are about to call run first, so that
 		// their requests join this write.
 		runtime.Gosched()
-		for call != nil && err == nil {
+		for n := 1; call != nil && err == nil; n++ {
 			if c.isPending(call) { // a call given up while it waited is not sent
 				frames, err = calls.encode(&call.req)
 			}
-			select {
-			case call = <-c.queue:
-			default:
-				call = nil
+			call = nil
+			if fits(n, len(frames), writeQueue) {
+				select {
+				case call = <-c.queue:
+				default:
+				}
 			}
 		}
 		if err == nil && len(frames) > 0 {

@@ -363,9 +363,11 @@ func (w *connWriter) run() {
 		frames, err := answers.encode(&resp)
 		ids = append(ids, resp.ID)
 		// Let the calls that are about to finish run first, so that
-		// their answers join this write, then take every answer waiting.
+		// their answers join this write, then take the answers waiting,
+		// up to a batch: answers that keep coming cannot grow one write
+		// without end.
 		runtime.Gosched()
-		for waiting := true; waiting && err == nil; {
+		for waiting := true; waiting && err == nil && fits(len(ids), len(frames), cap(w.queue)); {
 			select {
 			case next, ok := <-w.queue:
 				if ok {
@@ -397,6 +399,14 @@ func (w *connWriter) run() {
 		}
 		ids = ids[:0]
 	}
+}
+
+// fits reports whether a write that holds n messages in size bytes may
+// take one more: at most max messages, and no more once it reaches
+// maxKeptBuffer bytes, the most a connection keeps between messages. (One
+// message may be larger alone.)
+func fits(n, size, max int) bool {
+	return n < max && size < maxKeptBuffer
 }
 
 // waitForRequest arms the read deadline for the next request: wait from
