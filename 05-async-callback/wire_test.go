@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,12 +41,12 @@ func TestWire(t *testing.T) {
 	srv := newStoppedClockServer(t)
 	srv.MaxRequestBytes = 200
 	written := newWrittenIDs(t)
-	var cross bool // the case being run makes call 1 wait for call 2
+	var cross atomic.Bool // the case being run makes call 1 wait for call 2
 	srv.beforeAnswer = func(req *Request) {
 		switch {
-		case cross && req.ID == 1:
+		case cross.Load() && req.ID == 1:
 			written.wait(2)
-		case cross && req.ID == 2:
+		case cross.Load() && req.ID == 2:
 		case req.ID > 1:
 			written.wait(req.ID - 1)
 		}
@@ -102,7 +103,7 @@ func TestWire(t *testing.T) {
 	var transcript bytes.Buffer
 	for _, tt := range tests {
 		written.reset()
-		cross = tt.cross // no call runs between cases: the last one's connection is closed
+		cross.Store(tt.cross)
 		fmt.Fprintf(&transcript, "### %s\n", tt.name)
 		tap := wiretap.New(&transcript)
 		raw, err := net.Dial("tcp", addr)
