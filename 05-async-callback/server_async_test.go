@@ -150,7 +150,7 @@ func TestPeerThatNeverReadsIsBounded(t *testing.T) {
 	stuck := func() bool {
 		return countStacks("05-async-callback.(*connWriter).send(") == maxInFlight &&
 			countStacks("05-async-callback.(*Server).write(") == 1 &&
-			(!writerBatchCapped || countStacks("errgroup.(*Group).Go(", "05-async-callback.(*Server).readRequests(") == 1)
+			countStacks("errgroup.(*Group).Go(", "05-async-callback.(*Server).readRequests(") == 1
 	}
 	backstop := time.After(rpctest.Backstop)
 	for !stuck() {
@@ -159,10 +159,7 @@ func TestPeerThatNeverReadsIsBounded(t *testing.T) {
 		}
 		select {
 		case err := <-sending:
-			if writerBatchCapped {
-				t.Fatalf("the server read all %d calls (%v) of a peer that reads no answer", sent, err)
-			}
-			sending <- err // for the end of the test
+			t.Fatalf("the server read all %d calls (%v) of a peer that reads no answer", sent, err)
 		case <-backstop:
 			t.Fatalf("the server never stopped reading: %d calls entered, %d answers written; %d calls waiting to queue, %d readers waiting for a call to end, %d writers writing",
 				entered.Load(), written.Load(), countStacks("05-async-callback.(*connWriter).send("),
@@ -179,32 +176,23 @@ func TestPeerThatNeverReadsIsBounded(t *testing.T) {
 	// The connection's reader and writer, its calls, and the test's
 	// writing goroutine.
 	assert.LessOrEqual(t, goroutines, 2+maxInFlight+1, "goroutines more")
-	if writerBatchCapped {
-		// The answers the writer is writing, at most MaxInFlight;
-		// MaxInFlight queued; and MaxInFlight waiting in their calls.
-		bound := int64(3 * maxInFlight)
-		assert.LessOrEqual(t, maxHeld.Load(), bound, "answers made and not written, ever")
-		assert.LessOrEqual(t, held, bound, "answers made and not written")
-		// Each answer held is a string of size and its frame, or the
-		// request's buffer: 2 × size. Had the server read every call, it
-		// would hold 256 × 2 × 64 KiB, 32 MiB.
-		assert.Less(t, heap, (bound+2)*2*size, "bytes of heap more")
-	}
+	// The answers the writer is writing, at most MaxInFlight;
+	// MaxInFlight queued; and MaxInFlight waiting in their calls.
+	bound := int64(3 * maxInFlight)
+	assert.LessOrEqual(t, maxHeld.Load(), bound, "answers made and not written, ever")
+	assert.LessOrEqual(t, held, bound, "answers made and not written")
+	// Each answer held is a string of size and its frame, or the
+	// request's buffer: 2 × size. Had the server read every call, it
+	// would hold 256 × 2 × 64 KiB, 32 MiB.
+	assert.Less(t, heap, (bound+2)*2*size, "bytes of heap more")
 
 	sum, err := dial(t, addr).Add(t.Context(), 1, 2)
 	require.NoError(t, err, "another connection is served meanwhile")
 	assert.Equal(t, 3, sum)
 
 	peer.Close()
-	<-sending
+	assert.Error(t, <-sending, "the peer's writes fail once it has closed")
 }
-
-// writerBatchCapped says whether connWriter.run takes at most MaxInFlight
-// answers into one write. Until it does, it takes every answer that
-// arrives while it encodes, and a peer that never reads can make it hold
-// far more (60 of 256 calls have been seen under -race), so the bounds
-// that need it are not checked.
-const writerBatchCapped = false
 
 // watchedListener hands the test each connection it accepts, wrapped so
 // that the test sees the server's reads and its close.
