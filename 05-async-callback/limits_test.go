@@ -39,17 +39,9 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	t.Logf("%d idle connections, server and client: %d KiB each; after a %d KiB echo each, %d bytes more each", conns, each>>10, size>>10, grew)
 	// Keeping the buffers that a large message needed, or its answer,
 	// would take 100 KiB to 200 KiB more each.
-	if writerKeepsNoAnswer {
-		assert.Less(t, grew, int64(size/8), "bytes a connection keeps after a large echo")
-	}
+	assert.Less(t, grew, int64(size/8), "bytes a connection keeps after a large echo")
 	assert.Less(t, each, int64(64<<10), "bytes of heap an idle connection holds, both sides")
 }
-
-// writerKeepsNoAnswer says whether connWriter.run lets go of the last
-// answer it wrote. Until it does, an idle connection keeps that answer,
-// a string of 100 KiB after a large echo, and the checks of what an idle
-// connection keeps after a large message are not made.
-const writerKeepsNoAnswer = false
 
 // raceEnabled is set when the tests run under the race detector.
 var raceEnabled bool

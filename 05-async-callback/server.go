@@ -384,6 +384,7 @@ func (w *connWriter) run() {
 			err = net.ErrClosed
 		}
 		answers.release()
+		resp = Response{} // an idle connection keeps no answer
 		if err != nil {
 			close(w.failed)
 			w.conn.Close()
