@@ -96,7 +96,7 @@ func TestGo(t *testing.T) {
 	call = c.Go(ctx, "slow", 500)
 	clock.waitAsleep(t, 1)
 	cancel()
-	<-call.Done
+	within(t, call.Done, "the cancelled call's end")
 	assert.ErrorIs(t, call.Error, context.Canceled)
 
 	call = c.Go(t.Context(), "echo", []byte("x"))
@@ -205,7 +205,7 @@ func TestAnswerToNoCallBreaksClient(t *testing.T) {
 	}))
 	first, second := c.Go(t.Context(), "add", 1, 2), c.Go(t.Context(), "add", 3, 4)
 	for _, call := range []*Call{first, second} {
-		<-call.Done
+		within(t, call.Done, "the call's end")
 		assert.ErrorIs(t, call.Error, ErrBroken)
 		assert.ErrorContains(t, call.Error, "an answer to call 9, which was never made")
 	}

@@ -151,7 +151,7 @@ func TestClientCancel(t *testing.T) {
 	assert.Equal(t, 3, sum)
 
 	clock.wake(500)
-	assert.Equal(t, uint64(1), <-late, "the late answer is the cancelled call's")
+	assert.Equal(t, uint64(1), within(t, late, "the late answer"), "the late answer is the cancelled call's")
 	assert.Equal(t, int64(1), c.LateAnswers())
 }
 
@@ -318,7 +318,7 @@ func TestClientWaitingCallHonoursContext(t *testing.T) {
 
 	conn.release()
 	for i, call := range calls {
-		<-call.Done
+		within(t, call.Done, "an answer")
 		require.NoError(t, call.Error)
 		assert.Equal(t, i+1, call.Result)
 	}

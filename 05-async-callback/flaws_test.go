@@ -335,19 +335,6 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 	}
 }
 
-// within receives from ch, or fails the test if nothing comes within the
-// backstop.
-func within[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(rpctest.Backstop):
-		t.Fatalf("%s never came", what)
-		panic("unreachable")
-	}
-}
-
 // TestArticleFlawSharedEventTable runs two clients in one process: both
 // number their calls from 1, and their calls are in flight at once.
 //

@@ -170,6 +170,19 @@ func (c *heldConn) Close() error {
 	return c.Conn.Close()
 }
 
+// within receives from ch, or fails the test if nothing comes within the
+// backstop.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(rpctest.Backstop):
+		t.Fatalf("%s never came", what)
+		panic("unreachable")
+	}
+}
+
 // pendingCalls returns how many calls c has registered and not ended.
 func pendingCalls(c *Client) int {
 	c.mu.Lock()
