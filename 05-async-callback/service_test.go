@@ -68,3 +68,29 @@ func TestGetTime(t *testing.T) {
 	assert.NoError(t, err)
 	assert.False(t, got.Before(before), "%v is before %v", got, before)
 }
+
+// TestSlow checks slow's bounds, and that it sleeps as long as it is asked,
+// on the clock it is given.
+func TestSlow(t *testing.T) {
+	var slept []time.Duration
+	svc := Service{Sleep: func(d time.Duration) { slept = append(slept, d) }}
+	for _, tt := range []struct {
+		ms      int
+		wantErr string
+	}{
+		{0, ""},
+		{300, ""},
+		{MaxSlow, ""},
+		{-1, "slow sleeps 0 to 10000 ms, not -1"},
+		{MaxSlow + 1, "slow sleeps 0 to 10000 ms, not 10001"},
+	} {
+		got, err := svc.Slow(tt.ms)
+		if tt.wantErr != "" {
+			assert.EqualError(t, err, tt.wantErr)
+			continue
+		}
+		assert.NoError(t, err)
+		assert.Equal(t, tt.ms, got)
+	}
+	assert.Equal(t, []time.Duration{0, 300 * time.Millisecond, MaxSlow * time.Millisecond}, slept, "refused calls do not sleep")
+}
