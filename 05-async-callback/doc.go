@@ -1,20 +1,22 @@
-// Package asyncrpc is stage 04 of the course: the same service and route
-// table as stage 03, with encoding/gob for the wire, in length-prefixed
-// frames.
+// Package asyncrpc is stage 05 of the course: stage 04's gob frames, with
+// many calls in flight on one connection.
 //
-// A call is a Request, Func "sum" and Params [1, 2], each argument a Value
-// tagged with the article's type code (1 int, 2 float, 3 str); its answer
-// is a Response, the result in Data or the reason in Error. Each
-// connection carries one gob stream each way, cut into frames: a 4-byte
-// length, then what one gob Encode call wrote.
+// Every Request carries an ID its client chose, and the Response to it
+// carries the same ID, so answers can come back in the order the calls
+// finish. The server runs each call on a goroutine of its own, at most
+// MaxInFlight per connection, and one writer per connection writes the
+// answers; the client keeps a table of its calls in flight, and one reader
+// hands each answer to the call its ID names.
 //
-//	srv := asyncrpc.NewServer()
-//	skipped, err := srv.Register(asyncrpc.Service{})
+//	srv := asyncrpc.NewDemoServer(asyncrpc.Service{})
 //	go srv.Serve(listener)
 //	c, err := asyncrpc.Dial(ctx, listener.Addr().String())
-//	res, err := c.Call(ctx, "sum", 1.1, 2) // 3.1
+//	res, err := c.Call(ctx, "sum", 1.1, 2)  // 3.1, waiting for it
+//	call := c.Go(ctx, "slow", 300)          // at once; <-call.Done later
+//	c.GoFunc(ctx, done, "add", 2, 3)        // done(call) runs when it ends
 //
-// The article's version sends pickle, whose loader runs code the sender
-// chooses. gob only fills in values of the types the receiver declares.
-// The lesson is docs/05-async-callback.md.
+// The article's version keeps a table of threading.Event objects shared by
+// every client, fills it after sending, and never starts its callback
+// threads; the tests of flaws_test.go show what that costs. The lesson is
+// docs/05-async-callback.md.
 package asyncrpc
