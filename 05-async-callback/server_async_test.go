@@ -262,31 +262,47 @@ func nextTimeout(t *testing.T, c *watchedConn) readTimeout {
 	}
 }
 
-// TestIdleTimeoutSparesBusyConnections holds a call past IdleTimeout: the
-// client is waiting for an answer, not idle, so when the server's read
-// hits its deadline the server reads on. Once the answer is written, the
-// connection serves another call, and then, idle, it is closed.
-func TestIdleTimeoutSparesBusyConnections(t *testing.T) {
+// busyConn is a raw connection to a server whose IdleTimeout is 50 ms
+// and whose first call on it, echo("held") with ID 1, is held inside the
+// server until release is called. next is sum(1, 2) with ID 2, not sent.
+type busyConn struct {
+	conn    net.Conn
+	answers *decoder
+	server  *watchedConn // the server's side, whose reads and timeouts the test sees
+	sent    int          // bytes sent so far: the held call's frame
+	next    []byte
+	release func()
+}
+
+func newBusyConn(t *testing.T) busyConn {
 	srv := NewDemoServer(Service{})
 	srv.FirstRequestTimeout = time.Hour
 	srv.IdleTimeout = 50 * time.Millisecond
 	entered, release := holdCalls(srv)
 	l := watch(rpctest.Listen(t))
 	addr := serve(t, srv, l)
-	defer release()
+	t.Cleanup(release) // before the server's shutdown, which waits for the held call
 
 	conn, answers := rawConn(t, addr)
 	frames := encodeFrames(t, withID(call(t, "echo", "held"), 1), withID(call(t, "sum", 1, 2), 2))
 	write(t, conn, frames[0])
 	<-entered
-	server := <-l.conns
-	nextTimeout(t, server) // IdleTimeout has passed, with the call held
-	release()
-	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, answers))
+	return busyConn{conn, answers, <-l.conns, len(frames[0]), frames[1], release}
+}
 
-	write(t, conn, frames[1])
-	assert.Equal(t, answerTo(2, intAnswer(3)), nextAnswer(t, answers), "the connection is still served")
-	assertClosed(t, answers.decode(&Response{})) // idle now: closed after IdleTimeout
+// TestIdleTimeoutSparesBusyConnections holds a call past IdleTimeout: the
+// client is waiting for an answer, not idle, so when the server's read
+// hits its deadline the server reads on. Once the answer is written, the
+// connection serves another call, and then, idle, it is closed.
+func TestIdleTimeoutSparesBusyConnections(t *testing.T) {
+	b := newBusyConn(t)
+	nextTimeout(t, b.server) // IdleTimeout has passed, with the call held
+	b.release()
+	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, b.answers))
+
+	write(t, b.conn, b.next)
+	assert.Equal(t, answerTo(2, intAnswer(3)), nextAnswer(t, b.answers), "the connection is still served")
+	assertClosed(t, b.answers.decode(&Response{})) // idle now: closed after IdleTimeout
 }
 
 // TestHalfFrameDuringCallTimesOut holds a call and sends half of the next
@@ -295,31 +311,19 @@ func TestIdleTimeoutSparesBusyConnections(t *testing.T) {
 // still ends it. The server stops reading, answers the call in flight once
 // it ends, and closes the connection.
 func TestHalfFrameDuringCallTimesOut(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	srv.FirstRequestTimeout = time.Hour
-	srv.IdleTimeout = 50 * time.Millisecond
-	entered, release := holdCalls(srv)
-	l := watch(rpctest.Listen(t))
-	addr := serve(t, srv, l)
-	defer release()
-
-	conn, answers := rawConn(t, addr)
-	frames := encodeFrames(t, withID(call(t, "echo", "held"), 1), withID(call(t, "sum", 1, 2), 2))
-	write(t, conn, frames[0])
-	<-entered
-	half := frames[1][:len(frames[1])/2]
-	write(t, conn, half)
-	server := <-l.conns
-	sent := int64(len(frames[0]) + len(half))
+	b := newBusyConn(t)
+	half := b.next[:len(b.next)/2]
+	write(t, b.conn, half)
+	sent := int64(b.sent + len(half))
 	var timeout readTimeout
 	for timeout.bytesRead < sent {
-		timeout = nextTimeout(t, server) // timeouts before the half frame arrived do not count
+		timeout = nextTimeout(t, b.server) // timeouts before the half frame arrived do not count
 	}
-	release()
-	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, answers), "the call in flight is answered")
-	assertClosed(t, answers.decode(&Response{}))
-	<-server.closed
-	assert.Equal(t, timeout.read, server.reads.Load(), "the server read on after a frame stopped halfway")
+	b.release()
+	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, b.answers), "the call in flight is answered")
+	assertClosed(t, b.answers.decode(&Response{}))
+	<-b.server.closed
+	assert.Equal(t, timeout.read, b.server.reads.Load(), "the server read on after a frame stopped halfway")
 }
 
 // TestRefusalWhileCallInFlight holds a call and sends a request of 65
