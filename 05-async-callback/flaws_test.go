@@ -2,7 +2,7 @@ package asyncrpc
 
 // The article's client, and what each of its flaws would do to these
 // tests. The lesson's part 6 cites them by name. (Its select loop, one call
-// at a time, is the server's flaw: server_test.go has that test.)
+// at a time, is the server's flaw: server_async_test.go has that test.)
 
 import (
 	"context"
