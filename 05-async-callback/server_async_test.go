@@ -263,14 +263,16 @@ func nextTimeout(t *testing.T, c *watchedConn) readTimeout {
 }
 
 // busyConn is a raw connection to a server whose IdleTimeout is 50 ms
-// and whose first call on it, echo("held") with ID 1, is held inside the
-// server until release is called. next is sum(1, 2) with ID 2, not sent.
+// and whose calls are held inside the server until release is called; its
+// first call, echo("held") with ID 1, is held there already. next is
+// sum(1, 2) with ID 2, not sent.
 type busyConn struct {
 	conn    net.Conn
 	answers *decoder
 	server  *watchedConn // the server's side, whose reads and timeouts the test sees
 	sent    int          // bytes sent so far: the held call's frame
 	next    []byte
+	entered chan struct{} // receives once for each call that reaches the server
 	release func()
 }
 
@@ -287,21 +289,21 @@ func newBusyConn(t *testing.T) busyConn {
 	frames := encodeFrames(t, withID(call(t, "echo", "held"), 1), withID(call(t, "sum", 1, 2), 2))
 	write(t, conn, frames[0])
 	<-entered
-	return busyConn{conn, answers, <-l.conns, len(frames[0]), frames[1], release}
+	return busyConn{conn, answers, <-l.conns, len(frames[0]), frames[1], entered, release}
 }
 
 // TestIdleTimeoutSparesBusyConnections holds a call past IdleTimeout: the
 // client is waiting for an answer, not idle, so when the server's read
-// hits its deadline the server reads on. Once the answer is written, the
-// connection serves another call, and then, idle, it is closed.
+// hits its deadline the server reads on, and serves another call. Once
+// both are answered, the connection is idle, and it is closed.
 func TestIdleTimeoutSparesBusyConnections(t *testing.T) {
 	b := newBusyConn(t)
 	nextTimeout(t, b.server) // IdleTimeout has passed, with the call held
-	b.release()
-	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, b.answers))
-
 	write(t, b.conn, b.next)
-	assert.Equal(t, answerTo(2, intAnswer(3)), nextAnswer(t, b.answers), "the connection is still served")
+	within(t, b.entered, "the second call, on a connection past its IdleTimeout")
+	b.release()
+	assert.Equal(t, map[uint64]Response{1: answerTo(1, strAnswer("held")), 2: answerTo(2, intAnswer(3))},
+		nextAnswers(t, b.answers, 2))
 	assertClosed(t, b.answers.decode(&Response{})) // idle now: closed after IdleTimeout
 }
 
