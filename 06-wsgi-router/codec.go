@@ -1,0 +1,543 @@
+package wsgirouter
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The wire, as a person reading the traffic sees it: HTTP/1.1 (RFC 9112).
+//
+//	GET /api/v1.0/servers/alpha HTTP/1.1     request line: method, target, version
+//	Host: 127.0.0.1:8080                     header fields, one a line
+//	                                         an empty line ends the head
+//	HTTP/1.1 200 OK                          status line
+//	Content-Type: application/json
+//	Date: Wed, 25 Nov 2026 18:30:00 GMT
+//	Content-Length: 82                       how many bytes of body follow
+//
+//	{"infos": [{"name": "alpha", ...}]}      the body: exactly 82 bytes
+//
+// Every line ends with CR LF. A body is framed by Content-Length, or sent
+// in chunks (Transfer-Encoding: chunked), each chunk preceded by its size
+// in hex and the last one empty. Framing is what lets one connection carry
+// request after request: the reader always knows where a message ends.
+
+// httpError is a request the server refuses before the application sees
+// it: the status to answer with, and why. The server answers it and closes
+// the connection, because after a request it could not read it cannot
+// know where the next one starts.
+type httpError struct {
+	status int
+	reason string
+}
+
+func (e *httpError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.status, http.StatusText(e.status), e.reason)
+}
+
+func refuse(status int, format string, args ...any) *httpError {
+	return &httpError{status: status, reason: fmt.Sprintf(format, args...)}
+}
+
+// requestReader reads requests from one connection. It keeps its buffers
+// from request to request, so a kept-alive connection costs no allocation
+// for them after the first; buffers that grew past keepBufferBytes are
+// dropped after their request.
+type requestReader struct {
+	br     *bufio.Reader
+	limits limits
+	head   []byte       // the request line and header fields, as read
+	body   bytes.Buffer // the body, as read (after chunked decoding)
+	fields Header       // reused from request to request
+}
+
+// limits are the bounds a requestReader enforces; Server fills them from
+// its fields.
+type limits struct {
+	requestLine  int // bytes in the request line, CR LF included
+	header       int // bytes in the request line and header fields together
+	headerFields int // header fields in one request
+	body         int // bytes of body, after chunked decoding
+}
+
+// keepBufferBytes is the largest buffer a connection keeps between
+// requests. An idle connection holds small buffers, however large its
+// last request was.
+const keepBufferBytes = 4 << 10
+
+// release drops buffers that grew large. Call it once a request is answered.
+func (r *requestReader) release() {
+	if cap(r.head) > keepBufferBytes {
+		r.head = nil
+	}
+	if r.body.Cap() > keepBufferBytes {
+		r.body = bytes.Buffer{}
+	}
+	if cap(r.fields) > 64 {
+		r.fields = nil
+	}
+}
+
+// readHead reads a request line and its header fields into env. It
+// returns io.EOF if the connection closed cleanly before the request's
+// first byte, an *httpError if the request is not one the server accepts,
+// and other errors as the connection gives them.
+func (r *requestReader) readHead(env *Environ) error {
+	r.head = r.head[:0]
+	if err := r.readLine(r.limits.requestLine, http.StatusRequestURITooLong); err != nil {
+		if err == io.ErrUnexpectedEOF && len(r.head) == 0 {
+			return io.EOF
+		}
+		return err
+	}
+	for {
+		start := len(r.head)
+		if err := r.readLine(r.limits.header, http.StatusRequestHeaderFieldsTooLarge); err != nil {
+			return err
+		}
+		if len(r.head)-start == 2 {
+			break // the empty line that ends the head
+		}
+	}
+	// One string for the whole head: the method, the target and every
+	// header field are slices of it, so a request costs one allocation
+	// here, however many fields it has.
+	return r.parseHead(string(r.head), env)
+}
+
+// readLine appends one line, CR LF included, to r.head. A line that takes
+// r.head past max bytes is refused with status tooLong as soon as the
+// bytes past the bound arrive: the reader never holds more than max bytes
+// plus one read of the bufio.Reader.
+func (r *requestReader) readLine(max, tooLong int) error {
+	for {
+		frag, err := r.br.ReadSlice('\n')
+		if len(r.head)+len(frag) > max {
+			if tooLong == http.StatusRequestURITooLong {
+				return refuse(tooLong, "the request line is longer than %d bytes", max)
+			}
+			return refuse(tooLong, "the request line and header fields are longer than %d bytes", max)
+		}
+		r.head = append(r.head, frag...)
+		switch {
+		case err == nil:
+			if !bytes.HasSuffix(r.head, []byte("\r\n")) {
+				return refuse(http.StatusBadRequest, "a line of the head ends with LF alone, not CR LF")
+			}
+			return nil
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF:
+			return io.ErrUnexpectedEOF // a request cut short
+		default:
+			return err
+		}
+	}
+}
+
+// parseHead checks and splits the head read by readHead. Lines must end
+// with CR LF, and a bare CR or LF anywhere else is refused: two parsers
+// that disagree on where a line ends disagree on where a request ends,
+// and that disagreement is how requests are smuggled past a proxy.
+func (r *requestReader) parseHead(head string, env *Environ) error {
+	line, rest, _ := strings.Cut(head, "\r\n")
+	if err := parseRequestLine(line, env); err != nil {
+		return err
+	}
+	r.fields = r.fields[:0]
+	for {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		if line == "" {
+			break
+		}
+		if len(r.fields) == r.limits.headerFields {
+			return refuse(http.StatusRequestHeaderFieldsTooLarge, "more than %d header fields", r.limits.headerFields)
+		}
+		f, err := parseField(line)
+		if err != nil {
+			return err
+		}
+		r.fields = append(r.fields, f)
+	}
+	env.Header = r.fields
+	if env.Proto == "HTTP/1.1" {
+		if hosts := env.Header.count("Host"); hosts != 1 {
+			return refuse(http.StatusBadRequest, "an HTTP/1.1 request needs one Host field, not %d", hosts)
+		}
+	}
+	return nil
+}
+
+// parseRequestLine reads "METHOD TARGET HTTP/1.1" into env.
+func parseRequestLine(line string, env *Environ) error {
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 {
+		return refuse(http.StatusBadRequest, "the request line is not METHOD TARGET VERSION: %s", quoteShort(line))
+	}
+	if !isToken(method) {
+		return refuse(http.StatusBadRequest, "method %s is not a token", quoteShort(method))
+	}
+	switch proto {
+	case "HTTP/1.1", "HTTP/1.0":
+	default:
+		if len(proto) == 8 && strings.HasPrefix(proto, "HTTP/") && proto[6] == '.' &&
+			isDigit(proto[5]) && isDigit(proto[7]) && proto[5] != '1' {
+			return refuse(http.StatusHTTPVersionNotSupported, "this server speaks HTTP/1.1 and HTTP/1.0, not %s", proto)
+		}
+		return refuse(http.StatusBadRequest, "version %s is not HTTP/1.1 or HTTP/1.0", quoteShort(proto))
+	}
+	// Only the origin form, "/path?query", which is what clients send to
+	// a server that is not a proxy.
+	if !strings.HasPrefix(target, "/") {
+		return refuse(http.StatusBadRequest, "target %s does not start with /", quoteShort(target))
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c == 0x7f {
+			return refuse(http.StatusBadRequest, "target %s holds a control character", quoteShort(target))
+		}
+	}
+	rawPath, query, _ := strings.Cut(target, "?")
+	path := rawPath
+	if strings.IndexByte(rawPath, '%') >= 0 {
+		var err error
+		if path, err = url.PathUnescape(rawPath); err != nil {
+			return refuse(http.StatusBadRequest, "path %s: %v", quoteShort(rawPath), err)
+		}
+	}
+	env.Method, env.Target, env.Path, env.Query, env.Proto = method, target, path, query, proto
+	return nil
+}
+
+// parseField reads "Name: value". The name must be a token with no space
+// before the colon, and a line that starts with a space (the obsolete
+// folding of a long value) is refused: both are ways to make two parsers
+// read different fields from the same bytes.
+func parseField(line string) (Field, error) {
+	name, value, ok := strings.Cut(line, ":")
+	if !ok {
+		return Field{}, refuse(http.StatusBadRequest, "header line %s has no colon", quoteShort(line))
+	}
+	if !isToken(name) {
+		return Field{}, refuse(http.StatusBadRequest, "header name %s is not a token", quoteShort(name))
+	}
+	value = strings.Trim(value, " \t")
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return Field{}, refuse(http.StatusBadRequest, "header %s holds a control character", name)
+		}
+	}
+	return Field{Name: name, Value: value}, nil
+}
+
+// bodyLength says how the body of env's request is framed: its length, or
+// chunked, or none. It refuses what it cannot frame safely.
+func bodyLength(env *Environ, maxBody int) (n int, chunked bool, err error) {
+	te := env.Header.count("Transfer-Encoding")
+	cl := env.Header.count("Content-Length")
+	switch {
+	case te > 0 && cl > 0:
+		// Which one frames the body? A proxy and a server that answer
+		// differently see different requests: refuse (RFC 9112, 6.3).
+		return 0, false, refuse(http.StatusBadRequest, "Transfer-Encoding and Content-Length together")
+	case te > 0:
+		if env.Proto == "HTTP/1.0" {
+			return 0, false, refuse(http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request")
+		}
+		if te > 1 || !strings.EqualFold(env.Header.Get("Transfer-Encoding"), "chunked") {
+			return 0, false, refuse(http.StatusNotImplemented, "Transfer-Encoding %s: this server decodes only chunked", quoteShort(env.Header.Get("Transfer-Encoding")))
+		}
+		return 0, true, nil
+	case cl > 1:
+		return 0, false, refuse(http.StatusBadRequest, "Content-Length given %d times", cl)
+	case cl == 1:
+		v := env.Header.Get("Content-Length")
+		n, ok := parseLength(v)
+		if !ok {
+			return 0, false, refuse(http.StatusBadRequest, "Content-Length %s is not a length", quoteShort(v))
+		}
+		if n > int64(maxBody) {
+			return 0, false, refuse(http.StatusRequestEntityTooLarge, "a body of %d bytes is over the limit of %d", n, maxBody)
+		}
+		return int(n), false, nil
+	case needsBody(env.Method):
+		return 0, false, refuse(http.StatusLengthRequired, "a %s request needs a Content-Length", env.Method)
+	}
+	return 0, false, nil
+}
+
+// needsBody reports whether a request with this method carries a body, so
+// that one without a length cannot be read.
+func needsBody(method string) bool {
+	return method == "POST" || method == "PUT" || method == "PATCH"
+}
+
+// parseLength reads a Content-Length: decimal digits only, no sign, no
+// spaces, and not so many that they overflow.
+func parseLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return 0, false
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
+}
+
+// readBody reads the body bytes bodyLength framed into r.body, and points
+// env.Body at them.
+func (r *requestReader) readBody(env *Environ, n int, chunked bool) error {
+	r.body.Reset()
+	var err error
+	if chunked {
+		err = readChunked(r.br, &r.body, r.limits.body, r.limits.header)
+	} else {
+		err = readN(r.br, &r.body, n)
+	}
+	env.Body = r.body.Bytes()
+	return err
+}
+
+// readN appends exactly n bytes from br to dst. dst grows as the bytes
+// arrive, never by what a peer claims it will send.
+func readN(br *bufio.Reader, dst *bytes.Buffer, n int) error {
+	_, err := io.CopyN(dst, br, int64(n))
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readChunked decodes a chunked body from br into dst:
+//
+//	5␍␊hello␍␊   a chunk: its size in hex, CR LF, the bytes, CR LF
+//	0␍␊␍␊        the last chunk, then trailer fields (dropped), then an empty line
+//
+// It refuses a body of more than maxBody bytes with 413 as soon as a
+// chunk's size says so, and bounds each size line and the trailer by
+// maxLine bytes.
+func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) error {
+	var line []byte
+	for {
+		var err error
+		if line, err = readCRLFLine(br, line[:0], maxLine); err != nil {
+			return err
+		}
+		sizeText, _, _ := bytes.Cut(line, []byte(";")) // chunk extensions are ignored
+		size, ok := parseHexSize(sizeText)
+		if !ok {
+			return refuse(http.StatusBadRequest, "chunk size %s is not a size in hex", quoteShort(string(line)))
+		}
+		if size == 0 {
+			break
+		}
+		if int64(dst.Len())+size > int64(maxBody) {
+			return refuse(http.StatusRequestEntityTooLarge, "a chunked body of more than %d bytes", maxBody)
+		}
+		if err := readN(br, dst, int(size)); err != nil {
+			return err
+		}
+		if line, err = readCRLFLine(br, line[:0], 2); err != nil || len(line) != 0 {
+			if err != nil {
+				return err
+			}
+			return refuse(http.StatusBadRequest, "a chunk is longer than its size says")
+		}
+	}
+	// The trailer: fields we drop, up to an empty line, within maxLine
+	// bytes in all.
+	budget := maxLine
+	for {
+		var err error
+		if line, err = readCRLFLine(br, line[:0], budget); err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		budget -= len(line) + 2
+	}
+}
+
+// readCRLFLine appends a line ending in CR LF to dst, and returns it
+// without its CR LF. It refuses a line of more than max bytes.
+func readCRLFLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(dst)+len(frag) > max+2 {
+			return nil, refuse(http.StatusBadRequest, "a line of chunked framing is longer than %d bytes", max)
+		}
+		dst = append(dst, frag...)
+		switch {
+		case err == nil:
+			if !bytes.HasSuffix(dst, []byte("\r\n")) {
+				return nil, refuse(http.StatusBadRequest, "a line of chunked framing ends without CR LF")
+			}
+			return dst[:len(dst)-2], nil
+		case err == bufio.ErrBufferFull:
+		case err == io.EOF:
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+// parseHexSize reads a chunk size: hex digits, no more than fit in 60 bits.
+func parseHexSize(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(b), 16, 64)
+	return n, err == nil && n >= 0 && b[0] != '+' && b[0] != '-'
+}
+
+// responseHead is what the server writes before a body.
+type responseHead struct {
+	status        int
+	header        Header // the application's fields, checked by start
+	contentLength int
+	date          []byte
+	close         bool // Connection: close, the last answer on this connection
+	keepAlive10   bool // Connection: keep-alive, to an HTTP/1.0 client that asked for it
+}
+
+// appendResponseHead appends a status line and header fields to b. The
+// application's fields come first, in its order, with a Content-Type
+// added if it gave none; then the fields the server owns.
+func appendResponseHead(b []byte, h *responseHead) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(h.status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(h.status)...)
+	b = append(b, "\r\n"...)
+	for _, f := range h.header {
+		b = appendField(b, f.Name, f.Value)
+	}
+	if h.header.count("Content-Type") == 0 {
+		b = appendField(b, "Content-Type", defaultContentType)
+	}
+	b = append(b, "Date: "...)
+	b = append(b, h.date...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(h.contentLength), 10)
+	b = append(b, "\r\n"...)
+	switch {
+	case h.close:
+		b = append(b, "Connection: close\r\n"...)
+	case h.keepAlive10:
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+func appendField(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, "\r\n"...)
+}
+
+// defaultContentType is the Content-Type of an answer whose application
+// gave none.
+const defaultContentType = "text/plain; charset=utf-8"
+
+// appendDate appends t in the form HTTP uses for Date (RFC 9110, 5.6.7).
+func appendDate(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, http.TimeFormat)
+}
+
+// serverOwned are the fields the server writes itself. An application
+// that gives one is told so by start: two Content-Lengths, or a length
+// that is not the body's, would break the framing of every later answer
+// on the connection.
+var serverOwned = []string{"Content-Length", "Transfer-Encoding", "Connection", "Date"}
+
+// checkResponseFields checks the fields an application gives to start.
+func checkResponseFields(status int, header Header) error {
+	if status < 200 || status > 999 {
+		return fmt.Errorf("status %d: the application may answer 200 to 999", status)
+	}
+	for _, f := range header {
+		if !isToken(f.Name) {
+			return fmt.Errorf("field name %s is not a token", quoteShort(f.Name))
+		}
+		for i := 0; i < len(f.Value); i++ {
+			// A CR or LF in a value would end the field early and let
+			// the rest of the value write fields, or a whole answer, of
+			// its own: response splitting.
+			if c := f.Value[i]; (c < ' ' && c != '\t') || c == 0x7f {
+				return fmt.Errorf("field %s holds a control character", f.Name)
+			}
+		}
+		for _, owned := range serverOwned {
+			if strings.EqualFold(f.Name, owned) {
+				return fmt.Errorf("field %s is the server's to write", f.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110, 5.6.2): one or
+// more of the letters, digits and !#$%&'*+-.^_`|~.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenChar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// hasToken reports whether a comma-separated field value, such as
+// Connection's, holds token, in any case.
+func hasToken(value, token string) bool {
+	for value != "" {
+		var t string
+		t, value, _ = strings.Cut(value, ",")
+		if strings.EqualFold(strings.TrimSpace(t), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// quoteShort quotes s for an error message, cut to a readable length: an
+// error must name the bad value, not echo a megabyte of it back.
+func quoteShort(s string) string {
+	const max = 40
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
+}
