@@ -73,7 +73,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	now    func() time.Time // the clock of Date: time.Now, unless a test needs a fixed Date
-	linger time.Duration   // closeLinger, unless a test needs another
+	linger time.Duration    // closeLinger, unless a test needs another
 }
 
 // NewServer returns a Server for app with the default limits.
