@@ -136,8 +136,9 @@ func (c *Client) conn(ctx context.Context) (cc *clientConn, reused bool, err err
 
 // put keeps cc for the next request, if the answer lets it be reused.
 func (c *Client) put(cc *clientConn, resp *Response) {
-	keep := !cc.mustClose && resp.Proto == "HTTP/1.1" && !hasToken(resp.Header.Get("Connection"), "close") ||
-		resp.Proto == "HTTP/1.0" && hasToken(resp.Header.Get("Connection"), "keep-alive") && !cc.mustClose
+	connection := resp.Header.Get("Connection")
+	keep := !cc.mustClose && (resp.Proto == "HTTP/1.1" && !hasToken(connection, "close") ||
+		resp.Proto == "HTTP/1.0" && hasToken(connection, "keep-alive"))
 	c.mu.Lock()
 	if keep && !c.closed && len(c.idle) < maxIdleConns {
 		c.idle = append(c.idle, cc)

@@ -407,7 +407,7 @@ func parseHexSize(b []byte) (int64, bool) {
 type responseHead struct {
 	status        int
 	header        Header // the application's fields, checked by start
-	contentLength int
+	contentLength int    // -1 for an answer that has no body by its status (204, 304)
 	date          []byte
 	close         bool // Connection: close, the last answer on this connection
 	keepAlive10   bool // Connection: keep-alive, to an HTTP/1.0 client that asked for it
@@ -430,9 +430,12 @@ func appendResponseHead(b []byte, h *responseHead) []byte {
 	}
 	b = append(b, "Date: "...)
 	b = append(b, h.date...)
-	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(h.contentLength), 10)
 	b = append(b, "\r\n"...)
+	if h.contentLength >= 0 {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(h.contentLength), 10)
+		b = append(b, "\r\n"...)
+	}
 	switch {
 	case h.close:
 		b = append(b, "Connection: close\r\n"...)

@@ -197,7 +197,8 @@ type conn struct {
 	env   Environ
 	resp  response
 	start StartResponse // resp.start, made once so a request costs no closure
-	out   []byte        // the answer being written
+	out   []byte        // the answer being written: its head, and its body if small
+	body  []byte        // the answer's body, if large: written after out
 	// idle is true while the connection waits for a request's first byte:
 	// Shutdown wakes such connections and they close.
 	idle    atomic.Bool
@@ -343,9 +344,17 @@ func (c *conn) answer(keep bool) {
 		}
 	}
 	head.contentLength = len(body)
+	if head.status == http.StatusNoContent || head.status == http.StatusNotModified {
+		head.contentLength, body = -1, nil // these answers have no body, and no length
+	}
 	c.out = appendResponseHead(c.out[:0], &head)
-	if env.Method != http.MethodHead {
+	c.body = nil
+	switch {
+	case env.Method == http.MethodHead:
+	case len(body) <= keepBufferBytes:
 		c.out = append(c.out, body...)
+	default:
+		c.body = body // written after the head, without a copy
 	}
 }
 
@@ -387,10 +396,15 @@ func (c *conn) refuse(e *httpError) {
 	_ = c.flush()
 }
 
-// flush writes c.out within WriteTimeout.
+// flush writes c.out, and c.body if the answer's body is large, within
+// WriteTimeout.
 func (c *conn) flush() error {
 	err := c.write(c.out)
-	if cap(c.out) > 4*keepBufferBytes {
+	if err == nil && c.body != nil {
+		err = c.write(c.body)
+	}
+	c.body = nil
+	if cap(c.out) > keepBufferBytes {
 		c.out = nil // a large answer; an idle connection keeps a small buffer
 	}
 	return err

@@ -58,8 +58,8 @@ type Service struct {
 
 // MaxFileBytes bounds the size of a file the application serves: it reads
 // a file whole before it answers, so this bounds what one request makes it
-// hold.
-const MaxFileBytes = 4 << 20
+// hold, and MaxConns times this what all of them can.
+const MaxFileBytes = 256 << 10
 
 // NewApp returns the demo application: its route table, and what each
 // route answers.
