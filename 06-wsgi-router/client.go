@@ -165,9 +165,10 @@ func (c *Client) Close() error {
 
 // clientConn is one connection of a Client.
 type clientConn struct {
-	nc  net.Conn
-	br  *bufio.Reader
-	out []byte // the request being written
+	nc   net.Conn
+	br   *bufio.Reader
+	out  []byte // the request being written
+	head []byte // the answer's head being read
 	// answerBytes counts the bytes of the answer read so far: a request
 	// that failed after some arrived must not be sent again.
 	answerBytes int
@@ -218,10 +219,11 @@ func (cc *clientConn) roundTrip(ctx context.Context, host, method, target string
 
 // readResponse reads one answer to a request with method.
 func (cc *clientConn) readResponse(method string) (*Response, error) {
-	var head []byte
+	cc.head = cc.head[:0]
 	for {
-		line, err := readCRLFLine(cc.br, nil, maxAnswerHeadBytes-len(head))
-		cc.answerBytes += len(line)
+		start := len(cc.head)
+		line, err := readCRLFLine(cc.br, cc.head, maxAnswerHeadBytes) // the head in all
+		cc.answerBytes += len(line) - start
 		if err != nil {
 			if err == io.ErrUnexpectedEOF && cc.answerBytes == 0 {
 				return nil, io.EOF
@@ -229,21 +231,28 @@ func (cc *clientConn) readResponse(method string) (*Response, error) {
 			return nil, err
 		}
 		cc.answerBytes += 2
-		if len(line) == 0 && head != nil {
-			break
+		cc.head = append(line, '\n')
+		if len(line) == start && start > 0 {
+			break // the empty line that ends the head
 		}
-		head = append(append(head, line...), '\n')
 	}
-	lines := strings.Split(strings.TrimSuffix(string(head), "\n"), "\n")
-	proto, rest, _ := strings.Cut(lines[0], " ")
-	code, _, _ := strings.Cut(rest, " ")
+	// One string for the whole head; the fields are slices of it.
+	head := string(cc.head)
+	statusLine, rest, _ := strings.Cut(head, "\n")
+	proto, statusRest, _ := strings.Cut(statusLine, " ")
+	code, _, _ := strings.Cut(statusRest, " ")
 	status, err := strconv.Atoi(code)
 	if (proto != "HTTP/1.1" && proto != "HTTP/1.0") || err != nil || len(code) != 3 {
-		return nil, fmt.Errorf("status line %s is not HTTP/1.x NNN", quoteShort(lines[0]))
+		return nil, fmt.Errorf("status line %s is not HTTP/1.x NNN", quoteShort(statusLine))
 	}
-	resp := &Response{Status: status, Proto: proto}
-	for _, l := range lines[1:] {
-		f, err := parseField(l)
+	resp := &Response{Status: status, Proto: proto, Header: make(Header, 0, 8)}
+	for {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		if line == "" {
+			break
+		}
+		f, err := parseField(line)
 		if err != nil {
 			return nil, fmt.Errorf("answer: %w", err)
 		}
@@ -264,6 +273,15 @@ func (cc *clientConn) readResponse(method string) (*Response, error) {
 			err = fmt.Errorf("answer's Content-Length %s is not one length", quoteShort(resp.Header.Get("Content-Length")))
 		case n > maxAnswerBodyBytes:
 			err = fmt.Errorf("answer of %d bytes is over the client's limit of %d", n, maxAnswerBodyBytes)
+		case n <= keepBufferBytes*16:
+			// Small enough to take at once, whatever the server sends.
+			resp.Body = make([]byte, n)
+			_, err = io.ReadFull(cc.br, resp.Body)
+			cc.answerBytes += int(n)
+			if err != nil {
+				return nil, fmt.Errorf("answer's body: %w", err)
+			}
+			return resp, nil
 		default:
 			err = readN(cc.br, &body, int(n))
 		}

@@ -312,6 +312,9 @@ func (r *requestReader) readBody(env *Environ, n int, chunked bool) error {
 // readN appends exactly n bytes from br to dst. dst grows as the bytes
 // arrive, never by what a peer claims it will send.
 func readN(br *bufio.Reader, dst *bytes.Buffer, n int) error {
+	if n == 0 {
+		return nil
+	}
 	_, err := io.CopyN(dst, br, int64(n))
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
