@@ -1,0 +1,427 @@
+package wsgirouter
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// codecLimits are small limits, so a table case can cross each one with a
+// few bytes.
+var codecLimits = limits{requestLine: 64 + 2, header: 512, headerFields: 8, body: 64}
+
+// parsedRequest is what a requestReader made of some bytes.
+type parsedRequest struct {
+	Method, Target, Path, Query, Proto string
+	Header                             Header
+	Body                               string
+}
+
+// readOneRequest reads one request from in, as serveRequest does: its
+// head, how its body is framed, and its body.
+func readOneRequest(in io.Reader, lim limits) (parsedRequest, error) {
+	r := &requestReader{br: bufio.NewReader(in), limits: lim}
+	var env Environ
+	if err := r.readHead(&env); err != nil {
+		return parsedRequest{}, err
+	}
+	n, chunked, err := bodyLength(&env, lim.body)
+	if err != nil {
+		return parsedRequest{}, err
+	}
+	if err := r.readBody(&env, n, chunked); err != nil {
+		return parsedRequest{}, err
+	}
+	return parsedRequest{env.Method, env.Target, env.Path, env.Query, env.Proto,
+		append(Header(nil), env.Header...), string(env.Body)}, nil
+}
+
+// refusalStatus returns the status of err if it is an *httpError, and 0 if
+// it is not.
+func refusalStatus(err error) int {
+	var refused *httpError
+	if errors.As(err, &refused) {
+		return refused.status
+	}
+	return 0
+}
+
+// hostOnly is the header of most cases below.
+var hostOnly = Header{{"Host", "x"}}
+
+func TestReadRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want parsedRequest // when status is 0
+		// status is the refusal expected: 0 for none.
+		status int
+		// err is the plain error expected when status is 0 and want is zero.
+		err error
+	}{
+		// The request line.
+		{name: "get", in: "GET /add?a=1&b=2 HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: parsedRequest{"GET", "/add?a=1&b=2", "/add", "a=1&b=2", "HTTP/1.1", hostOnly, ""}},
+		{name: "http/1.0 needs no Host", in: "GET / HTTP/1.0\r\n\r\n",
+			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.0", nil, ""}},
+		{name: "percent-decoded path, raw query", in: "GET /a%20b%2Fc?q=%41 HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: parsedRequest{"GET", "/a%20b%2Fc?q=%41", "/a b/c", "q=%41", "HTTP/1.1", hostOnly, ""}},
+		{name: "bad escape", in: "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "short escape", in: "GET /a% HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "missing version", in: "GET /\r\nHost: x\r\n\r\n", status: 400},
+		{name: "lower-case version", in: "GET / http/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "version with junk", in: "GET / HTTP/1.1x\r\nHost: x\r\n\r\n", status: 400},
+		{name: "minor version unknown", in: "GET / HTTP/1.2\r\nHost: x\r\n\r\n", status: 400},
+		{name: "http/2.0", in: "GET / HTTP/2.0\r\nHost: x\r\n\r\n", status: 505},
+		{name: "http/0.9", in: "GET / HTTP/0.9\r\n\r\n", status: 505},
+		{name: "two spaces", in: "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "method not a token", in: "G(T / HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "absolute form", in: "GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "asterisk form", in: "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "tab in target", in: "GET /a\tb HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "DEL in target", in: "GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "NUL in target", in: "GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "bare CR in request line", in: "GET /a\rb HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "request line at its limit", in: "GET /" + strings.Repeat("a", 64-len("GET / HTTP/1.1")) + " HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: parsedRequest{"GET", "/" + strings.Repeat("a", 50), "/" + strings.Repeat("a", 50), "", "HTTP/1.1", hostOnly, ""}},
+		{name: "request line past its limit", in: "GET /" + strings.Repeat("a", 65-len("GET / HTTP/1.1")) + " HTTP/1.1\r\nHost: x\r\n\r\n", status: 414},
+		{name: "empty line first", in: "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "nothing", in: "", err: io.EOF},
+		{name: "cut in the request line", in: "GET / HT", err: io.ErrUnexpectedEOF},
+		{name: "cut in the head", in: "GET / HTTP/1.1\r\nHost: x\r\n", err: io.ErrUnexpectedEOF},
+
+		// Header fields.
+		{name: "fields in order, values trimmed", in: "GET / HTTP/1.1\r\nHost: x\r\nA:1\r\nb:  two words \t\r\nA: 3\r\nEmpty:\r\n\r\n",
+			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.1", Header{{"Host", "x"}, {"A", "1"}, {"b", "two words"}, {"A", "3"}, {"Empty", ""}}, ""}},
+		{name: "obs-text in a value", in: "GET / HTTP/1.1\r\nHost: x\r\nName: caf\xc3\xa9\r\n\r\n",
+			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.1", Header{{"Host", "x"}, {"Name", "caf\xc3\xa9"}}, ""}},
+		{name: "no colon", in: "GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", status: 400},
+		{name: "space before colon", in: "GET / HTTP/1.1\r\nHost : x\r\n\r\n", status: 400},
+		{name: "empty name", in: "GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n", status: 400},
+		{name: "obs-fold", in: "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n 2\r\n\r\n", status: 400},
+		{name: "obs-fold with a colon", in: "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\tB: 2\r\n\r\n", status: 400},
+		{name: "NUL in a value", in: "GET / HTTP/1.1\r\nHost: x\r\nA: 1\x002\r\n\r\n", status: 400},
+		{name: "bare CR in a value", in: "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r2\r\n\r\n", status: 400},
+		{name: "DEL in a value", in: "GET / HTTP/1.1\r\nHost: x\r\nA: 1\x7f\r\n\r\n", status: 400},
+		{name: "tab in a value", in: "GET / HTTP/1.1\r\nHost: x\r\nA: 1\t2\r\n\r\n",
+			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.1", Header{{"Host", "x"}, {"A", "1\t2"}}, ""}},
+		{name: "bare LF ends the request line", in: "GET / HTTP/1.1\nHost: x\r\n\r\n", status: 400},
+		{name: "bare LF ends a field", in: "GET / HTTP/1.1\r\nHost: x\n\r\n", status: 400},
+		{name: "bare LF ends the head", in: "GET / HTTP/1.1\r\nHost: x\r\n\n", status: 400},
+		{name: "fields at their count limit", in: "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("A: 1\r\n", 7) + "\r\n",
+			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.1", append(Header{{"Host", "x"}}, repeatField(Field{"A", "1"}, 7)...), ""}},
+		{name: "fields past their count limit", in: "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("A: 1\r\n", 8) + "\r\n", status: 431},
+		{name: "head at its byte limit", in: headOfSize(512), want: parsedRequest{"GET", "/", "/", "", "HTTP/1.1",
+			Header{{"Host", "x"}, {"A", strings.Repeat("a", 512-len("GET / HTTP/1.1\r\nHost: x\r\nA: \r\n\r\n"))}}, ""}},
+		{name: "head past its byte limit", in: headOfSize(513), status: 431},
+
+		// Host.
+		{name: "no Host", in: "GET / HTTP/1.1\r\n\r\n", status: 400},
+		{name: "two Hosts", in: "GET / HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n", status: 400},
+		{name: "empty Host", in: "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.1", Header{{"Host", ""}}, ""}},
+		{name: "two Hosts in 1.0", in: "GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",
+			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.0", Header{{"Host", "x"}, {"Host", "y"}}, ""}},
+
+		// Framing of the body: bodyLength.
+		{name: "content-length", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+			want: parsedRequest{"POST", "/p", "/p", "", "HTTP/1.1", Header{{"Host", "x"}, {"Content-Length", "5"}}, "hello"}},
+		{name: "content-length 0", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+			want: parsedRequest{"POST", "/p", "/p", "", "HTTP/1.1", Header{{"Host", "x"}, {"Content-Length", "0"}}, ""}},
+		{name: "content-length at the body limit", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 64\r\n\r\n" + strings.Repeat("b", 64),
+			want: parsedRequest{"POST", "/p", "/p", "", "HTTP/1.1", Header{{"Host", "x"}, {"Content-Length", "64"}}, strings.Repeat("b", 64)}},
+		{name: "content-length past the body limit", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n", status: 413},
+		{name: "huge content-length", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999999999\r\n\r\n", status: 413},
+		{name: "content-length overflowing", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999999999999999\r\n\r\n", status: 400},
+		{name: "content-length with a sign", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", status: 400},
+		{name: "content-length negative", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", status: 400},
+		{name: "content-length with a space", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5 5\r\n\r\nhello", status: 400},
+		{name: "content-length in hex", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\nhello", status: 400},
+		{name: "content-length a list", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", status: 400},
+		{name: "content-length empty", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n", status: 400},
+		{name: "content-length repeated, same value", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", status: 400},
+		{name: "content-length repeated, other value", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\nhello!", status: 400},
+		{name: "body cut short", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel", err: io.ErrUnexpectedEOF},
+		{name: "post without a length", in: "POST /p HTTP/1.1\r\nHost: x\r\n\r\n", status: 411},
+		{name: "put without a length", in: "PUT /p HTTP/1.1\r\nHost: x\r\n\r\n", status: 411},
+		{name: "patch without a length", in: "PATCH /p HTTP/1.0\r\n\r\n", status: 411},
+		{name: "delete without a length", in: "DELETE /p HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: parsedRequest{"DELETE", "/p", "/p", "", "HTTP/1.1", hostOnly, ""}},
+		{name: "TE and CL together", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 400},
+		{name: "TE gzip", in: "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", status: 501},
+		{name: "TE gzip, chunked", in: "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 501},
+		{name: "TE twice", in: "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 501},
+		{name: "TE in 1.0", in: "POST /p HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400},
+		{name: "TE any case", in: "POST /p HTTP/1.1\r\nHost: x\r\ntransfer-encoding: Chunked\r\n\r\n0\r\n\r\n",
+			want: parsedRequest{"POST", "/p", "/p", "", "HTTP/1.1", Header{{"Host", "x"}, {"transfer-encoding", "Chunked"}}, ""}},
+
+		// Chunked bodies: readChunked.
+		{name: "chunked", in: chunkedRequest("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), want: chunkedWant("hello world")},
+		{name: "chunked, hex sizes any case", in: chunkedRequest("a\r\n0123456789\r\nA\r\n0123456789\r\n0\r\n\r\n"), want: chunkedWant(strings.Repeat("0123456789", 2))},
+		{name: "chunked, extensions", in: chunkedRequest("5;name=value\r\nhello\r\n0;last\r\n\r\n"), want: chunkedWant("hello")},
+		{name: "chunked, trailer", in: chunkedRequest("5\r\nhello\r\n0\r\nChecksum: 1\r\nMore: 2\r\n\r\n"), want: chunkedWant("hello")},
+		{name: "chunked, empty", in: chunkedRequest("0\r\n\r\n"), want: chunkedWant("")},
+		{name: "chunked, at the body limit", in: chunkedRequest("40\r\n" + strings.Repeat("c", 64) + "\r\n0\r\n\r\n"), want: chunkedWant(strings.Repeat("c", 64))},
+		{name: "chunked, past the body limit in one chunk", in: chunkedRequest("41\r\n" + strings.Repeat("c", 65) + "\r\n0\r\n\r\n"), status: 413},
+		{name: "chunked, past the body limit in two", in: chunkedRequest("40\r\n" + strings.Repeat("c", 64) + "\r\n1\r\nc\r\n0\r\n\r\n"), status: 413},
+		{name: "chunked, size not hex", in: chunkedRequest("g\r\n"), status: 400},
+		{name: "chunked, size empty", in: chunkedRequest("\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, size with a sign", in: chunkedRequest("+5\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, size negative", in: chunkedRequest("-5\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, size 0x", in: chunkedRequest("0x5\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, size with a space", in: chunkedRequest("5 \r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, size overflowing int64", in: chunkedRequest("10000000000000005\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, largest size, past the limit", in: chunkedRequest("fffffffffffffff\r\n"), status: 413},
+		{name: "chunked, size line too long", in: chunkedRequest("5;" + strings.Repeat("e", 512) + "\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, data longer than its size", in: chunkedRequest("5\r\nhello!\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, no CRLF after data", in: chunkedRequest("5\r\nhello0\r\n\r\n"), status: 400},
+		{name: "chunked, LF alone after data", in: chunkedRequest("5\r\nhello\n0\r\n\r\n"), status: 400},
+		{name: "chunked, LF alone after size", in: chunkedRequest("5\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, LF alone ends the trailer", in: chunkedRequest("5\r\nhello\r\n0\r\n\n"), status: 400},
+		{name: "chunked, trailer too long", in: chunkedRequest("0\r\n" + strings.Repeat("T: 1234567890\r\n", 40) + "\r\n"), status: 400},
+		{name: "chunked, cut in data", in: chunkedRequest("5\r\nhel"), err: io.ErrUnexpectedEOF},
+		{name: "chunked, no last chunk", in: chunkedRequest("5\r\nhello\r\n"), err: io.ErrUnexpectedEOF},
+		{name: "chunked, no end of trailer", in: chunkedRequest("0\r\n"), err: io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			readers := map[string]io.Reader{
+				"whole":            strings.NewReader(tt.in),
+				"a byte at a time": iotest.OneByteReader(strings.NewReader(tt.in)),
+			}
+			for how, in := range readers {
+				got, err := readOneRequest(in, codecLimits)
+				switch {
+				case tt.status != 0:
+					assert.Equal(t, tt.status, refusalStatus(err), "%s: %v", how, err)
+				case tt.err != nil:
+					assert.ErrorIs(t, err, tt.err, how)
+					assert.Zero(t, refusalStatus(err), how)
+				default:
+					if assert.NoError(t, err, how) {
+						assert.Equal(t, tt.want, got, how)
+					}
+				}
+			}
+		})
+	}
+}
+
+func repeatField(f Field, n int) Header {
+	h := make(Header, n)
+	for i := range h {
+		h[i] = f
+	}
+	return h
+}
+
+// headOfSize returns a GET request whose head is exactly n bytes.
+func headOfSize(n int) string {
+	const frame = "GET / HTTP/1.1\r\nHost: x\r\nA: \r\n\r\n"
+	return "GET / HTTP/1.1\r\nHost: x\r\nA: " + strings.Repeat("a", n-len(frame)) + "\r\n\r\n"
+}
+
+// chunkedRequest is a POST whose chunked body is body.
+func chunkedRequest(body string) string {
+	return "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+}
+
+func chunkedWant(body string) parsedRequest {
+	return parsedRequest{"POST", "/c", "/c", "", "HTTP/1.1", Header{{"Host", "x"}, {"Transfer-Encoding", "chunked"}}, body}
+}
+
+// TestReadRequestSplit splits one realistic request at every offset, as
+// two writes would deliver it, and expects the same request each time: a
+// parser must not care where the reads of a stream end.
+func TestReadRequestSplit(t *testing.T) {
+	const in = "POST /api/v1.0/servers/alpha?x=%41 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" +
+		"User-Agent: test\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"3;e=1\r\nabc\r\n4\r\ndefg\r\n0\r\nT: 1\r\n\r\n"
+	want, err := readOneRequest(strings.NewReader(in), limits{requestLine: 1024, header: 1024, headerFields: 10, body: 1024})
+	require.NoError(t, err)
+	require.Equal(t, "abcdefg", want.Body)
+	require.Equal(t, "/api/v1.0/servers/alpha", want.Path)
+	for i := 1; i < len(in); i++ {
+		in := io.MultiReader(strings.NewReader(in[:i]), strings.NewReader(in[i:]))
+		got, err := readOneRequest(in, limits{requestLine: 1024, header: 1024, headerFields: 10, body: 1024})
+		if assert.NoError(t, err, "split at %d", i) {
+			assert.Equal(t, want, got, "split at %d", i)
+		}
+	}
+}
+
+// failAfter reads what r has, then fails the test if anyone reads on.
+type failAfter struct {
+	t *testing.T
+	r io.Reader
+}
+
+func (f failAfter) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		f.t.Error("read past the bytes given: the limit was not checked before reading")
+		return 0, errors.New("read past the bytes given")
+	}
+	return n, err
+}
+
+// TestTooLargeRefusedBeforeReading checks that a body whose length, or
+// chunk size, is over the limit is refused from the claim alone: a server
+// that read first would hold, or wait for, what the peer claims.
+func TestTooLargeRefusedBeforeReading(t *testing.T) {
+	tests := []struct{ name, in string }{
+		{"content-length", "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n"},
+		{"first chunk", chunkedRequest("41\r\n")},
+		{"a later chunk", chunkedRequest("20\r\n" + strings.Repeat("c", 32) + "\r\n21\r\n")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readOneRequest(failAfter{t, iotest.OneByteReader(strings.NewReader(tt.in))}, codecLimits)
+			assert.Equal(t, http.StatusRequestEntityTooLarge, refusalStatus(err), "%v", err)
+		})
+	}
+}
+
+// TestReleaseDropsLargeBuffers checks that a requestReader keeps small
+// buffers from request to request and drops those a large request grew.
+func TestReleaseDropsLargeBuffers(t *testing.T) {
+	large := "POST /p HTTP/1.1\r\nHost: x\r\nA: " + strings.Repeat("a", 8<<10) +
+		"\r\nContent-Length: 10000\r\n\r\n" + strings.Repeat("b", 10000)
+	small := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	r := &requestReader{br: bufio.NewReader(strings.NewReader(small + large + small)),
+		limits: limits{requestLine: 1024, header: 16 << 10, headerFields: 100, body: 64 << 10}}
+	for i, name := range []string{"small", "large", "small again"} {
+		var env Environ
+		require.NoError(t, r.readHead(&env), name)
+		n, chunked, err := bodyLength(&env, r.limits.body)
+		require.NoError(t, err, name)
+		require.NoError(t, r.readBody(&env, n, chunked), name)
+		if i == 1 {
+			require.Len(t, env.Body, 10000)
+			require.Greater(t, cap(r.head), keepBufferBytes)
+		}
+		r.release()
+		assert.LessOrEqual(t, cap(r.head), keepBufferBytes, "head kept after the %s request", name)
+		assert.LessOrEqual(t, r.body.Cap(), keepBufferBytes, "body kept after the %s request", name)
+	}
+}
+
+func TestAppendResponseHead(t *testing.T) {
+	date := []byte("Thu, 17 Jan 2019 17:24:02 GMT")
+	tests := []struct {
+		name string
+		head responseHead
+		want string
+	}{
+		{"default content type", responseHead{status: 200, date: date, contentLength: 3},
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Thu, 17 Jan 2019 17:24:02 GMT\r\nContent-Length: 3\r\n\r\n"},
+		{"application's fields first, in order", responseHead{status: 201, date: date, contentLength: 0,
+			header: Header{{"X-B", "2"}, {"content-type", "application/json"}, {"X-A", "1"}}},
+			"HTTP/1.1 201 Created\r\nX-B: 2\r\ncontent-type: application/json\r\nX-A: 1\r\nDate: Thu, 17 Jan 2019 17:24:02 GMT\r\nContent-Length: 0\r\n\r\n"},
+		{"close", responseHead{status: 400, date: date, contentLength: 12, close: true},
+			"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Thu, 17 Jan 2019 17:24:02 GMT\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"},
+		{"keep-alive to 1.0", responseHead{status: 404, date: date, contentLength: 7, keepAlive10: true},
+			"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Thu, 17 Jan 2019 17:24:02 GMT\r\nContent-Length: 7\r\nConnection: keep-alive\r\n\r\n"},
+		{"close wins over keep-alive", responseHead{status: 200, date: date, contentLength: 0, close: true, keepAlive10: true},
+			"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Thu, 17 Jan 2019 17:24:02 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+		{"status without a text", responseHead{status: 599, date: date, contentLength: 0},
+			"HTTP/1.1 599 \r\nContent-Type: text/plain; charset=utf-8\r\nDate: Thu, 17 Jan 2019 17:24:02 GMT\r\nContent-Length: 0\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := []byte("kept")
+			got := appendResponseHead(prefix, &tt.head)
+			assert.Equal(t, "kept"+tt.want, string(got))
+		})
+	}
+}
+
+func TestAppendDate(t *testing.T) {
+	assert.Equal(t, "Thu, 17 Jan 2019 17:24:02 GMT", string(appendDate(nil, articleTime)))
+}
+
+func TestCheckResponseFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		header Header
+		ok     bool
+	}{
+		{"plain", 200, Header{{"Content-Type", "text/html"}, {"X-Tab", "a\tb"}, {"X-Empty", ""}}, true},
+		{"lowest status", 200, nil, true},
+		{"highest status", 999, nil, true},
+		{"informational status", 199, nil, false},
+		{"status 1000", 1000, nil, false},
+		{"status 0", 0, nil, false},
+		{"Content-Length is the server's", 200, Header{{"Content-Length", "5"}}, false},
+		{"in any case", 200, Header{{"content-length", "5"}}, false},
+		{"Transfer-Encoding is the server's", 200, Header{{"Transfer-Encoding", "chunked"}}, false},
+		{"Connection is the server's", 200, Header{{"CONNECTION", "close"}}, false},
+		{"Date is the server's", 200, Header{{"Date", "today"}}, false},
+		{"CR LF in a value: response splitting", 200, Header{{"X-A", "1\r\nSet-Cookie: stolen=1"}}, false},
+		{"a whole answer in a value", 200, Header{{"X-A", "1\r\n\r\nHTTP/1.1 200 OK\r\n"}}, false},
+		{"LF alone in a value", 200, Header{{"X-A", "1\nX-B: 2"}}, false},
+		{"CR alone in a value", 200, Header{{"X-A", "1\r2"}}, false},
+		{"NUL in a value", 200, Header{{"X-A", "\x00"}}, false},
+		{"DEL in a value", 200, Header{{"X-A", "\x7f"}}, false},
+		{"CR LF in a name", 200, Header{{"X-A\r\nX-B", "1"}}, false},
+		{"space in a name", 200, Header{{"X A", "1"}}, false},
+		{"colon in a name", 200, Header{{"X-A:", "1"}}, false},
+		{"empty name", 200, Header{{"", "1"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkResponseFields(tt.status, tt.header)
+			if tt.ok {
+				assert.NoError(t, err)
+			} else {
+				assert.Error(t, err)
+			}
+		})
+	}
+}
+
+func TestHasToken(t *testing.T) {
+	tests := []struct {
+		value, token string
+		want         bool
+	}{
+		{"close", "close", true},
+		{"Close", "close", true},
+		{"keep-alive, Upgrade", "upgrade", true},
+		{"  upgrade ,close  ", "close", true},
+		{"a,,close", "close", true},
+		{"closed", "close", false},
+		{"enclose", "close", false},
+		{"", "close", false},
+		{",", "close", false},
+		{"keep-alive", "close", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value+"/"+tt.token, func(t *testing.T) {
+			assert.Equal(t, tt.want, hasToken(tt.value, tt.token))
+		})
+	}
+}
+
+func TestIsToken(t *testing.T) {
+	for _, s := range []string{"GET", "X-Custom_1", "!#$%&'*+-.^_`|~"} {
+		assert.True(t, isToken(s), s)
+	}
+	for _, s := range []string{"", "a b", "a:b", "a\tb", "(x)", "é", "a/b", "{}"} {
+		assert.False(t, isToken(s), s)
+	}
+}
+
+func TestQuoteShort(t *testing.T) {
+	assert.Equal(t, `"a\r\n"`, quoteShort("a\r\n"))
+	long := quoteShort(strings.Repeat("x", 1<<20))
+	assert.Equal(t, `"`+strings.Repeat("x", 40)+`"...`, long)
+}
