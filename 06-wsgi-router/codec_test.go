@@ -127,8 +127,6 @@ func TestReadRequest(t *testing.T) {
 		{name: "two Hosts", in: "GET / HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n", status: 400},
 		{name: "empty Host", in: "GET / HTTP/1.1\r\nHost:\r\n\r\n",
 			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.1", Header{{"Host", ""}}, ""}},
-		{name: "two Hosts in 1.0", in: "GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",
-			want: parsedRequest{"GET", "/", "/", "", "HTTP/1.0", Header{{"Host", "x"}, {"Host", "y"}}, ""}},
 
 		// Framing of the body: bodyLength.
 		{name: "content-length", in: "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
