@@ -3,6 +3,7 @@ package wsgirouter
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -129,6 +130,24 @@ func (c *spyConn) waitingAfter(n int64) bool {
 	return c.bytesRead.Load() == n && c.readsStarted.Load() > c.readsDone.Load()
 }
 
+// backstopContext is the test's context, ended at the backstop, so that
+// a broken server fails a call rather than hangs it.
+func backstopContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitClosed waits for the server to close c, until the backstop.
+func waitClosed(t *testing.T, c *spyConn) {
+	t.Helper()
+	select {
+	case <-c.closed:
+	case <-time.After(rpctest.Backstop):
+		t.Fatalf("the server did not close its connection within %v", rpctest.Backstop)
+	}
+}
+
 // waitUntil looks at cond every millisecond until it holds, and fails the
 // test if it does not hold within the backstop. What it waits for is a
 // state of the server, never a length of time.
@@ -240,7 +259,7 @@ const stalledBody = "POST /add HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\
 func TestStalledBodyHoldsOnlyWhatArrived(t *testing.T) {
 	const conns = 200
 	addr, l := serveSpied(t, func(s *Server) { s.ReadTimeout = time.Hour }) // the attack must not end by itself
-	_, err := client(t, addr).Add(t.Context(), 1, 2)                        // warm up
+	_, err := client(t, addr).Add(backstopContext(t), 1, 2)                 // warm up
 	require.NoError(t, err)
 	before := heapAfterGC()
 	for _, c := range dialN(t, addr, conns) {
@@ -280,7 +299,7 @@ func TestReadTimeoutClosesStalledBodies(t *testing.T) {
 		assert.Empty(t, readUntilClosed(t, c))
 	}
 	for _, c := range l.accepted() {
-		<-c.closed // closed, so Read saw EOF for a close, not a reset
+		waitClosed(t, c)
 		assert.Equal(t, int64(len(stalledBody)), c.bytesRead.Load())
 	}
 }
@@ -293,7 +312,7 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 		s.MaxConns = 2 * conns
 		s.HeaderTimeout = time.Hour // the attack must not end by itself
 	})
-	_, err := client(t, addr).Add(t.Context(), 1, 2) // warm up
+	_, err := client(t, addr).Add(backstopContext(t), 1, 2) // warm up
 	require.NoError(t, err)
 	before := heapAfterGC()
 	var stackBefore runtime.MemStats
@@ -451,7 +470,7 @@ func TestPeerThatNeverReads(t *testing.T) {
 		whole() // another connection is served meanwhile
 	}
 
-	<-server.closed
+	waitClosed(t, server)
 	waitUntil(t, "the connection's goroutine to end", func() bool { return runtime.NumGoroutine() <= goroutines })
 	assert.Less(t, server.writesDone.Load(), int64(requests), "the answers were not all written")
 }
@@ -476,7 +495,7 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 			return server.waitingAfter(int64(i + 1))
 		})
 	}
-	sum, err := client(t, addr).Add(t.Context(), 1, 2)
+	sum, err := client(t, addr).Add(backstopContext(t), 1, 2)
 	require.NoError(t, err, "another client is served while the slow one holds")
 	assert.Equal(t, 3, sum)
 
