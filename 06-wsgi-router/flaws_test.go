@@ -379,7 +379,12 @@ func checkServesWhileOneHolds(t *testing.T, addr string, wait time.Duration) (*h
 }
 
 func TestArticleFlawOneClientAtATime(t *testing.T) {
-	_, err := checkServesWhileOneHolds(t, startOurSite(t, articleSite(t)), rpctest.Backstop)
+	// Our server would close the silent connection after HeaderTimeout,
+	// and a server that served one connection at a time would then get
+	// to the second: let the silent one outlast the check.
+	srv := NewServer(ourSiteApp(t, articleSite(t)))
+	srv.HeaderTimeout = 2 * rpctest.Backstop
+	_, err := checkServesWhileOneHolds(t, serve(t, srv, rpctest.Listen(t)), rpctest.Backstop)
 	assert.NoError(t, err)
 
 	held, err := checkServesWhileOneHolds(t, startArticleServer(t, articleSite(t), "127.0.0.1"), 300*time.Millisecond)

@@ -41,6 +41,8 @@ func TestInteropPythonKeepAliveClients(t *testing.T) {
 		{"GET", "/api/v1.0/servers/nobody", 404, "application/json", 0, text(`{"data": "Not Found", "status": 404}`)},
 		{"POST", "/api/v1.0/servers/beta", 200, "application/json", 0,
 			text(`{"infos": [{"name": "beta", "host": "10.0.0.2", "port": 8080, "status": "up"}]}`)},
+		{"POST", "/time", 405, "text/plain; charset=utf-8", 0,
+			text("405 Method Not Allowed: \"/time\" takes GET, HEAD, not \"POST\"\n")},
 		{"HEAD", "/", 200, "text/html; charset=utf-8", 0, nil}, // a HEAD answer has no body
 		{"GET", "/style.css", 200, "text/css; charset=utf-8", len(css), nil},
 	}

@@ -19,6 +19,7 @@ CALLS = [
     ("GET", "/api/v1.0/servers/alpha", None),
     ("GET", "/api/v1.0/servers/nobody", None),
     ("POST", "/api/v1.0/servers/beta", b""),
+    ("POST", "/time", b""),
     ("HEAD", "/", None),
     ("GET", "/style.css", None),
 ]
