@@ -52,12 +52,18 @@ func runInProcess(t *testing.T, ctx context.Context, args ...string) (addr strin
 
 // servers are the two servers run can serve the application with.
 var servers = []struct {
-	name string
-	args []string
+	name   string
+	args   []string
+	stdlib bool
 }{
-	{"ours", nil},
-	{"net/http", []string{"-stdlib"}},
+	{"ours", nil, false},
+	{"net/http", []string{"-stdlib"}, true},
 }
+
+// netHTTPRefusal is how net/http's server refuses a request of HTTP/1.1
+// with no Host field; ours words it otherwise. It tells which server
+// answered.
+const netHTTPRefusal = "400 Bad Request: missing required Host header"
 
 // TestRun starts the server in this process, waits for its "listening on"
 // line, makes calls, then cancels its context, as a signal would.
@@ -79,6 +85,18 @@ func TestRun(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, 200, resp.Status)
 			assert.Contains(t, string(resp.Body), `<ul id="servers">`, "the embedded index page")
+
+			conn, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+			_, err = io.WriteString(conn, "GET / HTTP/1.1\r\n\r\n")
+			require.NoError(t, err)
+			refusal, err := io.ReadAll(conn)
+			require.NoError(t, err)
+			assert.True(t, strings.HasPrefix(string(refusal), "HTTP/1.1 400 "), "%q", refusal)
+			_, body, _ := strings.Cut(string(refusal), "\r\n\r\n")
+			assert.Equal(t, tc.stdlib, strings.HasPrefix(body, netHTTPRefusal), "is %q net/http's refusal?", body)
 
 			stop()
 			assert.NoError(t, <-done)
