@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,12 +101,26 @@ func (c *Client) Do(ctx context.Context, method, target string, body []byte) (*R
 		retry := reused && attempt == 0 && cc.answerBytes == 0 && ctx.Err() == nil &&
 			(method == http.MethodGet || method == http.MethodHead)
 		if !retry {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+			if ctxErr := contextError(ctx, err); ctxErr != nil {
+				err = fmt.Errorf("%w (%v)", ctxErr, err)
 			}
 			return nil, fmt.Errorf("%s %s: %w", method, target, err)
 		}
 	}
+}
+
+// contextError returns ctx's error if ctx is why a request failed with
+// err. The connection's deadline is ctx's, and it may pass a moment before
+// ctx's own timer marks ctx done: a timeout at or after ctx's deadline is
+// ctx's.
+func contextError(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	if deadline, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // conn takes a kept-alive connection, or dials a new one.
@@ -205,7 +220,9 @@ func (cc *clientConn) roundTrip(ctx context.Context, host, method, target string
 	if _, err := cc.nc.Write(b); err != nil {
 		return nil, err
 	}
-	for {
+	// 1xx answers (100 Continue) may come before the real one; a server
+	// that sends nothing else gets a bounded number of them read.
+	for range maxInterimAnswers {
 		resp, err := cc.readResponse(method)
 		if err != nil {
 			return nil, err
@@ -213,9 +230,12 @@ func (cc *clientConn) roundTrip(ctx context.Context, host, method, target string
 		if resp.Status >= 200 {
 			return resp, nil
 		}
-		// 1xx answers (100 Continue) come before the real one.
 	}
+	return nil, fmt.Errorf("more than %d 1xx answers and no final one", maxInterimAnswers)
 }
+
+// maxInterimAnswers bounds the 1xx answers read before the final one.
+const maxInterimAnswers = 8
 
 // readResponse reads one answer to a request with method.
 func (cc *clientConn) readResponse(method string) (*Response, error) {

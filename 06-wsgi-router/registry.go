@@ -56,8 +56,12 @@ type segment struct {
 }
 
 // NewRouter compiles a route table. It fails on a pattern it cannot read,
-// and on two routes with the same method and pattern.
+// and on two routes with the same method and pattern. A nil notFound
+// answers 404 in text.
 func NewRouter(notFound Application, routes ...Route) (*Router, error) {
+	if notFound == nil {
+		notFound = notFoundApp
+	}
 	r := &Router{notFound: notFound}
 	seen := map[[2]string]bool{}
 	for _, rt := range routes {

@@ -127,7 +127,7 @@ var (
 )
 
 func (a *app) index(env *Environ, start StartResponse) []byte {
-	return a.serveFile("index.html", start)
+	return a.serveFile(env, "index.html", start)
 }
 
 // time answers the server's time the way Python's time.ctime() spells it.
@@ -160,14 +160,14 @@ func (a *app) server(env *Environ, start StartResponse) []byte {
 var apiNotFound = []byte(`{"data": "Not Found", "status": 404}`)
 
 // notFound answers a path nothing serves: in JSON under /api/, as the
-// article's API does, and in text elsewhere.
+// article's API does, and in text elsewhere, where every path names a file.
 func (a *app) notFound(env *Environ, start StartResponse) []byte {
-	if strings.HasPrefix(env.Path, "/api/") {
+	if env.Path == "/api" || strings.HasPrefix(env.Path, "/api/") {
 		_ = start(http.StatusNotFound, jsonHeader)
 		return apiNotFound
 	}
 	_ = start(http.StatusNotFound, textHeader)
-	return fmt.Appendf(nil, "404 Not Found: nothing at %s\n", quoteShort(env.Path))
+	return fmt.Appendf(nil, "404 Not Found: no file %s\n", quoteShort(env.Path))
 }
 
 // static serves a file of the web folder. The path must name a file inside
@@ -181,7 +181,7 @@ func (a *app) static(env *Environ, start StartResponse) []byte {
 		_ = start(http.StatusBadRequest, textHeader)
 		return fmt.Appendf(nil, "400 Bad Request: %s is not the name of a file in the web folder\n", quoteShort(env.Path))
 	}
-	return a.serveFile(name, start)
+	return a.serveFile(env, name, start)
 }
 
 // hiddenSegment reports whether a segment of name starts with a dot, as
@@ -197,14 +197,15 @@ func hiddenSegment(name string) bool {
 }
 
 // serveFile answers with the file name of the web folder, checked by the
-// caller.
-func (a *app) serveFile(name string, start StartResponse) []byte {
+// caller. A name the folder cannot find, or will not open (os.Root refuses
+// a link that leads out of it), is not found, as far as the web can tell;
+// what is not a regular file (a folder, a device) is not served.
+func (a *app) serveFile(env *Environ, name string, start StartResponse) []byte {
 	info, err := fs.Stat(a.files, name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) || (err == nil && !info.Mode().IsRegular()):
-		_ = start(http.StatusNotFound, textHeader)
-		return fmt.Appendf(nil, "404 Not Found: no file %s\n", quoteShort("/"+name))
-	case err == nil && info.Size() > MaxFileBytes:
+	if err != nil || !info.Mode().IsRegular() {
+		return a.notFound(env, start)
+	}
+	if info.Size() > MaxFileBytes {
 		err = fmt.Errorf("%d bytes, over the limit of %d", info.Size(), MaxFileBytes)
 	}
 	var data []byte
