@@ -84,6 +84,14 @@ func startFakeServer(t *testing.T, perConn int, answer func(request string) stri
 	return fs
 }
 
+// backstop returns a context that ends at the Backstop, so that a client
+// that waits for what never comes fails the test instead of hanging it.
+func backstop(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 func TestClientReusesConnection(t *testing.T) {
@@ -133,7 +141,7 @@ func TestClientRetriesStaleGet(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return okAnswer })
 	c := client(t, srv.addr)
 	for range 2 {
-		resp, err := c.Get(t.Context(), "/")
+		resp, err := c.Get(backstop(t), "/")
 		require.NoError(t, err)
 		assert.Equal(t, "ok", string(resp.Body))
 	}
@@ -146,9 +154,9 @@ func TestClientRetriesStaleGet(t *testing.T) {
 func TestClientDoesNotRetryPost(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return okAnswer })
 	c := client(t, srv.addr)
-	_, err := c.Get(t.Context(), "/")
+	_, err := c.Get(backstop(t), "/")
 	require.NoError(t, err)
-	_, err = c.Do(t.Context(), "POST", "/", []byte("x"))
+	_, err = c.Do(backstop(t), "POST", "/", []byte("x"))
 	require.Error(t, err)
 	t.Logf("POST on a stale connection: %v", err)
 	assert.EqualValues(t, 1, srv.conns.Load(), "no second connection for the POST")
@@ -248,7 +256,7 @@ func TestClientReadsAnswers(t *testing.T) {
 			srv := startFakeServer(t, 0, func(string) string { return tt.answer })
 			c := client(t, srv.addr)
 			for range 2 {
-				resp, err := c.Get(t.Context(), "/")
+				resp, err := c.Get(backstop(t), "/")
 				require.NoError(t, err)
 				assert.Equal(t, 200, resp.Status)
 				assert.Equal(t, tt.body, string(resp.Body))
@@ -267,7 +275,7 @@ func TestClientReadsAnswers(t *testing.T) {
 func TestClientReadsCloseDelimitedBody(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return "HTTP/1.1 200 OK\r\n\r\nto the end\n" })
 	c := client(t, srv.addr)
-	resp, err := c.Get(t.Context(), "/")
+	resp, err := c.Get(backstop(t), "/")
 	require.NoError(t, err)
 	assert.Equal(t, "to the end\n", string(resp.Body))
 	assert.Zero(t, idleConns(c))
@@ -294,7 +302,7 @@ func TestClientLimits(t *testing.T) {
 			}
 		})
 		c := client(t, addr)
-		_, err := c.Get(t.Context(), "/")
+		_, err := c.Get(backstop(t), "/")
 		require.Error(t, err)
 		t.Logf("endless header: %v", err)
 		waitFor(t, done, "end of the server's writing")
@@ -306,7 +314,7 @@ func TestClientLimits(t *testing.T) {
 			return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", int64(1)<<40)
 		})
 		c := client(t, srv.addr)
-		_, err := c.Get(t.Context(), "/")
+		_, err := c.Get(backstop(t), "/")
 		require.Error(t, err)
 		assert.ErrorContains(t, err, "over the client's limit")
 		assert.Zero(t, idleConns(c))
@@ -345,12 +353,12 @@ const endless1xxDefect = "roundTrip reads 1xx answers without bound"
 func TestClientClose(t *testing.T) {
 	srv := startFakeServer(t, 0, func(string) string { return okAnswer })
 	c := NewClient(srv.addr)
-	_, err := c.Get(t.Context(), "/")
+	_, err := c.Get(backstop(t), "/")
 	require.NoError(t, err)
 	require.Equal(t, 1, idleConns(c))
 	require.NoError(t, c.Close())
 	assert.Zero(t, idleConns(c), "Close closes the kept connections")
-	_, err = c.Get(t.Context(), "/")
+	_, err = c.Get(backstop(t), "/")
 	assert.ErrorIs(t, err, ErrClosed)
 }
 
@@ -375,7 +383,7 @@ func TestClientStubErrors(t *testing.T) {
 	broken := startFakeServer(t, 0, func(string) string {
 		return "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n"
 	})
-	_, err = client(t, broken.addr).Servers(t.Context())
+	_, err = client(t, broken.addr).Servers(backstop(t))
 	require.ErrorAs(t, err, &status)
 	assert.Equal(t, &StatusError{Status: 500, Body: "boom"}, status)
 	assert.Equal(t, "server answered 500 Internal Server Error: boom", status.Error())
@@ -393,7 +401,7 @@ func TestClientRefusesBadRequests(t *testing.T) {
 		{"G T", "/"},
 		{"", "/"},
 	} {
-		_, err := c.Do(t.Context(), tt.method, tt.target, nil)
+		_, err := c.Do(backstop(t), tt.method, tt.target, nil)
 		assert.Error(t, err, "%q %q", tt.method, tt.target)
 	}
 	assert.Zero(t, srv.conns.Load(), "nothing sent")

@@ -243,6 +243,8 @@ func checkKeepsBodyOutOfHead(addr string) error {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	case strings.Contains(echo, "\nx-injected=yes\n"):
 		return fmt.Errorf("the body's line was read as a header field: %q", echo)
+	case !strings.Contains(echo, "\nbody="+body+"\n"):
+		return fmt.Errorf("the body was not kept: %q", echo)
 	}
 	return nil
 }
