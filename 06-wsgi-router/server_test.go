@@ -130,6 +130,8 @@ func exchangeCases(t *testing.T) []exchangeCase {
 		"/.git/config",
 		"/%2egit/config",
 		`/..\..\etc\passwd`,
+		`/www\..\index.html`,
+		"/www%5c..%5cindex.html",
 		"/..%5c..%5cetc%5cpasswd",
 		"/www/../../../../etc/passwd",
 	} {
