@@ -466,6 +466,7 @@ func TestShutdownLetsARequestInFlightFinish(t *testing.T) {
 	assert.True(t, resp.Close, "Connection: close")
 	_, err := br.ReadByte()
 	assertHungUp(t, err)
+	conn.Close() // the server drains until the client closes
 	assert.NoError(t, <-shutdown)
 }
 
