@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -556,4 +557,64 @@ func TestNoGoroutineOutlivesShutdown(t *testing.T) {
 		conn.Close()
 	}
 	goleak.VerifyNone(t, before)
+}
+
+// statusApp answers the status its path names (/204, /304), with a body
+// that such answers must not carry.
+var statusApp = AppFunc(func(env *Environ, start StartResponse) []byte {
+	status, err := strconv.Atoi(strings.TrimPrefix(env.Path, "/"))
+	if err != nil {
+		status = 200
+	}
+	_ = start(status, nil)
+	return []byte("a body")
+})
+
+// TestAnswersWithoutBody: 204 and 304 answers have no body, whatever the
+// application returns, on both servers. The probe after each proves no
+// body byte was sent.
+func TestAnswersWithoutBody(t *testing.T) {
+	for server, addr := range bothServersOf(t, statusApp) {
+		for _, status := range []int{204, 304} {
+			t.Run(fmt.Sprintf("%s/%d", server, status), func(t *testing.T) {
+				conn, br := rawConn(t, addr)
+				sendWire(t, conn, fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: test\r\n\r\nGET /200 HTTP/1.1\r\nHost: test\r\n\r\n", status))
+				resp, body := readWire(t, br, "GET")
+				assert.Equal(t, status, resp.StatusCode)
+				assert.Empty(t, body)
+				assert.Empty(t, resp.Header.Values("Content-Length"), "no length for an answer that has no body")
+				next, body := readWire(t, br, "GET")
+				assert.Equal(t, 200, next.StatusCode)
+				assert.Equal(t, "a body", string(body))
+			})
+		}
+	}
+}
+
+// TestLargeAnswers: an answer larger than a connection's buffers is
+// written after its head, not copied into it. Pipelined with a HEAD and a
+// small answer, on both servers.
+func TestLargeAnswers(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", MaxFileBytes/16)
+	app, err := NewApp(Service{Files: fstest.MapFS{"big.txt": {Data: []byte(big)}, "small.txt": {Data: []byte("small")}}})
+	require.NoError(t, err)
+	for server, addr := range bothServersOf(t, app) {
+		t.Run(server, func(t *testing.T) {
+			conn, br := rawConn(t, addr)
+			sendWire(t, conn, getRequest("/big.txt")+"HEAD /big.txt HTTP/1.1\r\nHost: test\r\n\r\n"+
+				getRequest("/big.txt")+getRequest("/small.txt"))
+			for _, want := range []struct {
+				method, body string
+			}{{"GET", big}, {"HEAD", ""}, {"GET", big}, {"GET", "small"}} {
+				resp, body := readWire(t, br, want.method)
+				assert.Equal(t, 200, resp.StatusCode)
+				length := len(want.body)
+				if want.method == "HEAD" {
+					length = len(big)
+				}
+				assert.Equal(t, strconv.Itoa(length), resp.Header.Get("Content-Length"))
+				assert.True(t, want.body == string(body), "%s: %d bytes, want %d", want.method, len(body), len(want.body))
+			}
+		})
+	}
 }
