@@ -306,8 +306,9 @@ func withHugePage(t *testing.T) {
 
 // notReading asks for /huge, reads the first bytes of the answer, and then
 // reads no more: the server is left in the middle of a write it cannot
-// finish, and would wait for its WriteTimeout (10 s).
-func notReading(t *testing.T, addr string) {
+// finish, and would wait for its WriteTimeout (10 s). It returns the
+// connection.
+func notReading(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
@@ -320,6 +321,7 @@ func notReading(t *testing.T, addr string) {
 	_, err = io.ReadFull(conn, status)
 	require.NoError(t, err)
 	require.Equal(t, "HTTP/1.1 200 OK\r\n", string(status), "the server has begun to write the answer")
+	return conn
 }
 
 // TestGraceCutsOffClientsNotReading stops each server while a client that
@@ -333,11 +335,22 @@ func TestGraceCutsOffClientsNotReading(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
 			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", "1s"}, tc.args...)...)
 			idle := keptAlive(t, addr)
-			notReading(t, addr)
+			busy := notReading(t, addr)
 			stop()
 			assert.ErrorContains(t, <-done, "connections still busy after 1s, closed")
 			_, err := io.ReadAll(idle)
 			assert.NoError(t, err, "the idle connection was closed at once, politely")
+			// The busy connection was closed too. The kernel may still be
+			// sending what the server wrote, slowly, to a receive buffer of
+			// 4 KiB; but a request sent now reaches a closed socket, which
+			// answers at once with a reset. An open one would queue it, and
+			// the read would wait until the server's write timed out: the
+			// deadline, half the WriteTimeout, tells the two apart.
+			_, err = io.WriteString(busy, "GET /time HTTP/1.1\r\nHost: test\r\n\r\n")
+			require.NoError(t, err)
+			require.NoError(t, busy.SetReadDeadline(time.Now().Add(wsgirouter.DefaultWriteTimeout/2)))
+			_, err = io.Copy(io.Discard, busy)
+			assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "the connection was left open")
 		})
 	}
 }
