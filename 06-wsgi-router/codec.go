@@ -374,25 +374,27 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) erro
 }
 
 // readCRLFLine appends a line ending in CR LF to dst, and returns it
-// without its CR LF. It refuses a line of more than max bytes.
+// without its CR LF. It refuses a line that takes dst past max bytes. On
+// an error it returns dst with what it read of the line, so a caller can
+// tell that bytes came.
 func readCRLFLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
 	for {
 		frag, err := br.ReadSlice('\n')
-		if len(dst)+len(frag) > max+2 {
-			return nil, refuse(http.StatusBadRequest, "a line of chunked framing is longer than %d bytes", max)
-		}
 		dst = append(dst, frag...)
+		if len(dst) > max+2 {
+			return dst, refuse(http.StatusBadRequest, "a line of framing is longer than %d bytes", max)
+		}
 		switch {
 		case err == nil:
 			if !bytes.HasSuffix(dst, []byte("\r\n")) {
-				return nil, refuse(http.StatusBadRequest, "a line of chunked framing ends without CR LF")
+				return dst, refuse(http.StatusBadRequest, "a line of framing ends without CR LF")
 			}
 			return dst[:len(dst)-2], nil
 		case err == bufio.ErrBufferFull:
 		case err == io.EOF:
-			return nil, io.ErrUnexpectedEOF
+			return dst, io.ErrUnexpectedEOF
 		default:
-			return nil, err
+			return dst, err
 		}
 	}
 }
