@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/fstest"
@@ -413,8 +414,9 @@ func newCloseSignalListener(t *testing.T) *closeSignalListener {
 // heldApp is an application whose requests to /block wait until the
 // test closes release; entered receives once per such request.
 type heldApp struct {
-	entered chan struct{}
-	release chan struct{}
+	entered  chan struct{}
+	release  chan struct{}
+	finished atomic.Int32 // requests to /block answered
 }
 
 func newHeldApp(t *testing.T) *heldApp {
@@ -425,6 +427,7 @@ func (a *heldApp) ServeWSGI(env *Environ, start StartResponse) []byte {
 	if env.Path == "/block" {
 		a.entered <- struct{}{}
 		<-a.release
+		defer a.finished.Add(1)
 	}
 	_ = start(200, nil)
 	return []byte("done\n")
@@ -447,16 +450,32 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 func TestShutdownLetsARequestInFlightFinish(t *testing.T) {
 	app := newHeldApp(t)
 	srv := NewServer(app)
+	// The connection closes when its client closes, or when the server
+	// has waited linger for that. This client closes only once Shutdown
+	// has returned, so a Shutdown that does not wait for the connection
+	// returns with it still served, for linger at least.
+	srv.linger = 100 * time.Millisecond
 	l := newCloseSignalListener(t)
 	conn, br := rawConn(t, serve(t, srv, l))
 	sendWire(t, conn, getRequest("/block"))
 	<-app.entered
 
 	shutdown := make(chan error, 1)
+	// What Shutdown left when it returned: requests answered, and
+	// connections still served.
+	type left struct {
+		answered int32
+		conns    int
+	}
+	shutdownLeft := make(chan left, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
 		defer cancel()
-		shutdown <- srv.Shutdown(ctx)
+		err := srv.Shutdown(ctx)
+		srv.mu.Lock()
+		shutdownLeft <- left{answered: app.finished.Load(), conns: len(srv.conns)}
+		srv.mu.Unlock()
+		shutdown <- err
 	}()
 	<-l.closed // Shutdown has begun
 	close(app.release)
@@ -467,7 +486,7 @@ func TestShutdownLetsARequestInFlightFinish(t *testing.T) {
 	assert.True(t, resp.Close, "Connection: close")
 	_, err := br.ReadByte()
 	assertHungUp(t, err)
-	conn.Close() // the server drains until the client closes
+	assert.Equal(t, left{answered: 1, conns: 0}, <-shutdownLeft, "Shutdown returned before the request in flight was answered")
 	assert.NoError(t, <-shutdown)
 }
 
