@@ -1,7 +1,7 @@
 # RPC from scratch, in six stages. `make help` lists the targets.
 
 GO         ?= go
-STAGES     := $(sort $(wildcard [0-9][0-9]-*))
+STAGES     := $(sort $(patsubst %/README.md,%,$(wildcard [0-9][0-9]-*/README.md)))
 # A count of runs, not a duration: Go 1.26's fuzzer can fail a duration-bound
 # run with a bare "context deadline exceeded" (go.dev/issue/75804, fixed in 1.27).
 FUZZTIME   ?= 100000x
