@@ -112,6 +112,11 @@ func compilePattern(pattern string) ([]segment, error) {
 		if !isToken(name) {
 			return nil, fmt.Errorf("pattern %q: parameter name %q is not a name", pattern, name)
 		}
+		for _, prev := range segs[:i] {
+			if prev.param == name {
+				return nil, fmt.Errorf("pattern %q: parameter %q is there twice", pattern, name)
+			}
+		}
 		segs[i] = segment{param: name, rest: rest}
 	}
 	return segs, nil

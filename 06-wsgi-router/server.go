@@ -442,8 +442,11 @@ const maxDrainBytes = 1 << 20
 
 // Shutdown stops accepting connections, closes those waiting for a
 // request, and lets each request in flight finish: it is answered with
-// Connection: close, and its connection closes. If ctx ends first,
-// Shutdown closes every connection and returns ctx's error at once.
+// Connection: close, and its connection closes. A request counts as in
+// flight from its first byte, so a client that sent half a head holds
+// Shutdown for up to HeaderTimeout, and half a body for up to ReadTimeout.
+// If ctx ends first, Shutdown closes every connection and returns ctx's
+// error at once, without waiting for applications still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()

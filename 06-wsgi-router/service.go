@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -201,16 +202,19 @@ func hiddenSegment(name string) bool {
 // a link that leads out of it), is not found, as far as the web can tell;
 // what is not a regular file (a folder, a device) is not served.
 func (a *app) serveFile(env *Environ, name string, start StartResponse) []byte {
-	info, err := fs.Stat(a.files, name)
-	if err != nil || !info.Mode().IsRegular() {
+	f, err := a.files.Open(name)
+	if err != nil {
 		return a.notFound(env, start)
 	}
-	if info.Size() > MaxFileBytes {
-		err = fmt.Errorf("%d bytes, over the limit of %d", info.Size(), MaxFileBytes)
+	defer f.Close()
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return a.notFound(env, start)
 	}
-	var data []byte
-	if err == nil {
-		data, err = fs.ReadFile(a.files, name)
+	// Read through a limit, not by the size Stat gave: a file may grow
+	// between the two.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err == nil && len(data) > MaxFileBytes {
+		err = fmt.Errorf("over the limit of %d bytes", MaxFileBytes)
 	}
 	if err != nil {
 		_ = start(http.StatusInternalServerError, textHeader)

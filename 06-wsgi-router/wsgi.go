@@ -182,8 +182,6 @@ func Handler(app Application, maxBodyBytes int) http.Handler {
 		}
 		h.Set("Content-Length", fmt.Sprint(len(out)))
 		w.WriteHeader(resp.status)
-		if r.Method != http.MethodHead {
-			_, _ = w.Write(out)
-		}
+		_, _ = w.Write(out) // net/http drops it for HEAD, as our server does
 	})
 }
