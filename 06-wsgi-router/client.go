@@ -248,7 +248,7 @@ func (cc *clientConn) readResponse(method string) (*Response, error) {
 			if err == io.ErrUnexpectedEOF && cc.answerBytes == 0 {
 				return nil, io.EOF
 			}
-			return nil, err
+			return nil, fmt.Errorf("answer's head: %w", answerError(err))
 		}
 		cc.answerBytes += 2
 		cc.head = append(line, '\n')
@@ -316,10 +316,20 @@ func (cc *clientConn) readResponse(method string) (*Response, error) {
 	}
 	cc.answerBytes += body.Len()
 	if err != nil {
-		return nil, fmt.Errorf("answer's body: %w", err)
+		return nil, fmt.Errorf("answer's body: %w", answerError(err))
 	}
 	resp.Body = body.Bytes()
 	return resp, nil
+}
+
+// answerError turns the codec's refusal of what the server sent into
+// plain words: its status would read as if the server had answered it.
+func answerError(err error) error {
+	var refused *httpError
+	if errors.As(err, &refused) {
+		return errors.New(refused.reason)
+	}
+	return err
 }
 
 // StatusError is an answer whose status says the request failed.
@@ -399,7 +409,7 @@ func (c *Client) Server(ctx context.Context, name string) (ServerInfo, error) {
 	err := c.getJSON(ctx, "/api/v1.0/servers/"+url.PathEscape(name), &answer)
 	var status *StatusError
 	if errors.As(err, &status) && status.Status == http.StatusNotFound {
-		return ServerInfo{}, fmt.Errorf("server %s: %w (%v)", quoteShort(name), ErrNotFound, err)
+		return ServerInfo{}, fmt.Errorf("server %s: %w (%w)", quoteShort(name), ErrNotFound, err)
 	}
 	if err != nil {
 		return ServerInfo{}, err

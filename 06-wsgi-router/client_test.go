@@ -378,6 +378,9 @@ func TestClientStubErrors(t *testing.T) {
 
 	_, err = c.Server(t.Context(), "nobody")
 	assert.ErrorIs(t, err, ErrNotFound)
+	if assert.ErrorAs(t, err, &status, "the answer stays in the chain") {
+		assert.Equal(t, `{"data": "Not Found", "status": 404}`, status.Body)
+	}
 
 	info, err := c.Server(t.Context(), "gamma")
 	require.NoError(t, err)
