@@ -29,23 +29,25 @@ func serveStage06(t *testing.T) string {
 	t.Helper()
 	app, err := wsgirouter.NewApp(wsgirouter.Service{})
 	require.NoError(t, err)
-	srv := wsgirouter.NewServer(app)
-	l := rpctest.Listen(t)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
-		defer cancel()
-		assert.NoError(t, srv.Shutdown(ctx))
-		assert.NoError(t, <-served)
-	})
-	return l.Addr().String()
+	return serve(t, wsgirouter.NewServer(app))
 }
 
 // serveStage01 runs stage 01's server until the test ends.
 func serveStage01(t *testing.T) string {
 	t.Helper()
-	srv := httpadd.NewServer()
+	return serve(t, httpadd.NewServer())
+}
+
+// server is what both stages' servers offer.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// serve runs srv on a free loopback port until the test ends, then shuts
+// it down and checks that Serve returned nil. It returns the address.
+func serve(t *testing.T, srv server) string {
+	t.Helper()
 	l := rpctest.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
