@@ -307,8 +307,7 @@ func (c *conn) serveRequest() (keep bool, err error) {
 	if err := c.in.readBody(env, n, chunked); err != nil {
 		return false, err
 	}
-	keep = keepAlive(env)
-	c.answer(keep)
+	keep = c.answer()
 	return keep, c.flush()
 }
 
@@ -323,17 +322,21 @@ func keepAlive(env *Environ) bool {
 	return !hasToken(conn, "close")
 }
 
-// answer calls the application and puts its answer in c.out.
-func (c *conn) answer(keep bool) {
-	s, env := c.srv, &c.env
+// answer calls the application and puts its answer in c.out. It reports
+// whether the connection may carry another request. Once Shutdown has
+// begun, even while the application ran, the answer is the connection's
+// last: it says so, and the connection is hung up politely after it.
+func (c *conn) answer() (keep bool) {
+	env := &c.env
 	env.Params = env.Params[:0]
 	c.resp.started = false
 	body, ok := c.callApp()
+	keep = keepAlive(env) && !c.srv.closing.Load()
 	head := responseHead{
 		status:      c.resp.status,
 		header:      c.resp.header,
 		date:        c.dateNow(),
-		close:       !keep || s.closing.Load(),
+		close:       !keep,
 		keepAlive10: keep && env.Proto == "HTTP/1.0",
 	}
 	if !ok || !c.resp.started {
@@ -356,6 +359,7 @@ func (c *conn) answer(keep bool) {
 	default:
 		c.body = body // written after the head, without a copy
 	}
+	return keep
 }
 
 // callApp calls the application, and reports false if it panicked: a bug
