@@ -311,7 +311,9 @@ func TestDecoderRefuses(t *testing.T) {
 			"malformed message: gob: "},
 		{"an answer where a call should be", answer,
 			"malformed message: a type definition that is not one of ours"},
-		{"types defined twice: a fresh encoder for every frame", append(bytes.Clone(sumFirstFrame), sumFirstFrame...),
+		// In one frame: a frame that defines types may start a new stream
+		// (lesson 04, exercise 2), but no stream defines a type twice.
+		{"our types defined twice in one frame", frame(join(firstDefs, firstDefs, sumLaterFrame[frameHeaderBytes:])),
 			"malformed message: gob: duplicate type received"},
 		{"a type of no use to us before ours", frame(manyTypes(t, 1)),
 			"malformed message: a type definition that is not one of ours"},
