@@ -122,9 +122,10 @@ func startArticleServer(t *testing.T) string {
 func TestArticleFlawErrorLooksLikeData(t *testing.T) {
 	// One connection each: the article's server serves one at a time.
 	article, _ := rawConn(t, startArticleServer(t))
-	ours, _ := rawConn(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
+	srv := NewDemoServer()
+	ours, _ := rawConn(t, serve(t, srv, rpctest.Listen(t)))
 	for _, tt := range []struct{ call, ours string }{
-		{"func:sub@params:1-3,1-1", `error:no function "sub"; there are: add, echo, get_time, sum`},
+		{"func:sub@params:1-3,1-1", `error:no function "sub"; there are: ` + functionList(t, srv)},
 		{"func:echo@params:3-a,b", `error:argument 2: "b" has no type code: write T-V, with T 1 (int), 2 (float) or 3 (str)`},
 		{"func:sum@params:1--5,1-2", "data:-3"},
 	} {

@@ -167,7 +167,7 @@ func TestServerErrorsAreNotData(t *testing.T) {
 	tests := []struct {
 		name, call, answer string
 	}{
-		{"unknown function", "func:sub@params:1-3,1-1", `no function "sub"; there are: add, echo, get_time, sum`},
+		{"unknown function", "func:sub@params:1-3,1-1", `no function "sub"; there are: ` + functionList(t, srv)},
 		{"unknown type code", "func:sum@params:9-1,1-2", `argument 1: unknown type code "9": 1 is int, 2 float, 3 str`},
 		{"a value that does not parse", "func:sum@params:1-x,1-2", `argument 1: "x" is not an int`},
 		{"too few arguments", "func:sum@params:1-1", "sum: takes 2 arguments, got 1"},
