@@ -2,7 +2,10 @@ package jsontcp
 
 import (
 	"context"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -35,6 +38,20 @@ func dial(t testing.TB, addr string, opts ...Option) *Client {
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// methodList is what srv says, after "there are: ", to a call that names
+// no method of it: the names in its registry, sorted and joined by ", ".
+// Tests build the list from the registry's map rather than write it out, so
+// a method added to the demo server (lesson 02's exercise 1) keeps them
+// true; a demo server must still offer the demo's three.
+func methodList(t testing.TB, srv *Server) string {
+	t.Helper()
+	srv.funcs.mu.RLock()
+	names := slices.Sorted(maps.Keys(srv.funcs.funcs))
+	srv.funcs.mu.RUnlock()
+	require.Subset(t, names, []string{"add", "echo", "test"})
+	return strings.Join(names, ", ")
 }
 
 // holdCalls makes every call to srv wait, once it has reached the server,

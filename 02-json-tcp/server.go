@@ -84,6 +84,12 @@ func (s *Server) Register(name string, fn any, params ...string) error {
 	return s.funcs.register(name, fn, params...)
 }
 
+// Methods returns the names of the registered functions, sorted: the list a
+// call that names none of them is given. It may be called at any time.
+func (s *Server) Methods() []string {
+	return s.funcs.names()
+}
+
 // Serve accepts connections on l and serves each on its own goroutine until
 // Shutdown is called; then it returns nil. With MaxConns connections open,
 // it stops accepting until one of them closes: new ones wait in the kernel's
