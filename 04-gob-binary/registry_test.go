@@ -64,15 +64,15 @@ func TestRegisterReportsSkipped(t *testing.T) {
 		report = append(report, s.String())
 	}
 	assert.Equal(t, []string{
-		"gobrpc.mixed.ErrFirst: it returns (error, int); a method returns int, float64, string or any, and may add an error",
-		"gobrpc.mixed.Float32: parameter 1 is float32; the wire carries int, float64 and string, or any of them as any",
-		"gobrpc.mixed.Int64Max: parameter 1 is int64; the wire carries int, float64 and string, or any of them as any",
+		"gobrpc.mixed.ErrFirst: it returns (error, int); " + methodReturns + ", and may add an error",
+		"gobrpc.mixed.Float32: parameter 1 is float32; " + wireCarries + ", or any of them as any",
+		"gobrpc.mixed.Int64Max: parameter 1 is int64; " + wireCarries + ", or any of them as any",
 		"gobrpc.mixed.Many: it is variadic, and a route takes a fixed number of arguments",
-		"gobrpc.mixed.Nothing: it returns (); a method returns int, float64, string or any, and may add an error",
-		"gobrpc.mixed.Pair: it returns (int, int); a method returns int, float64, string or any, and may add an error",
-		"gobrpc.mixed.Size: parameter 1 is uint; the wire carries int, float64 and string, or any of them as any",
-		"gobrpc.mixed.Slice: it returns ([]int); a method returns int, float64, string or any, and may add an error",
-		"gobrpc.mixed.Wait: parameter 1 is time.Duration; the wire carries int, float64 and string, or any of them as any",
+		"gobrpc.mixed.Nothing: it returns (); " + methodReturns + ", and may add an error",
+		"gobrpc.mixed.Pair: it returns (int, int); " + methodReturns + ", and may add an error",
+		"gobrpc.mixed.Size: parameter 1 is uint; " + wireCarries + ", or any of them as any",
+		"gobrpc.mixed.Slice: it returns ([]int); " + methodReturns + ", and may add an error",
+		"gobrpc.mixed.Wait: parameter 1 is time.Duration; " + wireCarries + ", or any of them as any",
 		"gobrpc.mixed.Reset: it has a pointer receiver: register a *gobrpc.mixed to offer it",
 	}, report)
 
@@ -87,7 +87,7 @@ func TestRegisterPointer(t *testing.T) {
 	skipped, err := r.register(&mixed{})
 	require.NoError(t, err)
 	assert.Len(t, skipped, 10)
-	assert.Contains(t, skipped, Skipped{"gobrpc.mixed.Reset", "it returns (); a method returns int, float64, string or any, and may add an error"})
+	assert.Contains(t, skipped, Skipped{"gobrpc.mixed.Reset", "it returns (); " + methodReturns + ", and may add an error"})
 	assert.Contains(t, slices.Sorted(maps.Keys(r.table())), "sum")
 }
 
