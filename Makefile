@@ -8,15 +8,44 @@ FUZZTIME   ?= 100000x
 BENCHFLAGS ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help test tour bench bench-wrk diff golden lint fuzz
+.PHONY: help test exercise solutions tour bench bench-wrk diff golden lint fuzz
 
 help: ## list the targets
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-9s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 test: ## go vet, then every test with the race detector (lesson checks included)
 	$(GO) vet ./...
 	$(GO) vet -tags exercises ./...
 	$(GO) test -race ./...
+
+exercise: ## one stage's exercises, each solved or not yet: make exercise STAGE=01
+	@test -n "$(STAGE)" || { echo "usage: make exercise STAGE=01 (runs the tests in 01-*/exercises_test.go)" >&2; exit 2; }
+	@stage=$$(find . -maxdepth 1 -type d -name '$(STAGE)-*' | sed 's|^\./||' | head -1); \
+	test -n "$$stage" || { echo "make exercise: there is no stage $(STAGE)" >&2; exit 2; }; \
+	test -f "$$stage/exercises_test.go" || { echo "make exercise: $$stage has no exercises_test.go" >&2; exit 2; }; \
+	names=$$($(GO) test -tags exercises -list '^TestExercise' ./$$stage/ 2>&1) || { \
+		echo "your change does not compile:"; echo "$$names"; exit 1; }; \
+	names=$$(echo "$$names" | grep '^TestExercise'); \
+	echo "$(GO) test -tags exercises -run '^TestExercise' -v ./$$stage/"; \
+	out=$$($(GO) test -tags exercises -run '^TestExercise' -v ./$$stage/ 2>&1); \
+	echo "$$out" | awk -v names="$$names" -v stage="$$stage" ' \
+		/^--- (PASS|FAIL|SKIP): TestExercise/ { status[$$3] = substr($$2, 1, 4) } \
+		END { \
+			n = split(names, list, "\n"); solved = 0; \
+			for (i = 1; i <= n; i++) { \
+				name = list[i]; s = status[name]; \
+				if (s == "PASS") { word = "solved"; solved++ } \
+				else if (s == "") { word = "not solved yet (the run stopped before it: see the command below)" } \
+				else { word = "not solved yet"; if (s == "SKIP") word = word " (skipped: see the command below)" } \
+				if (s != "PASS" && first == "") first = name; \
+				printf "  %-34s %s\n", name, word; \
+			} \
+			printf "%d of %d solved\n", solved, n; \
+			if (first != "") printf "to see why %s is not solved: go test -tags exercises -run %c^%s$$%c -v ./%s/\n", first, 39, first, 39, stage; \
+		}'
+
+solutions: ## apply each stage's solution patches to a copy of the tree and test them (STAGE=01 for one)
+	.ci/solutions $(STAGE)
 
 tour: ## run every stage's demo, with -trace, against a server in the same process
 	@set -e; for stage in $(STAGES); do \
@@ -52,14 +81,37 @@ bench-wrk: ## stage 06's server under wrk -t2 -c64 -d5s, then net/http's with th
 		kill $$pid; wait $$pid || true; trap - EXIT; echo; \
 	done
 
-diff: ## what changed from one stage to the next: make diff FROM=01 TO=02
-	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=01 TO=02" >&2; exit 2; }
+diff: ## what changed from one stage to the next: make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]
+	@test -n "$(FROM)" -a -n "$(TO)" || { \
+		echo "usage: make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]" >&2; \
+		echo "  CODE=1     the code only: no *_test.go, no testdata/, no README.md, no solutions/" >&2; \
+		echo "  SUMMARY=1  lines added and deleted per file, and the totals, instead of the diff" >&2; \
+		exit 2; }
 	@from=$$(find . -maxdepth 1 -type d -name '$(FROM)-*' | sed 's|^\./||' | head -1); \
 	to=$$(find . -maxdepth 1 -type d -name '$(TO)-*' | sed 's|^\./||' | head -1); \
-	test -d "$$from" -a -d "$$to" || { echo "no stage $(FROM) or $(TO)" >&2; exit 2; }; \
-	git diff --no-index --stat "$$from" "$$to"; \
-	git diff --no-index --find-renames "$$from" "$$to"; \
-	true
+	test -n "$$from" -a -n "$$to" || { echo "no stage $(FROM) or $(TO)" >&2; exit 2; }; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for stage in "$$from" "$$to"; do \
+		{ git ls-files -co --exclude-standard -- "$$stage" 2>/dev/null || find "$$stage" -type f; } | \
+		while IFS= read -r f; do \
+			test -f "$$f" || continue; \
+			if test -n "$(CODE)"; then \
+				case "/$$f" in *_test.go|*/README.md|*/testdata/*|*/solutions/*) continue ;; esac; \
+			fi; \
+			printf '%s\0' "$$f"; \
+		done | xargs -0 -r cp --parents -t "$$tmp"; \
+		mkdir -p "$$tmp/$$stage"; \
+	done; \
+	cd "$$tmp"; \
+	if test -n "$(SUMMARY)"; then \
+		git diff --no-index --numstat --find-renames "$$from" "$$to" | awk -F '\t' ' \
+			{ print; files++; if ($$1 != "-") { add += $$1; del += $$2 } } \
+			END { printf "%d files, +%d -%d\n", files, add, del }'; \
+	else \
+		git diff --no-index --stat "$$from" "$$to"; \
+		git diff --no-index --find-renames "$$from" "$$to"; \
+		true; \
+	fi
 
 golden: ## rewrite every golden file; review the diff as you would review code
 	$(GO) test ./... -update

@@ -2,12 +2,14 @@ package lessoncheck
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -178,8 +180,19 @@ var quoteRE = regexp.MustCompile(`^<!-- code: (\S+)(?: (\S+))? -->$`)
 
 // TestQuotedCode checks that every code block a markdown file quotes from a
 // source file still matches that file. See docs/README.md for the rules.
+//
+// A quote that no longer matches is a defect in the lesson, with one
+// exception: a learner doing the exercises changes the code the lessons
+// quote, and a red "these lines are not in the source" would read as if they
+// had broken the docs. So when the quoted file has uncommitted changes, the
+// quote is skipped with a message saying so, unless RPC_LESSONCHECK=strict
+// (CI sets it, and so should anyone editing a lesson or its code, or a stale
+// quote could hide behind their own uncommitted change). Once the change is
+// committed or undone, the quote is checked again.
 func TestQuotedCode(t *testing.T) {
 	root := root(t)
+	strict := os.Getenv("RPC_LESSONCHECK") == "strict"
+	var skipped []string
 	quotes := 0
 	for _, path := range markdownFiles(t, root) {
 		d := readDoc(t, root, path)
@@ -196,16 +209,77 @@ func TestQuotedCode(t *testing.T) {
 				continue
 			}
 			source, err := sourceLines(root, m[1], m[2])
-			if err != nil {
-				t.Errorf("%s: %v", where, err)
+			if err == nil {
+				err = matchExcerpt(block, source)
+			}
+			if err == nil {
 				continue
 			}
-			if err := matchExcerpt(block, source); err != nil {
-				t.Errorf("%s: %v", where, err)
+			if skip := staleQuote(path, m[1], m[2], uncommitted(root, m[1]), strict); skip != "" {
+				skipped = append(skipped, skip)
+				continue
 			}
+			t.Errorf("%s: %v", where, err)
 		}
 	}
 	assert.NotZero(t, quotes, "no lesson quotes any code: is the marker convention still in use?")
+	if len(skipped) > 0 {
+		// After an Errorf above, the test still fails: a skip does not undo it.
+		t.Skip(strings.Join(skipped, "\n"))
+	}
+}
+
+// staleQuote decides what a quote that does not match its source means. It
+// returns the message to skip it with, or "" when it is a failure: when the
+// quoted file is unchanged since the last commit (the lesson is out of
+// date), or in strict mode (RPC_LESSONCHECK=strict, as in CI).
+func staleQuote(mdPath, file, symbol string, changed, strict bool) string {
+	if !changed || strict {
+		return ""
+	}
+	who := mdPath
+	if m := lessonRE.FindStringSubmatch(filepath.ToSlash(mdPath)); m != nil {
+		who = "lesson " + m[1]
+	}
+	what := file
+	if symbol != "" {
+		what += " " + symbol
+	}
+	return fmt.Sprintf("%s quotes code you changed (%s): expected while you do the exercises; "+
+		"the check runs again once your change is committed or undone (CI always runs it)", who, what)
+}
+
+// lessonRE matches a lesson's path and captures its number.
+var lessonRE = regexp.MustCompile(`^docs/(\d\d)-[a-z0-9-]+\.md$`)
+
+// uncommitted reports whether file (relative to root) differs from the last
+// commit. Without git, or outside a repository, nothing counts as changed,
+// so every quote is checked.
+func uncommitted(root, file string) bool {
+	// Outside a repository, git diff turns into git diff --no-index and
+	// exits 1, as for a change: ask first whether there is a commit at all.
+	if exec.Command("git", "-C", root, "rev-parse", "--verify", "--quiet", "HEAD").Run() != nil {
+		return false
+	}
+	err := exec.Command("git", "-C", root, "diff", "--quiet", "HEAD", "--", file).Run()
+	var exit *exec.ExitError
+	return errors.As(err, &exit) && exit.ExitCode() == 1
+}
+
+func TestStaleQuote(t *testing.T) {
+	const want = "lesson 01 quotes code you changed (01-http-add/server.go Server.ServeHTTP): " +
+		"expected while you do the exercises; the check runs again once your change is committed or undone (CI always runs it)"
+	assert.Equal(t, want, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", true, false),
+		"changed, not strict: skipped")
+	assert.Empty(t, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", true, true),
+		"changed, strict: a failure")
+	assert.Empty(t, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", false, false),
+		"unchanged: a failure")
+	assert.Empty(t, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", false, true),
+		"unchanged, strict: a failure")
+	assert.Equal(t, "README.md quotes code you changed (01-http-add/testdata/demo.golden): "+
+		"expected while you do the exercises; the check runs again once your change is committed or undone (CI always runs it)",
+		staleQuote("README.md", "01-http-add/testdata/demo.golden", "", true, false), "not a lesson, no symbol")
 }
 
 // blockAfter returns the lines of the fenced code block that follows the
