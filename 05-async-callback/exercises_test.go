@@ -57,7 +57,7 @@ func TestExercisePending(t *testing.T) {
 func TestExerciseCallbacksInOrder(t *testing.T) {
 	clock := &testClock{asleep: make(chan time.Duration, 1024), alarms: map[time.Duration]chan struct{}{}}
 	srv := NewDemoServer(Service{Sleep: clock.Sleep})
-	written := make(chan uint64, 3)
+	written := make(chan uint64, 4)
 	srv.answerWritten = func(id uint64) { written <- id }
 	addr := serve(t, srv, rpctest.Listen(t))
 	t.Cleanup(clock.wakeAll)
@@ -85,7 +85,15 @@ func TestExerciseCallbacksInOrder(t *testing.T) {
 		clock.wake(ms)
 		<-written
 	}
+	// The callback of 100 holds up the ones after it, not the reader: a
+	// call made now is answered. Its answer comes after 200's and 300's,
+	// so those calls have ended, and wait behind 100's callback, by then.
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
+	sum, err := c.Add(ctx, 1, 2)
+	cancel()
 	close(first)
+	require.NoError(t, err, "a callback that blocks holds up the client's reader")
+	assert.Equal(t, 3, sum)
 	for range 3 {
 		<-ran
 	}
