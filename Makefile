@@ -81,10 +81,10 @@ bench-wrk: ## stage 06's server under wrk -t2 -c64 -d5s, then net/http's with th
 		kill $$pid; wait $$pid || true; trap - EXIT; echo; \
 	done
 
-diff: ## what changed from one stage to the next: make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]
+diff: ## what changed from one stage to the next (solutions/ left out): make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]
 	@test -n "$(FROM)" -a -n "$(TO)" || { \
 		echo "usage: make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]" >&2; \
-		echo "  CODE=1     the code only: no *_test.go, no testdata/, no README.md, no solutions/" >&2; \
+		echo "  CODE=1     the code only: no *_test.go, no testdata/, no README.md" >&2; \
 		echo "  SUMMARY=1  lines added and deleted per file, and the totals, instead of the diff" >&2; \
 		exit 2; }
 	@from=$$(find . -maxdepth 1 -type d -name '$(FROM)-*' | sed 's|^\./||' | head -1); \
@@ -95,8 +95,9 @@ diff: ## what changed from one stage to the next: make diff FROM=01 TO=02 [CODE=
 		{ git ls-files -co --exclude-standard -- "$$stage" 2>/dev/null || find "$$stage" -type f; } | \
 		while IFS= read -r f; do \
 			test -f "$$f" || continue; \
+			case "/$$f" in */solutions/*) continue ;; esac; \
 			if test -n "$(CODE)"; then \
-				case "/$$f" in *_test.go|*/README.md|*/testdata/*|*/solutions/*) continue ;; esac; \
+				case "/$$f" in *_test.go|*/README.md|*/testdata/*) continue ;; esac; \
 			fi; \
 			printf '%s\0' "$$f"; \
 		done | xargs -0 -r cp --parents -t "$$tmp"; \
