@@ -4,9 +4,10 @@ package jsontcp
 
 // The lesson's exercises, as tests that fail until the exercise is done:
 //
-//	go test -tags exercises -run Exercise ./02-json-tcp/
+//	make exercise STAGE=02
 //
 // `make test` compiles them (go vet -tags exercises) but does not run them.
+// A worked solution of exercise K is in solutions/exercise-K.patch.
 
 import (
 	"encoding/json"
