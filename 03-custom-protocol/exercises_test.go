@@ -4,9 +4,10 @@ package customproto
 
 // The lesson's exercises, as tests that fail until the exercise is done:
 //
-//	go test -tags exercises -run Exercise ./03-custom-protocol/
+//	make exercise STAGE=03
 //
 // `make test` compiles them (go vet -tags exercises) but does not run them.
+// Each has a worked solution in solutions/exercise-K.patch.
 
 import (
 	"math"
