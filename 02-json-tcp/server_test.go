@@ -264,6 +264,10 @@ func TestIdleFloodBlocksNobody(t *testing.T) {
 func TestRefusalIsReadable(t *testing.T) {
 	srv := NewDemoServer()
 	srv.FirstRequestTimeout = time.Minute // encoding 32 MiB under -race takes seconds
+	// On a loaded machine the client can stall between writes for longer
+	// than closeLinger: the server must go on draining until it has read
+	// all the client sent, or the close resets the refusal away.
+	srv.linger, srv.WriteTimeout = rpctest.Backstop, rpctest.Backstop
 	c := dial(t, serve(t, srv, rpctest.Listen(t)))
 	// Far more than the kernel buffers between the two sides hold, so that
 	// most of it is still unread when the server refuses it.
