@@ -6,12 +6,15 @@ STAGES     := $(sort $(patsubst %/README.md,%,$(wildcard [0-9][0-9]-*/README.md)
 # run with a bare "context deadline exceeded" (go.dev/issue/75804, fixed in 1.27).
 FUZZTIME   ?= 100000x
 BENCHFLAGS ?=
+# How many times make bench-report runs each benchmark: benchstat wants 6 or more.
+BENCHCOUNT ?= 6
+LOADFLAGS  ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help test exercise solutions tour bench bench-wrk diff golden lint fuzz
+.PHONY: help test exercise solutions tour bench bench-wrk bench-check bench-report bench-load diff golden lint fuzz
 
 help: ## list the targets
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 test: ## go vet, then every test with the race detector (lesson checks included)
 	$(GO) vet ./...
@@ -80,6 +83,28 @@ bench-wrk: ## stage 06's server under wrk -t2 -c64 -d5s, then net/http's with th
 		wrk -t2 -c64 -d5s "http://$$addr/add?a=1&b=2"; \
 		kill $$pid; wait $$pid || true; trap - EXIT; echo; \
 	done
+
+bench-check: ## the bench/ module (its own go.mod): vet, tidy, staticcheck, its tests, and every benchmark once
+	cd bench && $(GO) vet ./...
+	cd bench && $(GO) mod tidy -diff
+	cd bench && $(GO) run $(STATICCHECK) ./...
+	cd bench && $(GO) test -race ./...
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem -benchtime 1x .
+
+bench-report: ## every stage, the floor, net/rpc, jsonrpc, net/http and gRPC in one run: writes docs/benchmarks.md (about 10 minutes)
+	@set -e; cd bench; mkdir -p results; \
+	command="go test -run '^\$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 2h ."; \
+	echo "cd bench && $$command | tee results/raw.txt"; \
+	before=$$(cut -d' ' -f1-3 /proc/loadavg); \
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 2h . | tee results/raw.txt; \
+	after=$$(cut -d' ' -f1-3 /proc/loadavg); \
+	$(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg \
+		-command "cd bench && $$command" -go "$$($(GO) version)" -machine "$$(uname -srm), $$(nproc) cores" \
+		-load-before "$$before" -load-after "$$after"; \
+	echo "wrote docs/benchmarks.md and docs/img/benchmarks.svg from bench/results/raw.txt"
+
+bench-load: ## each stage's server under its client's load mode, and wrk where installed: appends to docs/benchmarks.md
+	cd bench && $(GO) run ./cmd/load -page ../docs/benchmarks.md $(LOADFLAGS)
 
 diff: ## what changed from one stage to the next (solutions/ left out): make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]
 	@test -n "$(FROM)" -a -n "$(TO)" || { \
