@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rpc-from-scratch/course/bench/internal/report"
+)
+
+const fixture = "../../internal/report/testdata/raw.txt"
+
+func args(dir string, extra ...string) []string {
+	return append([]string{
+		"-raw", fixture,
+		"-page", filepath.Join(dir, "docs", "benchmarks.md"),
+		"-svg", filepath.Join(dir, "docs", "img", "benchmarks.svg"),
+		"-command", "go test -bench . -count 6",
+		"-go", "go version go1.26.8 linux/amd64",
+		"-machine", "Linux x86_64",
+		"-cores", "2",
+		"-date", "2026-11-25",
+		"-load-before", "0.10 0.20 0.30 1/2 3",
+		"-load-after", "1.10 1.20 1.30 1/2 3",
+	}, extra...)
+}
+
+func TestRunWritesPageAndChart(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, run(args(dir)))
+
+	pg, err := os.ReadFile(filepath.Join(dir, "docs", "benchmarks.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(pg), report.LoadBegin+"\n"+report.LoadPlaceholder+report.LoadEnd)
+	assert.Contains(t, string(pg), "`go test -bench . -count 6`")
+	assert.Contains(t, string(pg), "0.10 0.20 0.30 before, 1.10 1.20 1.30 after")
+	svg, err := os.ReadFile(filepath.Join(dir, "docs", "img", "benchmarks.svg"))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(svg), "<svg "))
+
+	// A second run keeps what make bench-load wrote between the markers.
+	load := "## Requests per second\n\n| stage | req/s |\n|---|---|\n| 02 | 41000 |\n"
+	edited := strings.Replace(string(pg), report.LoadPlaceholder, load, 1)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "docs", "benchmarks.md"), []byte(edited), 0o644))
+	require.NoError(t, run(args(dir)))
+	pg2, err := os.ReadFile(filepath.Join(dir, "docs", "benchmarks.md"))
+	require.NoError(t, err)
+	assert.Equal(t, edited, string(pg2))
+
+	entries, err := os.ReadDir(filepath.Join(dir, "docs"))
+	require.NoError(t, err)
+	for _, e := range entries {
+		assert.False(t, strings.HasPrefix(e.Name(), "."), "temporary file left: %s", e.Name())
+	}
+}
+
+func TestRunFailsOnMissingRaw(t *testing.T) {
+	dir := t.TempDir()
+	a := args(dir)
+	a[1] = filepath.Join(dir, "missing.txt")
+	assert.Error(t, run(a))
+	_, err := os.Stat(filepath.Join(dir, "docs", "benchmarks.md"))
+	assert.True(t, os.IsNotExist(err), "no page written")
+}
