@@ -222,11 +222,12 @@ func (d deadlineAtWill) Err() error {
 }
 
 // runDemoWithoutTiming runs the demo with args against the demo server in
-// this process, with the test's clock, and drives it: it wakes the slow
-// calls one at a time, each once the demo has printed the one before; it
-// lets the short deadline pass once slow(500) is running on the server;
-// and it wakes slow(500) once the callback has printed, so its late answer
-// comes at the same place on every run. Nothing waits for real time.
+// this process, with the test's clock, and drives it: once all three slow
+// calls are running on the server, it wakes them one at a time, each once
+// the demo has printed the one before; it lets the short deadline pass
+// once slow(500) is running on the server; and it wakes slow(500) once the
+// callback has printed, so its late answer comes at the same place on
+// every run. Nothing waits for real time.
 func runDemoWithoutTiming(t *testing.T, args ...string) (stdout []byte, stderr string) {
 	clock := newFakeClock()
 	expire := make(chan context.CancelFunc, 1)
@@ -252,6 +253,13 @@ func runDemoWithoutTiming(t *testing.T, args ...string) (stdout []byte, stderr s
 		}
 	})
 
+	// On the real clock, slow(100) ends long after the three requests
+	// are sent. Here the test decides: it ends none before the server is
+	// running all three, so all three requests cross before any answer,
+	// however the client's writer happened to batch them.
+	for _, ms := range []time.Duration{300, 100, 200} {
+		clock.waitAsleep(t, ms*time.Millisecond)
+	}
 	clock.wake(t, 100*time.Millisecond)
 	out.waitFor(t, "slow(100) = 100")
 	clock.wake(t, 200*time.Millisecond)
