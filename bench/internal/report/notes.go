@@ -4,17 +4,17 @@ package report
 // AddParallel rows share connections. The lead corrects these from the
 // benchmarks' code; the page prints them as they are.
 var systemNotes = map[string]string{
-	"floor":              "raw TCP ping-pong: one goroutine per connection, 4-byte length prefix, no codec; AddParallel: one connection per caller (per-caller).",
-	"01-http-add":        "stage 01: GET /add over net/http (client and server); AddParallel: one client shared (its Transport pools connections) or one client per caller.",
-	"02-json-tcp":        "stage 02: JSON frames over TCP, one call at a time per connection; AddParallel: one client shared (calls wait their turn) or one client per caller.",
-	"03-custom-protocol": "stage 03: typed text protocol framed by length, one call at a time per connection; AddParallel: shared or per-caller, as 02.",
-	"04-gob-binary":      "stage 04: gob frames, one gob stream per connection, one call at a time; AddParallel: shared or per-caller, as 02.",
-	"05-async-callback":  "stage 05: many calls in flight on one connection (request ids, a pending table); AddParallel: one client shared.",
-	"06-wsgi-router":     "stage 06: hand-built HTTP/1.1 server and client, keep-alive; AddParallel: one client shared or one client per caller.",
-	"net-rpc":            "net/rpc with gob: calls multiplexed on one connection; AddParallel: one client shared or one client per caller.",
-	"jsonrpc":            "net/rpc/jsonrpc: net/rpc with a JSON codec; AddParallel: one client shared or one client per caller.",
-	"net-http":           "net/http with keep-alive, JSON body; AddParallel: one http.Client shared (its Transport keeps a pool of connections).",
-	"grpc":               "gRPC-go unary calls over HTTP/2, protobuf; AddParallel: one ClientConn shared (streams multiplexed on one connection).",
+	"floor":              "raw TCP ping-pong: 4-byte length prefix, one goroutine per connection, no codec; its client makes one call at a time and is never shared: per-caller only.",
+	"01-http-add":        "GET /add over net/http on both sides; the client's transport keeps a pool of connections, so one client serves every caller: shared only.",
+	"02-json-tcp":        "JSON frames over TCP; a client's calls take turns on its one connection: measured shared and per-caller.",
+	"03-custom-protocol": "typed text protocol framed by length; a client's calls take turns on its one connection: shared and per-caller.",
+	"04-gob-binary":      "gob in frames, one gob stream per connection; a client's calls take turns: shared and per-caller.",
+	"05-async-callback":  "gob with request ids, many calls in flight on one connection: shared only.",
+	"06-wsgi-router":     "hand-built HTTP/1.1 server and router (GET /add, POST /echo with a JSON string); one client serves every caller: shared only.",
+	"net-rpc":            "net/rpc with gob: many calls on one connection, each with a sequence number; takes no context: shared only.",
+	"jsonrpc":            "net/rpc with the JSON-RPC 1.0 codec of net/rpc/jsonrpc: shared only.",
+	"net-http":           "net/http on both sides, keep-alive, the same two routes as stage 06; the transport keeps up to 64 idle connections: shared only.",
+	"grpc":               "gRPC-go unary calls, protobuf over HTTP/2 without TLS; one connection carries many calls as streams: shared only.",
 }
 
 // SystemNote returns the line systemNotes holds for sys, or a placeholder.
