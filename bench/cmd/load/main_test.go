@@ -19,10 +19,14 @@ const (
 	fakeServerEnv = "LOAD_FAKE_SERVER" // listen, ignore-sigint, exit-early, silent, fail-on-stop
 	fakeClientEnv = "LOAD_FAKE_CLIENT" // ok, errors, no-line
 	fakeWrkEnv    = "LOAD_FAKE_WRK"    // ok, non2xx, socket-errors
+	fakeLogEnv    = "LOAD_FAKE_LOG"    // a file each fake appends its command line to
 )
 
 func TestMain(m *testing.M) {
 	name := filepath.Base(os.Args[0])
+	if log := os.Getenv(fakeLogEnv); log != "" && name != "load.test" {
+		logCommand(log, name, os.Args[1:])
+	}
 	switch {
 	case strings.HasSuffix(name, "-server") && os.Getenv(fakeServerEnv) != "":
 		os.Exit(fakeServer(os.Getenv(fakeServerEnv)))
@@ -35,6 +39,18 @@ func TestMain(m *testing.M) {
 	// reports of other threads; the fakes need not wait.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	os.Exit(m.Run())
+}
+
+// logCommand appends "name arg..." to the file at path: the tests check
+// how run started each command.
+func logCommand(path, name string, args []string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fmt.Fprintln(f, strings.Join(append([]string{name}, args...), " "))
+	f.Close()
 }
 
 func fakeServer(mode string) int {

@@ -63,11 +63,32 @@ func TestRunWritesTheSection(t *testing.T) {
 	t.Setenv(fakeServerEnv, "listen")
 	t.Setenv(fakeClientEnv, "ok")
 	t.Setenv(fakeWrkEnv, "ok")
+	log := filepath.Join(t.TempDir(), "commands.log")
+	t.Setenv(fakeLogEnv, log)
 	page := writePage(t)
 
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"-page", page, "-stages", "02,05", "-runs", "2"}, &stdout, &stderr)
+	err := run(context.Background(), []string{"-page", page, "-stages", "02,05", "-runs", "2", "-calls", "300", "-wrk-duration", "2s"}, &stdout, &stderr)
 	require.NoError(t, err, stderr.String())
+
+	commands, err := os.ReadFile(log)
+	require.NoError(t, err)
+	const (
+		client = " -addr 127.0.0.1:9 -calls 300 -concurrency 64\n"
+		wrk    = "wrk -t2 -c64 -d2s http://127.0.0.1:9/add?a=1&b=2\n"
+	)
+	assert.Equal(t, ""+
+		"02-json-tcp-server -addr 127.0.0.1:0\n02-json-tcp-client"+client+
+		"02-json-tcp-server -addr 127.0.0.1:0\n02-json-tcp-client"+client+
+		"05-async-callback-server -addr 127.0.0.1:0\n05-async-callback-client"+client+
+		"05-async-callback-server -addr 127.0.0.1:0\n05-async-callback-client"+client+
+		"01-http-add-server -addr 127.0.0.1:0\n"+wrk+
+		"01-http-add-server -addr 127.0.0.1:0\n"+wrk+
+		"06-wsgi-router-server -addr 127.0.0.1:0\n"+wrk+
+		"06-wsgi-router-server -addr 127.0.0.1:0\n"+wrk+
+		"06-wsgi-router-server -addr 127.0.0.1:0 -stdlib\n"+wrk+
+		"06-wsgi-router-server -addr 127.0.0.1:0 -stdlib\n"+wrk,
+		string(commands), "each run a new server, then its client or wrk")
 
 	assert.Equal(t, map[string][]string{
 		"01-http-add":       {"server"},
@@ -84,7 +105,7 @@ func TestRunWritesTheSection(t *testing.T) {
 		"| `01-http-add`: " + wrkTargets[0].what + " | 33,443 · 33,443 | 33,443 | 1.79ms |",
 		"| `06-wsgi-router`: ",
 		"| `06-wsgi-router -stdlib`: ",
-		"cd bench && go run ./cmd/load -page " + page + " -stages 02,05 -runs 2",
+		"cd bench && go run ./cmd/load -page " + page + " -stages 02,05 -runs 2 -calls 300 -wrk-duration 2s",
 	} {
 		assert.Contains(t, stdout.String(), want)
 	}
