@@ -38,6 +38,8 @@ func TestParseClientOutputRefusesFailedRuns(t *testing.T) {
 	}{
 		{"errors", readTestdata(t, "client-errors.txt"), "errors=200"},
 		{"mismatches", "calls=100 ok=97 errors=0 mismatches=3 elapsed=5ms rps=20000 p50=1ms p99=2ms\n", "mismatches=3"},
+		{"errors, though ok counts every call", "calls=100 ok=100 errors=1 mismatches=0 elapsed=5ms rps=20000 p50=1ms p99=2ms\n", "errors=1"},
+		{"mismatches, though ok counts every call", "calls=100 ok=100 errors=0 mismatches=1 elapsed=5ms rps=20000 p50=1ms p99=2ms\n", "mismatches=1"},
 		{"fewer ok than calls", "calls=100 ok=99 errors=0 mismatches=0 elapsed=5ms rps=20000 p50=1ms p99=2ms\n", "ok=99"},
 		{"no calls", "calls=0 ok=0 errors=0 mismatches=0 elapsed=0s rps=0 p50=0s p99=0s\n", "calls=0"},
 		{"missing line", "add(1, 2) = 3\nclient: connection refused\n", `no "calls=`},
