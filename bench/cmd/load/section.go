@@ -31,7 +31,7 @@ func renderSection(rep report) string {
 		cpu = rep.cpu + ", "
 	}
 	p("- Go: %s; CPU: %s%d cores\n", rep.goVersion, cpu, rep.cores)
-	p("- Load average (1, 5, 15 minutes) before: %s; after: %s\n\n", rep.loadBefore, rep.loadAfter)
+	p("- Load average (1, 5, 15 minutes) before: %s; after: %s (the figures after count this run's own work)\n\n", rep.loadBefore, rep.loadAfter)
 
 	p("### Load mode: calls per second\n\n")
 	p("Each client runs with `-calls %d -concurrency %d`, %s, each against a new server. ", cfg.calls, cfg.concurrency, plural(cfg.runs, "run"))

@@ -59,7 +59,7 @@ func TestSectionShowsEveryRunAndTheMedian(t *testing.T) {
 		"whole-program figures, not benchmarks",
 		"process start is not counted",
 		"- Go: go1.26.8 linux/amd64; CPU: AMD EPYC, 2 cores",
-		"before: 0.92 1.68 2.01; after: 1.10 1.70 2.00",
+		"before: 0.92 1.68 2.01; after: 1.10 1.70 2.00 (the figures after count this run's own work)",
 		"`-calls 20000 -concurrency 64`, 3 runs",
 		"| 05-async-callback | " + stages[4].sharing + " | 30,000 · 10,000 · 20,000 | 20,000 | 2.00ms, 15.0ms |",
 		"`wrk -t2 -c64 -d5s http://HOST:PORT/add?a=1&b=2`",
