@@ -68,8 +68,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	flags := flag.NewFlagSet("load", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	cfg := config{args: args}
-	flags.StringVar(&cfg.page, "page", "../docs/benchmarks.md", "the benchmarks `page` whose load section to replace (make bench-report writes it)")
-	only := flags.String("stages", "01,02,03,04,05,06", "the `stages` to load, by number, comma-separated")
+	flags.StringVar(&cfg.page, "page", "../docs/benchmarks.md", "the benchmarks page, `FILE`, whose load section to replace (make bench-report writes it)")
+	only := flags.String("stages", "01,02,03,04,05,06", "the stages to load, a comma-separated `LIST` of numbers")
 	flags.IntVar(&cfg.calls, "calls", 20000, "each client's -calls: how many add calls a run makes")
 	flags.IntVar(&cfg.concurrency, "concurrency", 64, "each client's -concurrency: how many callers at once")
 	flags.IntVar(&cfg.runs, "runs", 3, "how many times to run each client, and wrk against each server, each time with a new server")
