@@ -15,7 +15,7 @@ func renderSection(rep report) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	cfg := rep.cfg
 
-	p("## Under load: whole programs\n\n")
+	// The heading above the markers is the page's (bench/internal/report).
 	p("The tables above time calls inside one test binary. Here each stage runs as a learner runs it: ")
 	p("its server as one process (`cmd/server -addr 127.0.0.1:0`), its client's load mode as another ")
 	p("(`cmd/client -addr HOST:PORT -calls N -concurrency C`), over loopback. ")

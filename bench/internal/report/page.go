@@ -188,7 +188,7 @@ func WritePage(w io.Writer, d *Data, m Meta, load []byte) error {
 	p("Median sec/op per workload, one panel each, on a linear scale of its own; the whisker is the 95%% confidence interval.\n\n")
 	p("![Median time per operation of every stage and peer, one panel per workload](%s)\n\n", m.SVGLink)
 
-	p("## Under load\n\n")
+	p("## Under load: whole programs\n\n")
 	p("%s\n", LoadBegin)
 	if load == nil {
 		load = []byte(LoadPlaceholder)
