@@ -131,6 +131,8 @@ func newFunction(name string, fn any, spec []string) (*function, error) {
 			return nil, fmt.Errorf("parameter %q: nothing may follow **%s", p.name, f.varKw.name)
 		case stars > 0 && hasDef:
 			return nil, fmt.Errorf("parameter %q: *args and **kwargs take no default", s)
+		case stars == 1 && f.varArgs != nil:
+			return nil, fmt.Errorf("parameter %q: only one *args, and *%s came first", s, f.varArgs.name)
 		}
 		seen[p.name] = true
 		switch stars {

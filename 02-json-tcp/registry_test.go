@@ -140,6 +140,7 @@ func TestRegisterRefuses(t *testing.T) {
 		wantErr string
 	}{
 		{"not a function", 42, nil, "register f: int is not a function"},
+		{"two star args", func(a, b []int) int { return 0 }, []string{"*a", "*b"}, `register f: parameter "*b": only one *args, and *a came first`},
 		{"too few names", two, []string{"a"}, "register f: the function takes 2 parameters, but 1 names were given"},
 		{"variadic", func(a ...int) int { return 0 }, []string{"a"}, `register f: a variadic function cannot be registered: take a slice and name it "*args"`},
 		{"no result", func(a int) {}, []string{"a"}, "register f: the function must return a result, or a result and an error"},
