@@ -11,7 +11,7 @@ BENCHCOUNT ?= 6
 LOADFLAGS  ?=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help test exercise solutions tour bench bench-wrk bench-check bench-report bench-load diff golden lint fuzz
+.PHONY: help test exercise solutions tour bench bench-wrk bench-check bench-report bench-page bench-load diff golden lint fuzz
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -94,14 +94,17 @@ bench-check: ## the bench/ module (its own go.mod): vet, tidy, staticcheck, its 
 bench-report: ## every stage, the floor, net/rpc, jsonrpc, net/http and gRPC in one run: writes docs/benchmarks.md (about 10 minutes)
 	@set -e; cd bench; mkdir -p results; \
 	command="go test -run '^\$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 2h ."; \
-	echo "cd bench && $$command | tee results/raw.txt"; \
-	before=$$(cut -d' ' -f1-3 /proc/loadavg); \
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 2h . | tee results/raw.txt; \
-	after=$$(cut -d' ' -f1-3 /proc/loadavg); \
-	$(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg \
-		-command "cd bench && $$command" -go "$$($(GO) version)" -machine "$$(uname -srm), $$(nproc) cores" \
-		-load-before "$$before" -load-after "$$after"; \
+	echo "cd bench && $$command | tee -a results/raw.txt"; \
+	{ echo "run-command: cd bench && $$command"; echo "run-go: $$($(GO) version)"; \
+	  echo "run-machine: $$(uname -srm), $$(nproc) cores"; echo "run-date: $$(date -u +%F)"; \
+	  echo "run-load-before: $$(cut -d' ' -f1-3 /proc/loadavg)"; } > results/raw.txt; \
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 2h . | tee -a results/raw.txt; \
+	echo "run-load-after: $$(cut -d' ' -f1-3 /proc/loadavg)" >> results/raw.txt; \
+	$(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg; \
 	echo "wrote docs/benchmarks.md and docs/img/benchmarks.svg from bench/results/raw.txt"
+
+bench-page: ## write docs/benchmarks.md and its chart again from bench/results/raw.txt, without running anything
+	cd bench && $(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg
 
 bench-load: ## each stage's server under its client's load mode, and wrk where installed: appends to docs/benchmarks.md
 	cd bench && $(GO) run ./cmd/load -page ../docs/benchmarks.md $(LOADFLAGS)

@@ -7,6 +7,12 @@
 //	    -machine "$(uname -srm)" -cores "$(nproc)" -date "$(date -u +%F)" \
 //	    -load-before "..." -load-after "..."
 //
+// Each of -command, -go, -machine, -date, -load-before and -load-after
+// not given on the command line is taken from a line "run-NAME: value" of
+// the raw file (run-command, run-go, …), which make bench-report writes
+// around the benchmarks' output. So the page can be written again from the
+// committed raw file alone: make bench-page.
+//
 // It keeps what lies between the load markers of the existing page.
 package main
 
@@ -16,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rpc-from-scratch/course/bench/internal/report"
@@ -38,7 +45,7 @@ func run(args []string) error {
 	fs.StringVar(&m.GoVersion, "go", "", "output of `go version`")
 	fs.StringVar(&m.Machine, "machine", "", "output of `uname -srm`")
 	fs.StringVar(&m.Cores, "cores", "", "output of `nproc`")
-	fs.StringVar(&m.Date, "date", time.Now().UTC().Format("2006-01-02"), "date of the run")
+	fs.StringVar(&m.Date, "date", "", "date of the run (default: the raw file's run-date, else today)")
 	fs.StringVar(&m.LoadBefore, "load-before", "", "/proc/loadavg before the run")
 	fs.StringVar(&m.LoadAfter, "load-after", "", "/proc/loadavg after the run")
 	fs.StringVar(&m.RawPath, "raw-name", "bench/results/raw.txt", "the raw file's path from the repository's root, shown on the page")
@@ -48,14 +55,27 @@ func run(args []string) error {
 		return err
 	}
 
-	f, err := os.Open(*raw)
+	rawBytes, err := os.ReadFile(*raw)
 	if err != nil {
 		return err
 	}
-	data, err := report.Parse(f, *raw)
-	f.Close()
+	data, err := report.Parse(bytes.NewReader(rawBytes), *raw)
 	if err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	runLines := runMeta(rawBytes)
+	for name, field := range map[string]*string{
+		"command": &m.Command, "go": &m.GoVersion, "machine": &m.Machine, "date": &m.Date,
+		"load-before": &m.LoadBefore, "load-after": &m.LoadAfter,
+	} {
+		if v, ok := runLines[name]; ok && !set[name] {
+			*field = v
+		}
+	}
+	if m.Date == "" {
+		m.Date = time.Now().UTC().Format("2006-01-02")
 	}
 	for _, w := range data.Warnings {
 		fmt.Fprintln(os.Stderr, "report: warning:", w)
@@ -84,6 +104,19 @@ func run(args []string) error {
 		return err
 	}
 	return writeAtomic(*page, pageBuf.Bytes())
+}
+
+// runMeta returns the values of the raw file's "run-NAME: value" lines, by
+// NAME. benchfmt reads them as configuration lines, which the report ignores.
+func runMeta(raw []byte) map[string]string {
+	meta := map[string]string{}
+	for line := range strings.Lines(string(raw)) {
+		key, value, ok := strings.Cut(strings.TrimRight(line, "\r\n"), ": ")
+		if name, isRun := strings.CutPrefix(key, "run-"); ok && isRun && !strings.ContainsAny(name, " \t") {
+			meta[name] = strings.TrimSpace(value)
+		}
+	}
+	return meta
 }
 
 // writeAtomic writes a file through a temporary file and a rename, so a

@@ -66,3 +66,42 @@ func TestRunFailsOnMissingRaw(t *testing.T) {
 	_, err := os.Stat(filepath.Join(dir, "docs", "benchmarks.md"))
 	assert.True(t, os.IsNotExist(err), "no page written")
 }
+
+// TestRunTakesMetadataFromRaw writes the page from a raw file that carries
+// the run's metadata as run-NAME lines, as make bench-report writes it,
+// with no metadata flags: make bench-page. A flag given still wins.
+func TestRunTakesMetadataFromRaw(t *testing.T) {
+	dir := t.TempDir()
+	fix, err := os.ReadFile(fixture)
+	require.NoError(t, err)
+	raw := "run-command: cd bench && go test -bench . -count 6\n" +
+		"run-go: go version go1.26.8 linux/amd64\n" +
+		"run-machine: Linux 6.18 x86_64, 2 cores\n" +
+		"run-date: 2026-11-24\n" +
+		"run-load-before: 0.11 0.22 0.33\n" +
+		string(fix) +
+		"run-load-after: 1.11 1.22 1.33\n"
+	rawPath := filepath.Join(dir, "raw.txt")
+	require.NoError(t, os.WriteFile(rawPath, []byte(raw), 0o644))
+	pagePath := filepath.Join(dir, "benchmarks.md")
+	base := []string{"-raw", rawPath, "-page", pagePath, "-svg", filepath.Join(dir, "benchmarks.svg")}
+
+	require.NoError(t, run(base))
+	pg, err := os.ReadFile(pagePath)
+	require.NoError(t, err)
+	for _, want := range []string{
+		"`cd bench && go test -bench . -count 6`",
+		"go version go1.26.8 linux/amd64",
+		"Linux 6.18 x86_64, 2 cores",
+		"2026-11-24",
+		"0.11 0.22 0.33 before, 1.11 1.22 1.33 after",
+	} {
+		assert.Contains(t, string(pg), want)
+	}
+
+	require.NoError(t, run(append(base, "-date", "2026-12-01")))
+	pg, err = os.ReadFile(pagePath)
+	require.NoError(t, err)
+	assert.Contains(t, string(pg), "2026-12-01")
+	assert.NotContains(t, string(pg), "2026-11-24")
+}

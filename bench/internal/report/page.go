@@ -215,7 +215,9 @@ func WritePage(w io.Writer, d *Data, m Meta, load []byte) error {
 	p("## Regenerate\n\n")
 	p("```sh\nmake bench-report\n```\n\n")
 	p("runs the benchmarks, writes the raw output to `%s`, then this page and the chart from it. ", m.RawPath)
-	p("It keeps the load section as it is; `make bench-load` rewrites that.\n")
+	p("It keeps the load section as it is; `make bench-load` rewrites that. ")
+	p("The raw file also records the run's command, Go version, machine, date and load averages, ")
+	p("so `make bench-page` writes this page and the chart again from it without running anything.\n")
 
 	_, err := w.Write(b.Bytes())
 	return err
