@@ -91,14 +91,19 @@ bench-check: ## the bench/ module (its own go.mod): vet, tidy, staticcheck, its 
 	cd bench && $(GO) test -race ./...
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem -benchtime 1x .
 
+# bench-report runs BENCHCOUNT rounds of -count 1, not one -count BENCHCOUNT:
+# each round measures every system once, so a change in the machine's state
+# during the run falls on all of them alike, not on the few measured then.
 bench-report: ## every stage, the floor, net/rpc, jsonrpc, net/http and gRPC in one run: writes docs/benchmarks.md (about 10 minutes)
 	@set -e; cd bench; mkdir -p results; \
-	command="go test -run '^\$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 2h ."; \
-	echo "cd bench && $$command | tee -a results/raw.txt"; \
+	command="for round in \$$(seq $(BENCHCOUNT)); do go test -run '^\$$' -bench . -benchmem -count 1 -timeout 1h .; done"; \
+	echo "cd bench && ($$command) | tee -a results/raw.txt"; \
 	{ echo "run-command: cd bench && $$command"; echo "run-go: $$($(GO) version)"; \
 	  echo "run-machine: $$(uname -srm), $$(nproc) cores"; echo "run-date: $$(date -u +%F)"; \
 	  echo "run-load-before: $$(cut -d' ' -f1-3 /proc/loadavg)"; } > results/raw.txt; \
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 2h . | tee -a results/raw.txt; \
+	for round in $$(seq $(BENCHCOUNT)); do \
+		$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 1h . | tee -a results/raw.txt; \
+	done; \
 	echo "run-load-after: $$(cut -d' ' -f1-3 /proc/loadavg)" >> results/raw.txt; \
 	$(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg; \
 	echo "wrote docs/benchmarks.md and docs/img/benchmarks.svg from bench/results/raw.txt"

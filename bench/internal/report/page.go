@@ -74,6 +74,8 @@ func WritePage(w io.Writer, d *Data, m Meta, load []byte) error {
 	p("As the message grows, the codec's cost per byte takes over: text codecs read and write the string ")
 	p("a character at a time, binary ones copy it whole after its length.\n")
 	p("- Client and server run in one process, so B/op and allocs/op count both sides.\n")
+	p("- `make bench-report` runs the benchmarks in rounds, each measuring every system once, and a row's samples come from different rounds: ")
+	p("a slow moment of the machine falls on every system alike, not on the one measured then.\n")
 	p("- Every system that takes a `context.Context` gets the same one, as a user would pass it.\n\n")
 	p("| system | kind | how it calls and shares connections |\n|---|---|---|\n")
 	for _, sys := range d.SystemsPresent() {
