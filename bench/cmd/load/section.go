@@ -40,11 +40,7 @@ func renderSection(rep report) string {
 	p("| stage | how the callers share connections | calls/s, each run | median calls/s | p50, p99 latency of the median run |\n")
 	p("|---|---|--:|--:|--:|\n")
 	for _, s := range rep.stages {
-		rps := make([]float64, len(s.runs))
-		for i, r := range s.runs {
-			rps[i] = r.RPS
-		}
-		mid := s.runs[medianIndex(rps)]
+		rps, mid := ratesAndMedian(s.runs, func(r clientRun) float64 { return r.RPS })
 		p("| %s | %s | %s | %s | %s, %s |\n", s.stage.name, s.stage.sharing, joinRates(rps), rate(median(rps)),
 			humanDuration(mid.P50), humanDuration(mid.P99))
 	}
@@ -63,16 +59,22 @@ func renderSection(rep report) string {
 		p("| server | requests/s, each run | median requests/s | mean latency of the median run |\n")
 		p("|---|--:|--:|--:|\n")
 		for _, w := range rep.wrk {
-			rps := make([]float64, len(w.runs))
-			for i, r := range w.runs {
-				rps[i] = r.RPS
-			}
-			mid := w.runs[medianIndex(rps)]
+			rps, mid := ratesAndMedian(w.runs, func(r wrkRun) float64 { return r.RPS })
 			name := "`" + w.target.label() + "`"
 			p("| %s: %s | %s | %s | %s |\n", name, w.target.what, joinRates(rps), rate(median(rps)), humanDuration(mid.LatencyAvg))
 		}
 	}
 	return b.String()
+}
+
+// ratesAndMedian returns the rate of each run, and the run whose rate is
+// the median: the run whose latencies the tables show.
+func ratesAndMedian[R any](runs []R, rate func(R) float64) ([]float64, R) {
+	rps := make([]float64, len(runs))
+	for i, r := range runs {
+		rps[i] = rate(r)
+	}
+	return rps, runs[medianIndex(rps)]
 }
 
 // commandLine is the command as typed from the repository's root.
