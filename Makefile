@@ -96,15 +96,20 @@ bench-check: ## the bench/ module (its own go.mod): vet, tidy, staticcheck, its 
 # during the run falls on all of them alike, not on the few measured then.
 bench-report: ## every stage, the floor, net/rpc, jsonrpc, net/http and gRPC in one run: writes docs/benchmarks.md (about 10 minutes)
 	@set -e; cd bench; mkdir -p results; \
+	raw=$$(mktemp); out=$$(mktemp); trap 'rm -f "$$raw" "$$out"' EXIT; \
 	command="for round in \$$(seq $(BENCHCOUNT)); do go test -run '^\$$' -bench . -benchmem -count 1 -timeout 1h .; done"; \
-	echo "cd bench && ($$command) | tee -a results/raw.txt"; \
+	echo "cd bench && $$command"; \
 	{ echo "run-command: cd bench && $$command"; echo "run-go: $$($(GO) version)"; \
 	  echo "run-machine: $$(uname -srm), $$(nproc) cores"; echo "run-date: $$(date -u +%F)"; \
-	  echo "run-load-before: $$(cut -d' ' -f1-3 /proc/loadavg)"; } > results/raw.txt; \
+	  echo "run-load-before: $$(cut -d' ' -f1-3 /proc/loadavg)"; } > "$$raw"; \
 	for round in $$(seq $(BENCHCOUNT)); do \
-		$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 1h . | tee -a results/raw.txt; \
+		echo "round $$round of $(BENCHCOUNT)"; \
+		$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 1h . > "$$out" 2>&1 || { \
+			cat "$$out"; echo "bench-report: round $$round failed; the page and results/raw.txt are as they were" >&2; exit 1; }; \
+		cat "$$out"; cat "$$out" >> "$$raw"; \
 	done; \
-	echo "run-load-after: $$(cut -d' ' -f1-3 /proc/loadavg)" >> results/raw.txt; \
+	echo "run-load-after: $$(cut -d' ' -f1-3 /proc/loadavg)" >> "$$raw"; \
+	cp "$$raw" results/raw.txt; \
 	$(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg; \
 	echo "wrote docs/benchmarks.md and docs/img/benchmarks.svg from bench/results/raw.txt"
 
