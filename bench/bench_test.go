@@ -3,12 +3,14 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -236,3 +238,35 @@ func callEcho(b testing.TB, ctx context.Context, c Client, s string) {
 		b.Fatalf("echo of %d bytes: %d bytes back, %v", len(s), len(got), err)
 	}
 }
+
+// TestFloorRefusesBadFrames sends the floor's server what it must not
+// accept: a frame that claims more than floorMaxFrame, an unknown opcode,
+// and an add of the wrong size. Each closes that connection, without
+// reading the claimed bytes, and the server goes on serving others.
+func TestFloorRefusesBadFrames(t *testing.T) {
+	sys := Floor()
+	addr := start(t, sys)
+	for name, frame := range map[string][]byte{
+		"too large":      {0x00, 0x20, 0x00, 0x00, floorEcho}, // claims 2 MiB, sends 1 byte
+		"unknown opcode": {0, 0, 0, 1, 'z'},
+		"short add":      {0, 0, 0, 3, floorAdd, 1, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer c.Close()
+			require.NoError(t, c.SetDeadline(time.Now().Add(backstop)))
+			_, err = c.Write(frame)
+			require.NoError(t, err)
+			n, err := c.Read(make([]byte, 1))
+			assert.Equal(t, 0, n)
+			assert.ErrorIs(t, err, io.EOF, "the server closes the connection")
+
+			other := dial(t, sys, addr)
+			callAdd(t, t.Context(), other, 2, 3)
+		})
+	}
+}
+
+// backstop is a deadline that only a broken test reaches.
+const backstop = 30 * time.Second
