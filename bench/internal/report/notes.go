@@ -6,7 +6,7 @@ package report
 var systemNotes = map[string]string{
 	"floor":              "a raw TCP ping-pong: a 4-byte length, then the bytes, no codec, one goroutine per connection; takes no context. Its client makes one call at a time and is not shared: per-caller only.",
 	"01-http-add":        "GET /add?a=1&b=2 over net/http on both sides; the client keeps a pool of connections, so one client serves every caller: shared only.",
-	"02-json-tcp":        "JSON objects on TCP, each ending where its braces balance; the demo's add is add(a, b, c=10), called with c=0. A client's calls take turns on its one connection: shared and per-caller.",
+	"02-json-tcp":        "JSON objects on TCP, each ending where its braces balance; the demo's add is add(a, b, c=10), called with c=0; echo is echo_string, a func(s string) string the benchmark registers, since the demo's echo sends its argument back undecoded. A client's calls take turns on its one connection: shared and per-caller.",
 	"03-custom-protocol": "a typed text protocol, each message framed by its length. A client's calls take turns on its one connection: shared and per-caller.",
 	"04-gob-binary":      "gob in length-prefixed frames, one gob stream per connection. A client's calls take turns on its one connection: shared and per-caller.",
 	"05-async-callback":  "gob frames with request ids: many calls in flight on one connection at once: shared only.",
