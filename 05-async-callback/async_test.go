@@ -41,37 +41,41 @@ func TestManyCallsOneConnection(t *testing.T) {
 	assert.Zero(t, c.LateAnswers())
 }
 
-// TestAnswersCross holds the first call until the second has been answered:
-// the answers come back in the order the calls finish.
+// TestAnswersCross holds the first call on the server until the caller
+// has the second call's answer: the answers come back in the order the
+// calls finish, and the second is delivered while the first is still in
+// flight. (Reading both Done channels in one select would not show the
+// order: once both are ready, select picks either.)
 func TestAnswersCross(t *testing.T) {
 	srv := NewDemoServer(Service{})
-	secondWritten := make(chan struct{})
-	var once sync.Once
+	release := make(chan struct{})
 	srv.beforeAnswer = func(req *Request) {
 		if req.Func == "echo" && req.Params[0].Str == "first" {
-			<-secondWritten
-		}
-	}
-	srv.answerWritten = func(id uint64) {
-		if id == 2 {
-			once.Do(func() { close(secondWritten) })
+			<-release
 		}
 	}
 	c := dial(t, serve(t, srv, rpctest.Listen(t)))
-	first := c.Go(t.Context(), "echo", "first")
-	second := c.Go(t.Context(), "echo", "second")
-	var order []string
-	for range 2 {
-		select {
-		case call := <-first.Done:
-			require.NoError(t, call.Error)
-			order = append(order, call.Result.(string))
-		case call := <-second.Done:
-			require.NoError(t, call.Error)
-			order = append(order, call.Result.(string))
-		}
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // runs before the server's Shutdown, if the test stops early
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
+	defer cancel()
+	first := c.Go(ctx, "echo", "first")
+	second := c.Go(ctx, "echo", "second")
+
+	call := <-second.Done
+	require.NoError(t, call.Error)
+	assert.Equal(t, "second", call.Result)
+	select {
+	case call := <-first.Done:
+		t.Fatalf("the first call ended before the server answered it: %v, %v", call.Result, call.Error)
+	default:
 	}
-	assert.Equal(t, []string{"second", "first"}, order)
+
+	free()
+	call = <-first.Done
+	require.NoError(t, call.Error)
+	assert.Equal(t, "first", call.Result)
 }
 
 // TestGo makes calls with Go: Done delivers the call itself, once, however
