@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -26,7 +27,7 @@ func TestManyCallsOneConnection(t *testing.T) {
 	for i := range callers {
 		g.Go(func() error {
 			for j := range each {
-				sum, err := c.Add(t.Context(), i, j*1000)
+				sum, err := DemoClient{c}.Add(t.Context(), i, j*1000)
 				if err != nil {
 					return err
 				}
@@ -186,7 +187,7 @@ func TestPeerDiesMidCall(t *testing.T) {
 		assert.ErrorIs(t, call.Error, io.EOF)
 		assert.ErrorContains(t, call.Error, "the server closed the connection")
 	}
-	_, err := c.Add(t.Context(), 1, 2)
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	assert.ErrorIs(t, err, ErrBroken, "later calls fail too")
 	assert.ErrorIs(t, err, io.EOF)
 }
@@ -226,7 +227,7 @@ func TestRefusalIsTheCause(t *testing.T) {
 			assert.NoError(t, answers.write(Response{Error: "too many connections"}))
 		}
 	}))
-	_, err := c.Add(t.Context(), 1, 2)
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	assert.ErrorIs(t, err, ErrBroken)
 	var serverErr *ServerError
 	require.ErrorAs(t, err, &serverErr)
@@ -265,10 +266,48 @@ func TestWritesCoalesced(t *testing.T) {
 	assert.Equal(t, int64(2), conn.writes.Load(), "64 calls: the first alone, then the 63 that waited in one write")
 }
 
+// TestCloseDoesNotWaitForCallbacks closes a client while a callback
+// blocks: Close returns all the same.
+func TestCloseDoesNotWaitForCallbacks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := pipeClient(t, answerAdds)
+		release, blocked := make(chan struct{}), make(chan struct{})
+		c.GoFunc(t.Context(), "add", func(*Call) {
+			close(blocked)
+			<-release
+		}, 1, 2)
+		<-blocked
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close() }()
+		synctest.Wait()
+		select {
+		case err := <-closed:
+			assert.NoError(t, err)
+		default:
+			t.Error("Close waits for a callback that blocks")
+		}
+		close(release)
+	})
+}
+
+// TestCallbackMayClose closes a client from a callback, which a Close
+// that waited for callbacks would make wait for itself.
+func TestCallbackMayClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := pipeClient(t, answerAdds)
+		closed := make(chan error, 1)
+		c.GoFunc(t.Context(), "add", func(*Call) { closed <- c.Close() }, 1, 2)
+		assert.NoError(t, <-closed, "Close, from a callback")
+		_, err := DemoClient{c}.Add(t.Context(), 1, 2)
+		assert.ErrorIs(t, err, ErrClientClosed)
+	})
+}
+
 // TestCloseLeavesNoGoroutine closes a client with calls and callbacks in
-// flight: one callback running, held until Close has begun, and sixteen
-// calls held by the server. Close returns once every callback has, and no
-// goroutine of the client outlives it.
+// flight: one callback running, which blocks until the test lets it go,
+// and sixteen calls held by the server. Close returns while that callback
+// still blocks, with every call ended, and once the callbacks have
+// returned, no goroutine of the client is left.
 func TestCloseLeavesNoGoroutine(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	clock := &testClock{asleep: make(chan time.Duration, 1024), alarms: map[time.Duration]chan struct{}{}}
@@ -279,29 +318,34 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	c, err := Dial(t.Context(), l.Addr().String())
 	require.NoError(t, err)
 
-	var started, returned atomic.Int64
-	running := make(chan struct{})
-	c.GoFunc(t.Context(), func(call *Call) {
-		started.Add(1)
-		defer returned.Add(1)
+	var callbacks sync.WaitGroup // the callbacks of the calls Close fails
+	running, release, released := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	c.GoFunc(t.Context(), "add", func(call *Call) {
+		defer close(released)
 		close(running)
-		<-c.broken // until Close has begun
-	}, "add", 1, 2)
+		<-release
+	}, 1, 2)
 	<-running
 	var calls []*Call
 	for range 8 {
-		c.GoFunc(t.Context(), func(call *Call) {
-			started.Add(1)
-			defer returned.Add(1)
-			assert.ErrorIs(t, call.Error, ErrBroken)
-		}, "slow", 100)
+		callbacks.Add(1)
+		c.GoFunc(t.Context(), "slow", func(call *Call) {
+			defer callbacks.Done()
+			assert.ErrorIs(t, call.Error, ErrClientClosed)
+		}, 100)
 		calls = append(calls, c.Go(t.Context(), "slow", 100))
 	}
 	clock.waitAsleep(t, 16)
 
-	require.NoError(t, c.Close())
-	assert.Equal(t, int64(9), started.Load(), "every callback ran")
-	assert.Equal(t, int64(9), returned.Load(), "Close returned before a callback did")
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(rpctest.Backstop):
+		close(release)
+		t.Fatal("Close waits for a callback that blocks") // and TestCloseDoesNotWaitForCallbacks, at once
+	}
 	for _, call := range calls {
 		select {
 		case <-call.Done:
@@ -310,9 +354,115 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 			t.Error("Close returned with a call not ended")
 		}
 	}
+	close(release)
+	<-released
+	callbacks.Wait()
 
 	clock.wakeAll()
 	require.NoError(t, srv.Shutdown(t.Context()))
 	require.NoError(t, <-served)
 	goleak.VerifyNone(t, ignore)
+}
+
+// TestGoFuncNilCallback checks that GoFunc refuses a nil callback at the
+// call, with a message that says so, and registers nothing: a call whose
+// end could go nowhere would block the goroutine that ends it.
+func TestGoFuncNilCallback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := pipeClient(t, answerAdds)
+		assert.PanicsWithValue(t, "asyncrpc: GoFunc with a nil callback: the call's end would go nowhere", func() {
+			c.GoFunc(t.Context(), "add", nil, 1, 2)
+		})
+		assert.Zero(t, pendingCalls(c), "nothing registered")
+		sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
+		require.NoError(t, err, "the client goes on")
+		assert.Equal(t, 3, sum)
+	})
+}
+
+// TestGoFuncCallbackNotOnCaller makes a GoFunc call that ends in each way,
+// while its caller holds a lock the callback takes, and lets go of it only
+// once GoFunc has returned. A callback run on the caller's goroutine, as
+// one for a call that failed before it was sent used to be, would wait for
+// the lock for ever, and synctest would report the deadlock at once. The
+// lock is a channel with room for one, since synctest sees a goroutine
+// that waits on a channel, not on a sync.Mutex. Each callback runs once,
+// counted after Close.
+func TestGoFuncCallbackNotOnCaller(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		start   func(t *testing.T, c *Client) context.Context // brings the ending about, and gives the call's context
+		fn      string
+		args    []any
+		wantErr error  // if not nil, the call fails with it
+		wantMsg string // if not empty, the call fails with an error that says it
+	}{
+		{name: "answered", fn: "add", args: []any{1, 2}},
+		{name: "arguments that cannot be sent", fn: "echo", args: []any{[]byte("x")}, wantMsg: "cannot be sent"},
+		{name: "too large to send", fn: "echo", args: []any{strings.Repeat("x", 1000)}, wantErr: errTooLarge},
+		{
+			name: "its context ended already", fn: "add", args: []any{1, 2}, wantErr: context.Canceled,
+			start: func(t *testing.T, _ *Client) context.Context {
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				return ctx
+			},
+		},
+		{
+			name: "the client closed", fn: "add", args: []any{1, 2}, wantErr: ErrClientClosed,
+			start: func(t *testing.T, c *Client) context.Context {
+				require.NoError(t, c.Close())
+				return t.Context()
+			},
+		},
+		{
+			name: "the client broken", fn: "add", args: []any{1, 2}, wantErr: ErrBroken,
+			start: func(t *testing.T, c *Client) context.Context {
+				_, err := DemoClient{c}.Add(t.Context(), 1, 2) // the server refuses the stream
+				require.ErrorIs(t, err, ErrBroken)
+				return t.Context()
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				serve := answerAdds
+				if tt.name == "the client broken" {
+					serve = func(requests *decoder, answers *answerWriter) {
+						var req Request
+						if requests.decode(&req) == nil {
+							_ = answers.write(Response{Error: "refused"})
+						}
+					}
+				}
+				c := pipeClient(t, serve, WithMaxRequestBytes(1000))
+				ctx := t.Context()
+				if tt.start != nil {
+					ctx = tt.start(t, c)
+				}
+				lock := make(chan struct{}, 1)
+				ended := make(chan *Call, 2)
+				lock <- struct{}{} // the caller takes the lock
+				c.GoFunc(ctx, tt.fn, func(call *Call) {
+					lock <- struct{}{} // the callback takes it
+					<-lock
+					ended <- call
+				}, tt.args...)
+				<-lock // and lets it go once GoFunc has returned
+				call := <-ended
+				switch {
+				case tt.wantErr != nil:
+					assert.ErrorIs(t, call.Error, tt.wantErr)
+				case tt.wantMsg != "":
+					assert.ErrorContains(t, call.Error, tt.wantMsg)
+				default:
+					require.NoError(t, call.Error)
+					assert.Equal(t, 3, call.Result)
+				}
+				c.Close()
+				synctest.Wait() // any callback Close started has run
+				assert.Empty(t, ended, "a callback ran twice")
+			})
+		})
+	}
 }

@@ -28,7 +28,7 @@ func benchClient(b *testing.B) *Client {
 
 // BenchmarkAdd makes one call at a time on one connection.
 func BenchmarkAdd(b *testing.B) {
-	c := benchClient(b)
+	c := DemoClient{benchClient(b)}
 	for i := 0; b.Loop(); i++ {
 		if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
 			b.Fatalf("add(%d, 1) = %d, %v", i, sum, err)
@@ -44,7 +44,7 @@ const parallelCallers = 64
 // sharing ONE Client, and so one connection: their calls are in flight
 // side by side, and their requests and answers share writes.
 func BenchmarkAddParallel(b *testing.B) {
-	c := benchClient(b)
+	c := DemoClient{benchClient(b)}
 	b.SetParallelism(max(1, parallelCallers/runtime.GOMAXPROCS(0)))
 	b.RunParallel(func(pb *testing.PB) {
 		for i := 0; pb.Next(); i++ {
@@ -57,7 +57,7 @@ func BenchmarkAddParallel(b *testing.B) {
 }
 
 func benchEcho(b *testing.B, size int) {
-	c := benchClient(b)
+	c := DemoClient{benchClient(b)}
 	s := strings.Repeat("0123456789abcdef", size/16)
 	b.SetBytes(int64(len(s)))
 	for b.Loop() {

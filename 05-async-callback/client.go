@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"reflect"
 	"runtime"
 	"sync"
@@ -18,8 +19,8 @@ import (
 // Client is the client stub. It sends calls by name over one TCP
 // connection, each with an id of its own, and many calls can be on the wire
 // at once: a reader goroutine reads the answers as they come, in any order,
-// and hands each to the call whose id it carries. Add, Echo and Slow are
-// typed stubs on top of Call.
+// and hands each to the call whose id it carries. DemoClient puts typed
+// stubs for the demo service on top of it.
 //
 // A Client may be used by many goroutines at once. There are three ways to
 // call: Call waits for the answer; Go returns at once, and the call's Done
@@ -31,24 +32,41 @@ import (
 // at once, and so does every later call: the Client does not dial again by
 // itself, because it cannot know whether the server ran the calls whose
 // answers were lost, and running one twice may not be safe.
+//
+// What a Client holds is bounded, by options whose defaults are the
+// server's: at most 1024 calls in flight (WithMaxPending), each request
+// and each answer at most 128 KiB (WithMaxRequestBytes,
+// WithMaxAnswerBytes). A write of requests that the server has not taken
+// within 30 s (WithWriteTimeout) breaks the connection, rather than
+// leaving calls to wait for ever.
 type Client struct {
-	conn   net.Conn
-	queue  chan *Call    // calls waiting for the writer goroutine
-	broken chan struct{} // closed when the connection fails or is closed
-	wg     sync.WaitGroup
-	onLate func(id uint64)
-	late   atomic.Int64 // answers that came after their call was given up
+	conn         net.Conn
+	queue        chan *Call     // calls waiting for the writer goroutine
+	slots        chan struct{}  // one token for each call in pending: its capacity bounds the table
+	broken       chan struct{}  // closed when the connection fails or is closed
+	wg           sync.WaitGroup // the reader and the writer goroutines
+	onLate       func(id uint64)
+	late         atomic.Int64  // answers that came after their call was given up
+	maxRequest   int           // the largest request payload the writer sends
+	writeTimeout time.Duration // how long one write may take
 
-	mu      sync.Mutex       // protects seq, pending, failure
+	mu      sync.Mutex       // protects seq, pending, failure, closed
 	seq     uint64           // the id of the last call registered
 	pending map[uint64]*Call // calls registered and not ended, by id
 	failure error            // why the connection is unusable, or nil
+	closed  bool             // Close has been called
 }
 
 // Call is one call. Go and GoFunc return it, or hand it to a function,
 // when it ends: its Result or its Error is set then, never before.
 type Call struct {
-	ID     uint64     // the call's id on the wire; 0 if it was never sent
+	// ID is the call's id on the wire, given when the call is registered
+	// in the pending table. It stays 0 for a call that ended before that:
+	// its arguments could not be sent, its context had ended, or the
+	// Client was broken. A call with an ID may still never have been sent:
+	// given up while it waited for the writer, or refused by the writer as
+	// larger than WithMaxRequestBytes.
+	ID     uint64
 	Name   string     // the function called
 	Args   []any      // its arguments
 	Result any        // the result, once the call has ended without error
@@ -64,21 +82,43 @@ type Call struct {
 // was closed. It wraps the cause. Dial a new Client.
 var ErrBroken = errors.New("client connection is broken")
 
-// errClosed is why the calls of a closed Client fail.
-var errClosed = errors.New("the client was closed")
+// ErrClientClosed is what Close returns when it is called again, and the
+// cause, besides ErrBroken, of every call that Close failed or that was
+// made after it.
+var ErrClientClosed = errors.New("client closed")
+
+// errClosedClient is the error of a call made after Close.
+var errClosedClient = fmt.Errorf("%w: %w", ErrBroken, ErrClientClosed)
 
 // writeQueue is how many calls may wait for the writer goroutine. A call
 // made when it is full waits, until its context ends: a server that stops
 // reading slows its callers down instead of making the client hold more.
 const writeQueue = 256
 
+// DefaultMaxPending is how many calls a Client keeps in flight at once
+// unless WithMaxPending says otherwise: four times the writer's queue, and
+// sixteen times the calls the server runs at once on a connection
+// (DefaultMaxInFlight), so that calls keep the server busy; the rest wait
+// for an answer, or for their context.
+const DefaultMaxPending = 1024
+
+// DefaultClientWriteTimeout is how long one write of requests may take
+// unless WithWriteTimeout says otherwise. A server that runs MaxInFlight
+// calls stops reading until one ends, so a write may wait as long as a
+// call takes: 30 s is three times the demo's slowest call (MaxSlow), and
+// a server that takes nothing for that long is taken for dead.
+const DefaultClientWriteTimeout = 30 * time.Second
+
 // Option changes how Dial builds a Client.
 type Option func(*clientOptions)
 
 type clientOptions struct {
-	tap            *wiretap.Tap
-	maxAnswerBytes int
-	onLate         func(id uint64)
+	tap             *wiretap.Tap
+	maxAnswerBytes  int
+	maxRequestBytes int
+	maxPending      int
+	writeTimeout    time.Duration
+	onLate          func(id uint64)
 }
 
 // WithTap prints every byte the client sends and receives to t.
@@ -91,6 +131,42 @@ func WithTap(t *wiretap.Tap) Option {
 // with the server's MaxRequestBytes when calls echo large values.
 func WithMaxAnswerBytes(n int) Option {
 	return func(o *clientOptions) { o.maxAnswerBytes = n }
+}
+
+// WithMaxRequestBytes sets the largest request the client sends (the
+// default is DefaultMaxMessageBytes, the server's default limit), counted
+// as the server counts it: the bytes of its frame after the length. A
+// call whose request is larger fails alone, before any byte of it is
+// written; the connection, and every other call, go on. Raise it with
+// the server's MaxRequestBytes. It panics if n is not positive.
+func WithMaxRequestBytes(n int) Option {
+	if n <= 0 {
+		panic(fmt.Sprintf("asyncrpc: WithMaxRequestBytes(%d): the limit must be positive", n))
+	}
+	return func(o *clientOptions) { o.maxRequestBytes = n }
+}
+
+// WithMaxPending sets how many calls may be in flight at once, registered
+// and not ended (the default is DefaultMaxPending). A call made when that
+// many are waits for one of them to end, or for its own context. It panics
+// if n is not positive.
+func WithMaxPending(n int) Option {
+	if n <= 0 {
+		panic(fmt.Sprintf("asyncrpc: WithMaxPending(%d): the limit must be positive", n))
+	}
+	return func(o *clientOptions) { o.maxPending = n }
+}
+
+// WithWriteTimeout sets how long one write of requests may take (the
+// default is DefaultClientWriteTimeout). A write that has not finished by
+// then, because the server reads too slowly or not at all, breaks the
+// client: the calls in flight fail, even those with no deadline of their
+// own. It panics if d is not positive.
+func WithWriteTimeout(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("asyncrpc: WithWriteTimeout(%v): the timeout must be positive", d))
+	}
+	return func(o *clientOptions) { o.writeTimeout = d }
 }
 
 // WithLateAnswers makes the client call f with the id of each answer that
@@ -112,7 +188,12 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 // NewClient returns a Client that makes its calls over conn, and starts
 // its reader and writer goroutines. Close stops them.
 func NewClient(conn net.Conn, opts ...Option) *Client {
-	o := clientOptions{maxAnswerBytes: DefaultMaxMessageBytes}
+	o := clientOptions{
+		maxAnswerBytes:  DefaultMaxMessageBytes,
+		maxRequestBytes: DefaultMaxMessageBytes,
+		maxPending:      DefaultMaxPending,
+		writeTimeout:    DefaultClientWriteTimeout,
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -120,11 +201,14 @@ func NewClient(conn net.Conn, opts ...Option) *Client {
 		conn = o.tap.Conn(conn)
 	}
 	c := &Client{
-		conn:    conn,
-		queue:   make(chan *Call, writeQueue),
-		broken:  make(chan struct{}),
-		onLate:  o.onLate,
-		pending: map[uint64]*Call{},
+		conn:         conn,
+		queue:        make(chan *Call, writeQueue),
+		slots:        make(chan struct{}, o.maxPending),
+		broken:       make(chan struct{}),
+		onLate:       o.onLate,
+		maxRequest:   o.maxRequestBytes,
+		writeTimeout: o.writeTimeout,
+		pending:      map[uint64]*Call{},
 	}
 	c.wg.Add(2)
 	go c.readAnswers(newDecoder(conn, o.maxAnswerBytes))
@@ -150,9 +234,11 @@ func (c *Client) Call(ctx context.Context, name string, args ...any) (any, error
 	return call.Result, call.Error
 }
 
-// Go starts a call and returns at once. The call's Done channel receives
-// it when it ends: answered, refused, given up because ctx ended, or failed
-// with the connection.
+// Go starts a call and returns it once it is queued for the writer: at
+// once, unless as many calls are in flight as WithMaxPending allows, or
+// the writer's queue is full, when it waits for room, or for ctx. The call's Done channel
+// receives it when it ends: answered, refused, given up because ctx ended,
+// or failed with the connection.
 func (c *Client) Go(ctx context.Context, name string, args ...any) *Call {
 	call := &Call{Name: name, Args: args, Done: make(chan *Call, 1)}
 	c.send(ctx, call)
@@ -160,13 +246,19 @@ func (c *Client) Go(ctx context.Context, name string, args ...any) *Call {
 	return call
 }
 
-// GoFunc starts a call and returns at once: fire and forget. When the
+// GoFunc starts a call as Go does, and returns: fire and forget. When the
 // call ends, whichever way it ends, callback runs once with it, on a
-// goroutine of its own. (If the call cannot be started at all, because its
-// arguments cannot be sent or the Client is broken, callback runs before
-// GoFunc returns.) A callback may make calls, but not Close the Client:
-// Close waits for the callbacks that are running.
-func (c *Client) GoFunc(ctx context.Context, callback func(*Call), name string, args ...any) {
+// goroutine of its own that the Client starts then. It never runs on the
+// goroutine that called GoFunc, not even when the call fails before it is
+// sent (arguments the wire cannot carry, ctx ended already, the Client
+// broken), so a caller may hold a lock that its callback takes. Callbacks
+// may run at the same time as each other, may make calls and may Close the
+// Client; Close does not wait for them. GoFunc panics if callback is nil,
+// as net/rpc's Go panics on a Done channel with no room.
+func (c *Client) GoFunc(ctx context.Context, name string, callback func(*Call), args ...any) {
+	if callback == nil {
+		panic("asyncrpc: GoFunc with a nil callback: the call's end would go nowhere")
+	}
 	call := &Call{Name: name, Args: args, callback: callback}
 	c.send(ctx, call)
 	c.watch(ctx, call)
@@ -197,22 +289,56 @@ func (c *Client) send(ctx context.Context, call *Call) {
 		c.end(call, nil, err) // not sent: the connection is still good
 		return
 	}
-	c.mu.Lock()
-	if c.failure != nil {
-		c.mu.Unlock()
-		c.end(call, nil, c.failure)
+	// A place in the pending table, once one is free.
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		c.end(call, nil, ctx.Err())
+		return
+	case <-c.broken:
+		c.end(call, nil, c.refusal())
 		return
 	}
-	c.seq++
-	call.ID, call.req.ID = c.seq, c.seq
-	c.pending[call.ID] = call
-	c.mu.Unlock()
+	if err := c.register(call); err != nil {
+		<-c.slots
+		c.end(call, nil, err)
+		return
+	}
 	select {
 	case c.queue <- call:
 	case <-ctx.Done():
 		c.giveUp(call, ctx.Err())
 	case <-c.broken: // the failure ended the call
 	}
+}
+
+// register gives the call the next id and puts it in the pending table,
+// or returns why the Client takes no more calls.
+func (c *Client) register(call *Call) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.refusalLocked(); err != nil {
+		return err
+	}
+	c.seq++
+	call.ID, call.req.ID = c.seq, c.seq
+	c.pending[call.ID] = call
+	return nil
+}
+
+// refusal returns why the Client takes no more calls, or nil.
+func (c *Client) refusal() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refusalLocked()
+}
+
+// refusalLocked is refusal, with c.mu held.
+func (c *Client) refusalLocked() error {
+	if c.closed {
+		return errClosedClient // even if the connection had failed before
+	}
+	return c.failure
 }
 
 // giveUp ends the call with err, if it has not ended yet. Its answer, if
@@ -239,13 +365,14 @@ func (c *Client) takeLocked(id uint64) *Call {
 		return nil
 	}
 	delete(c.pending, id)
-	if call.callback != nil {
-		c.wg.Add(1) // under c.mu, so Close cannot miss it
-	}
+	<-c.slots // its place, for the next call
 	return call
 }
 
-// end sets the call's result, or its error, and delivers it.
+// end sets the call's result, or its error, and delivers it: on its Done
+// channel, or to its callback, on a goroutine of its own. Whoever ends a
+// call may hold locks of its own (the caller of GoFunc), or be the reader,
+// which must go on reading: a callback runs on none of them.
 func (c *Client) end(call *Call, res any, err error) {
 	if call.stop != nil {
 		call.stop()
@@ -255,17 +382,11 @@ func (c *Client) end(call *Call, res any, err error) {
 	} else {
 		call.Result = res
 	}
-	switch {
-	case call.callback == nil:
-		call.Done <- call // buffered: never blocks
-	case call.ID == 0:
-		call.callback(call) // never registered, so not counted by take
-	default:
-		go func() {
-			defer c.wg.Done()
-			call.callback(call)
-		}()
+	if call.callback != nil {
+		go call.callback(call)
+		return
 	}
+	call.Done <- call // buffered: never blocks
 }
 
 // writeCalls is the writer goroutine: it encodes every call waiting and
@@ -274,6 +395,7 @@ func (c *Client) end(call *Call, res any, err error) {
 func (c *Client) writeCalls() {
 	defer c.wg.Done()
 	calls := newEncoder()
+	calls.max = c.maxRequest
 	for {
 		var call *Call
 		select {
@@ -282,13 +404,18 @@ func (c *Client) writeCalls() {
 			return
 		}
 		var frames []byte
-		var err error
 		// Let the callers that are about to call run first, so that
 		// their requests join this write.
 		runtime.Gosched()
-		for n := 1; call != nil && err == nil; n++ {
+		for n := 1; call != nil; n++ {
 			if c.isPending(call) { // a call given up while it waited is not sent
-				frames, err = calls.encode(&call.req)
+				if more, err := calls.encode(&call.req); err == nil {
+					frames = more
+				} else {
+					// This call alone fails: the frames before it are
+					// as they were, and the stream too.
+					c.giveUp(call, fmt.Errorf("this client refused to send the request: %w (see WithMaxRequestBytes)", err))
+				}
 			}
 			call = nil
 			if fits(n, len(frames), writeQueue) {
@@ -298,8 +425,9 @@ func (c *Client) writeCalls() {
 				}
 			}
 		}
-		if err == nil && len(frames) > 0 {
-			_, err = c.conn.Write(frames)
+		var err error
+		if len(frames) > 0 {
+			err = c.write(frames)
 		}
 		calls.release()
 		if err != nil {
@@ -307,6 +435,20 @@ func (c *Client) writeCalls() {
 			return
 		}
 	}
+}
+
+// write writes frames within the write timeout: a server that has not
+// taken them all by then reads too slowly, or not at all, and a write
+// left half done cannot be taken back.
+func (c *Client) write(frames []byte) error {
+	err := c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	if err == nil {
+		_, err = c.conn.Write(frames)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("the server did not take %d bytes of requests within %v (see WithWriteTimeout): %w", len(frames), c.writeTimeout, err)
+	}
+	return err
 }
 
 // isPending reports whether the call has not ended.
@@ -361,17 +503,18 @@ func (c *Client) readAnswers(answers *decoder) {
 }
 
 // fail marks the client broken because of err, closes the connection, and
-// ends every call in flight with an error that wraps ErrBroken and err. If
-// the client is broken already, it does nothing.
-func (c *Client) fail(err error) {
+// ends every call in flight with an error that wraps ErrBroken and err. It
+// returns what closing the connection returned. If the client is broken
+// already, it does nothing, and returns nil.
+func (c *Client) fail(err error) error {
 	c.mu.Lock()
 	if c.failure != nil {
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	c.failure = fmt.Errorf("%w: %w", ErrBroken, err)
 	close(c.broken)
-	c.conn.Close() // wakes the reader, and the writer
+	closeErr := c.conn.Close() // wakes the reader, and the writer
 	var calls []*Call
 	for id := range c.pending {
 		calls = append(calls, c.takeLocked(id))
@@ -380,16 +523,29 @@ func (c *Client) fail(err error) {
 	for _, call := range calls {
 		c.end(call, nil, c.failure)
 	}
+	return closeErr
 }
 
-// Close closes the connection at once. It may be called at any time: every
-// call in flight fails with ErrBroken, and so does every later call. It
-// returns once the client's goroutines, and the callbacks running, have
-// returned.
+// Close may be called at any time, from any goroutine, a callback's too.
+// The first call closes the connection, if a failure has not closed it
+// already: every call in flight fails at once, with an error that wraps
+// ErrBroken and ErrClientClosed, and so does every call made after. It
+// returns once the Client's reader and writer goroutines have returned,
+// with nil, or the error that closing the connection gave. It does not
+// wait for callbacks, which are the caller's code and may block: a program
+// that must know its callbacks have run counts them itself. Every later
+// call returns ErrClientClosed.
 func (c *Client) Close() error {
-	c.fail(errClosed)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClientClosed
+	}
+	c.closed = true
+	c.mu.Unlock()
+	err := c.fail(ErrClientClosed)
 	c.wg.Wait()
-	return nil
+	return err
 }
 
 // LateAnswers returns how many answers came after their call was given up,
@@ -398,22 +554,8 @@ func (c *Client) LateAnswers() int64 {
 	return c.late.Load()
 }
 
-// Add is a typed stub for the demo server's add(a, b).
-func (c *Client) Add(ctx context.Context, a, b int) (int, error) {
-	return callAs[int](ctx, c, "add", a, b)
-}
-
-// Echo is a typed stub for the demo server's echo(s).
-func (c *Client) Echo(ctx context.Context, s string) (string, error) {
-	return callAs[string](ctx, c, "echo", s)
-}
-
-// Slow is a typed stub for the demo server's slow(ms).
-func (c *Client) Slow(ctx context.Context, ms int) (int, error) {
-	return callAs[int](ctx, c, "slow", ms)
-}
-
-// callAs calls name with args and checks that the result is a T.
+// callAs calls name with args and checks that the result is a T: the core
+// of a typed stub (see DemoClient).
 func callAs[T any](ctx context.Context, c *Client, name string, args ...any) (T, error) {
 	res, err := c.Call(ctx, name, args...)
 	if err != nil {

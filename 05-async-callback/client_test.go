@@ -8,9 +8,12 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -42,7 +45,7 @@ func TestClientCall(t *testing.T) {
 		assert.Equal(t, tt.want, res, "%s%v", tt.name, tt.args)
 	}
 	for _, s := range []string{"a,b", "100%", "line\nbreak\r\n", "tab\tand\x00nul\x7f", "中文, ✓", "", "\x00\x00\x00\x04"} {
-		got, err := c.Echo(t.Context(), s)
+		got, err := DemoClient{c}.Echo(t.Context(), s)
 		require.NoError(t, err)
 		assert.Equal(t, s, got)
 	}
@@ -74,7 +77,7 @@ func TestClientServerErrorKeepsConnection(t *testing.T) {
 		require.ErrorAs(t, err, &serverErr)
 		assert.Equal(t, tt.want, serverErr.Message)
 
-		sum, err := c.Add(t.Context(), 1, 2)
+		sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 		require.NoError(t, err)
 		assert.Equal(t, 3, sum)
 	}
@@ -90,7 +93,7 @@ func TestClientRefusesToSend(t *testing.T) {
 	_, err = c.Call(t.Context(), "sum", math.Inf(1), 1)
 	assert.EqualError(t, err, "sum: argument 1: +Inf cannot be sent: the wire carries finite floats only")
 
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 }
@@ -103,7 +106,7 @@ func TestClientConcurrentUse(t *testing.T) {
 	for i := range 16 {
 		g.Go(func() error {
 			for j := range 50 {
-				sum, err := c.Add(t.Context(), i, j)
+				sum, err := DemoClient{c}.Add(t.Context(), i, j)
 				if err != nil {
 					return err
 				}
@@ -142,11 +145,11 @@ func TestClientCancel(t *testing.T) {
 		clock.waitAsleep(t, 1)
 		cancel()
 	}()
-	_, err := c.Slow(ctx, 500)
+	_, err := DemoClient{c}.Slow(ctx, 500)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Zero(t, pendingCalls(c), "a call given up is no longer pending")
 
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 
@@ -164,10 +167,10 @@ func TestClientDeadline(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // the call is held past it
 	defer cancel()
-	_, err := c.Slow(ctx, 500)
+	_, err := DemoClient{c}.Slow(ctx, 500)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 	assert.Zero(t, pendingCalls(c), "a call given up is no longer pending")
@@ -180,10 +183,10 @@ func TestClientCancelledBeforeSending(t *testing.T) {
 	c := dial(t, serve(t, NewDemoServer(Service{}), l))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := c.Add(ctx, 1, 2)
+	_, err := DemoClient{c}.Add(ctx, 1, 2)
 	assert.ErrorIs(t, err, context.Canceled)
 
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 }
@@ -218,17 +221,17 @@ func refusalFrame(t *testing.T, reason string) []byte {
 // wraps ErrBroken and the cause, not hang, and so must the calls after it.
 func TestClientServerHangsUp(t *testing.T) {
 	c := dial(t, oneShotServer(t, answerFrame(t, intAnswer(3))))
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 
-	_, err = c.Add(t.Context(), 1, 2)
+	_, err = DemoClient{c}.Add(t.Context(), 1, 2)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset"), "got %v", err)
 	assert.ErrorIs(t, err, ErrBroken)
 	assert.ErrorContains(t, err, "add: ")
 
-	_, err = c.Add(t.Context(), 1, 2)
+	_, err = DemoClient{c}.Add(t.Context(), 1, 2)
 	assert.ErrorIs(t, err, ErrBroken)
 }
 
@@ -254,7 +257,7 @@ func TestClientOddAnswers(t *testing.T) {
 		{"a refusal, id 0", refusalFrame(t, "too many connections"), "add: client connection is broken: server answered: too many connections"},
 	} {
 		c := dial(t, oneShotServer(t, tt.answer))
-		sum, err := c.Add(t.Context(), 1, 2)
+		sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 		assert.ErrorContains(t, err, tt.wantErr, tt.name)
 		assert.Zero(t, sum)
 	}
@@ -262,14 +265,15 @@ func TestClientOddAnswers(t *testing.T) {
 
 func TestClientAnswerTooLarge(t *testing.T) {
 	c := dial(t, oneShotServer(t, binary.BigEndian.AppendUint32(nil, DefaultMaxMessageBytes+1)))
-	_, err := c.Echo(t.Context(), "x")
+	_, err := DemoClient{c}.Echo(t.Context(), "x")
 	assert.ErrorIs(t, err, errTooLarge)
 	assert.ErrorIs(t, err, ErrBroken)
 	assert.ErrorContains(t, err, "this client refused an answer", "the error says which side refused")
 }
 
 // TestClientMaxAnswerBytes raises a server's limit above the default: the
-// client must be told to read answers as large, or a large echo breaks it.
+// client must be told to send requests as large, and to read answers as
+// large, or a large echo breaks it.
 func TestClientMaxAnswerBytes(t *testing.T) {
 	const limit = 4 * DefaultMaxMessageBytes
 	srv := NewDemoServer(Service{})
@@ -277,10 +281,10 @@ func TestClientMaxAnswerBytes(t *testing.T) {
 	addr := serve(t, srv, rpctest.Listen(t))
 	big := strings.Repeat("x", 2*DefaultMaxMessageBytes)
 
-	_, err := dial(t, addr).Echo(t.Context(), big)
+	_, err := DemoClient{dial(t, addr, WithMaxRequestBytes(limit))}.Echo(t.Context(), big)
 	assert.ErrorContains(t, err, "WithMaxAnswerBytes")
 
-	got, err := dial(t, addr, WithMaxAnswerBytes(limit)).Echo(t.Context(), big)
+	got, err := DemoClient{dial(t, addr, WithMaxRequestBytes(limit), WithMaxAnswerBytes(limit))}.Echo(t.Context(), big)
 	require.NoError(t, err)
 	assert.Equal(t, big, got)
 }
@@ -303,7 +307,7 @@ func TestClientWaitingCallHonoursContext(t *testing.T) {
 	waiting := &doneAsked{Context: ctx, asked: make(chan struct{})}
 	failed := make(chan error, 1)
 	go func() {
-		_, err := c.Add(waiting, 4, 5)
+		_, err := DemoClient{c}.Add(waiting, 4, 5)
 		failed <- err
 	}()
 	<-waiting.asked // the call waits for room in the queue, and for ctx
@@ -322,7 +326,7 @@ func TestClientWaitingCallHonoursContext(t *testing.T) {
 		require.NoError(t, call.Error)
 		assert.Equal(t, i+1, call.Result)
 	}
-	sum, err := c.Add(t.Context(), 4, 5)
+	sum, err := DemoClient{c}.Add(t.Context(), 4, 5)
 	require.NoError(t, err)
 	assert.Equal(t, 9, sum)
 }
@@ -348,7 +352,7 @@ func TestClientCloseFailsCallInFlight(t *testing.T) {
 	c := dial(t, addr)
 	failed := make(chan error, 1)
 	go func() {
-		_, err := c.Add(context.Background(), 1, 2)
+		_, err := DemoClient{c}.Add(context.Background(), 1, 2)
 		failed <- err
 	}()
 	<-entered
@@ -358,19 +362,101 @@ func TestClientCloseFailsCallInFlight(t *testing.T) {
 	select {
 	case err := <-failed:
 		assert.ErrorIs(t, err, ErrBroken)
-		assert.ErrorContains(t, err, "the client was closed")
+		assert.ErrorIs(t, err, ErrClientClosed)
 	case <-time.After(rpctest.Backstop):
 		t.Fatal("Close did not fail the call in flight")
 	}
 	assert.NoError(t, <-closed)
 }
 
+// TestClientClose closes a client twice, as net/rpc's Client may be: the
+// first Close closes the connection and returns nil, every later one
+// returns ErrClientClosed, and a call made after Close fails with an error
+// that is both ErrBroken and ErrClientClosed.
 func TestClientClose(t *testing.T) {
 	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
 	require.NoError(t, c.Close())
-	_, err := c.Add(t.Context(), 1, 2)
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	assert.ErrorIs(t, err, ErrBroken)
-	assert.NoError(t, c.Close(), "closing twice is harmless")
+	assert.ErrorIs(t, err, ErrClientClosed)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed, "Close, called again")
+	assert.ErrorIs(t, c.Close(), ErrClientClosed, "and again")
+}
+
+// TestClientCloseAfterFailure closes a client whose server hung up: the
+// connection was closed by the failure, and the first Close returns nil,
+// not an error about a connection closed twice. A call made after Close
+// says the client was closed, whatever broke it first.
+func TestClientCloseAfterFailure(t *testing.T) {
+	c := dial(t, oneShotServer(t, answerFrame(t, intAnswer(3))))
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	_, err = DemoClient{c}.Add(t.Context(), 1, 2)
+	require.ErrorIs(t, err, ErrBroken, "the server hung up")
+	require.NotErrorIs(t, err, ErrClientClosed)
+
+	require.NoError(t, c.Close())
+	_, err = DemoClient{c}.Add(t.Context(), 1, 2)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.ErrorIs(t, err, ErrClientClosed)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
+}
+
+// slowToWake is a connection whose Read, once it fails, returns only when
+// wake is closed: a reader goroutine that takes its time to notice that
+// the connection was closed.
+type slowToWake struct {
+	net.Conn
+	wake chan struct{}
+}
+
+func (c *slowToWake) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		<-c.wake
+	}
+	return n, err
+}
+
+// TestClientCloseWaitsForReader checks that Close returns only once the
+// client's reader goroutine has: after Close, nothing of the Client runs
+// (a tap's output, a WithLateAnswers function) and goes on reading.
+func TestClientCloseWaitsForReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		near, far := net.Pipe()
+		conn := &slowToWake{Conn: near, wake: make(chan struct{})}
+		c := NewClient(conn)
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close() }()
+		synctest.Wait() // the reader's Read has failed, and waits to return
+		assert.Empty(t, closed, "Close returned before the reader did")
+		close(conn.wake)
+		assert.NoError(t, <-closed)
+		far.Close()
+	})
+}
+
+// closeFails is a connection whose Close reports an error, as closing a
+// connection may (a TLS connection whose close alert cannot be written).
+type closeFails struct {
+	net.Conn
+}
+
+var errCloseFails = errors.New("the close alert could not be written")
+
+func (c closeFails) Close() error {
+	c.Conn.Close()
+	return errCloseFails
+}
+
+// TestClientCloseReturnsConnError checks that the first Close returns the
+// error closing the connection gave, and a later one ErrClientClosed.
+func TestClientCloseReturnsConnError(t *testing.T) {
+	conn, err := net.Dial("tcp", serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
+	require.NoError(t, err)
+	c := NewClient(closeFails{conn})
+	assert.ErrorIs(t, c.Close(), errCloseFails)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
 }
 
 func TestDialRefused(t *testing.T) {
@@ -380,4 +466,381 @@ func TestDialRefused(t *testing.T) {
 	_, err := Dial(t.Context(), addr)
 	var opErr *net.OpError
 	assert.ErrorAs(t, err, &opErr)
+}
+
+// pipeClient returns a Client whose connection is one end of a net.Pipe,
+// for a test inside a synctest bubble: the pipe's deadlines then run on
+// the bubble's clock, and a goroutine that waits on the pipe is one that
+// synctest.Wait can see. serve, unless nil, plays the server on the other
+// end, in a goroutine of its own; with none, nothing reads what the client
+// writes, and a write waits until its deadline. When serve returns, it
+// hangs up. The Client and the far end are closed when the test ends.
+func pipeClient(t *testing.T, serve func(requests *decoder, answers *answerWriter), opts ...Option) *Client {
+	t.Helper()
+	near, far := net.Pipe()
+	c := NewClient(near, opts...)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if serve != nil {
+			serve(newDecoder(far, DefaultMaxMessageBytes), &answerWriter{conn: far, answers: newEncoder()})
+			far.Close() // a server that returns hangs up
+		}
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		far.Close()
+		<-served
+	})
+	return c
+}
+
+// answerAdds is a server for pipeClient: it answers each add(a, b) with its
+// sum and refuses any other call, until the stream ends or cannot be read.
+func answerAdds(requests *decoder, answers *answerWriter) {
+	for {
+		var req Request
+		if requests.decode(&req) != nil {
+			return
+		}
+		resp := Response{ID: req.ID, Error: "this server has add only"}
+		if req.Func == "add" && len(req.Params) == 2 {
+			resp = Response{ID: req.ID, Data: Value{Type: typeInt, Int: req.Params[0].Int + req.Params[1].Int}}
+		}
+		if answers.write(resp) != nil {
+			return
+		}
+	}
+}
+
+// TestClientRequestTooLarge is the review's probe: 16 goroutines share a
+// client while another sends an echo of 200 KiB, over the default limit.
+// Sent, that frame made the server refuse the stream and hang up, and the
+// 16 goroutines' calls failed from then on with the Client. The client
+// refuses it itself now: that call alone fails, no byte of it is written,
+// and every other call, during it and after, is answered.
+func TestClientRequestTooLarge(t *testing.T) {
+	conn := &countingConn{Conn: dialConn(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))}
+	c := NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+
+	var started sync.WaitGroup // each caller has made a call
+	echoed := make(chan struct{})
+	var g errgroup.Group
+	for i := range 16 {
+		started.Add(1)
+		g.Go(func() error {
+			for j := range 100 {
+				switch j {
+				case 1:
+					started.Done()
+				case 50:
+					<-echoed // half the calls after the echo's end
+				}
+				sum, err := DemoClient{c}.Add(t.Context(), i, j)
+				if err != nil {
+					return err
+				}
+				if sum != i+j {
+					return fmt.Errorf("add(%d, %d) = %d", i, j, sum)
+				}
+			}
+			return nil
+		})
+	}
+	started.Wait()
+	big := strings.Repeat("x", 200<<10)
+	echo := c.Go(t.Context(), "echo", big)
+	<-echo.Done
+	close(echoed)
+	err := echo.Error
+	assert.ErrorIs(t, err, errTooLarge)
+	assert.EqualError(t, err, fmt.Sprintf("echo: this client refused to send the request: message too large: a frame of %d bytes, more than %d (see WithMaxRequestBytes)", requestBytes(t, echo.ID, "echo", big), DefaultMaxMessageBytes))
+	assert.NotErrorIs(t, err, ErrBroken, "the connection goes on")
+	var serverErr *ServerError
+	assert.NotErrorAs(t, err, &serverErr, "the client refused it, not the server")
+
+	require.NoError(t, g.Wait(), "the calls that shared the connection")
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
+	require.NoError(t, err, "a call after")
+	assert.Equal(t, 3, sum)
+	assert.Less(t, conn.written.Load(), int64(len(big)), "bytes written: the echo's were not")
+}
+
+// countingConn counts the bytes written to a connection.
+type countingConn struct {
+	net.Conn
+	written atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+// dialConn dials addr and closes the connection when the test ends.
+func dialConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// requestBytes returns the size of the frame payload that carries call id
+// to name(s) on a stream that has defined its types: what the server
+// counts against MaxRequestBytes, and the client against
+// WithMaxRequestBytes.
+func requestBytes(t *testing.T, id uint64, name, s string) int {
+	t.Helper()
+	e := newEncoder()
+	_, err := e.encode(&Request{ID: 1, Func: name}) // the types
+	require.NoError(t, err)
+	e.release()
+	frames, err := e.encode(&Request{ID: id, Func: name, Params: []Value{{Type: typeStr, Str: s}}})
+	require.NoError(t, err)
+	return len(frames) - frameHeaderBytes
+}
+
+// TestClientMaxRequestBytes sets the same limit on both sides: a request of
+// exactly the limit is sent and answered, and one byte more is refused by
+// the client alone, the connection going on.
+func TestClientMaxRequestBytes(t *testing.T) {
+	const limit = 1000
+	srv := NewDemoServer(Service{})
+	srv.MaxRequestBytes = limit
+	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxRequestBytes(limit))
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2) // call 1: the types
+	require.NoError(t, err)
+
+	fits := strings.Repeat("x", 900)
+	fits += strings.Repeat("x", limit-requestBytes(t, 2, "echo", fits))
+	require.Equal(t, limit, requestBytes(t, 2, "echo", fits))
+	got, err := DemoClient{c}.Echo(t.Context(), fits) // call 2
+	require.NoError(t, err, "a request of exactly the limit")
+	assert.Equal(t, fits, got)
+
+	_, err = DemoClient{c}.Echo(t.Context(), fits+"x")
+	assert.ErrorContains(t, err, fmt.Sprintf("this client refused to send the request: message too large: a frame of %d bytes, more than %d", limit+1, limit))
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
+	require.NoError(t, err, "the connection goes on")
+	assert.Equal(t, 3, sum)
+}
+
+// TestClientFirstRequestTooLarge makes a client's first call too large.
+// The first frame of a stream also defines its types; that frame was
+// refused, so the next one, the first sent, must define them instead, or
+// the server could read none of the calls after.
+func TestClientFirstRequestTooLarge(t *testing.T) {
+	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)), WithMaxRequestBytes(1000))
+	call := c.Go(t.Context(), "echo", strings.Repeat("x", 1000))
+	within(t, call.Done, "the call's end")
+	assert.ErrorIs(t, call.Error, errTooLarge)
+	assert.Equal(t, uint64(1), call.ID, "registered, and never sent")
+
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum)
+}
+
+// TestClientTooLargeInABatch refuses the last call of a write that holds
+// others: they are written, and answered, without it.
+func TestClientTooLargeInABatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := pipeClient(t, answerAdds, WithMaxRequestBytes(1000))
+		first := c.Go(t.Context(), "add", 1, 1)
+		synctest.Wait() // the writer waits for the server to read call 1
+		before := c.Go(t.Context(), "add", 2, 2)
+		big := c.Go(t.Context(), "echo", strings.Repeat("x", 1000))
+		for i, call := range []*Call{first, before} {
+			<-call.Done
+			require.NoError(t, call.Error)
+			assert.Equal(t, 2*(i+1), call.Result)
+		}
+		<-big.Done
+		assert.ErrorIs(t, big.Error, errTooLarge)
+	})
+}
+
+// TestClientGivenUpWhileQueuedIsNotSent gives a call up while it waits
+// for the writer, which is busy with a write the server has not read: the
+// call keeps its id, but the server never receives it.
+func TestClientGivenUpWhileQueuedIsNotSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		near, far := net.Pipe()
+		c := NewClient(near)
+		t.Cleanup(func() { c.Close(); far.Close() })
+		first := c.Go(t.Context(), "add", 1, 1)
+		synctest.Wait() // the writer waits for the server to read call 1
+		ctx, cancel := context.WithCancel(t.Context())
+		given := c.Go(ctx, "add", 2, 2)
+		cancel()
+		<-given.Done
+		assert.ErrorIs(t, given.Error, context.Canceled)
+		assert.Equal(t, uint64(2), given.ID, "a call given up keeps its id")
+		last := c.Go(t.Context(), "add", 3, 3)
+
+		requests := newDecoder(far, DefaultMaxMessageBytes)
+		var got []uint64
+		for range 2 {
+			var req Request
+			require.NoError(t, requests.decode(&req))
+			got = append(got, req.ID)
+		}
+		assert.Equal(t, []uint64{first.ID, last.ID}, got, "the requests the server received")
+	})
+}
+
+// afterFuncCounter is a context that counts the functions registered on it
+// with context.AfterFunc, and those still registered: neither run nor
+// stopped. context.AfterFunc hands them to a context's own AfterFunc
+// method, when it has one and is not one of the context package's own.
+type afterFuncCounter struct {
+	context.Context // Background: no deadline, and no values
+	inner           context.Context
+	registered      atomic.Int64
+	live            atomic.Int64
+}
+
+func newAfterFuncCounter(parent context.Context) *afterFuncCounter {
+	return &afterFuncCounter{Context: context.Background(), inner: parent}
+}
+
+func (c *afterFuncCounter) Done() <-chan struct{} { return c.inner.Done() }
+func (c *afterFuncCounter) Err() error            { return c.inner.Err() }
+
+func (c *afterFuncCounter) AfterFunc(f func()) (stop func() bool) {
+	c.registered.Add(1)
+	c.live.Add(1)
+	stopInner := context.AfterFunc(c.inner, func() {
+		c.live.Add(-1)
+		f()
+	})
+	return func() bool {
+		stopped := stopInner()
+		if stopped {
+			c.live.Add(-1)
+		}
+		return stopped
+	}
+}
+
+// TestClientStopsWatchingContext makes calls with Go and GoFunc on one
+// long-lived context, and lets them all be answered. Each call watched
+// the context while it was in flight; once it has ended, none may still
+// be registered on it, or a program making calls on one context for a
+// long time would keep every call it ever made.
+func TestClientStopsWatchingContext(t *testing.T) {
+	addr, clock := slowServer(t)
+	c := dial(t, addr)
+	ctx := newAfterFuncCounter(t.Context())
+	const n = 8
+	var calls []*Call
+	called := make(chan *Call, n)
+	for range n / 2 {
+		calls = append(calls, c.Go(ctx, "slow", 100))
+		c.GoFunc(ctx, "slow", func(call *Call) { called <- call }, 100)
+	}
+	clock.waitAsleep(t, n) // every call is in flight, and Go and GoFunc have returned
+	require.Equal(t, int64(n), ctx.registered.Load(), "calls watching the context")
+	clock.wake(100)
+	for _, call := range calls {
+		<-call.Done
+		require.NoError(t, call.Error)
+	}
+	for range n / 2 {
+		require.NoError(t, within(t, called, "a callback").Error)
+	}
+	assert.Zero(t, ctx.live.Load(), "calls ended and still watching the context")
+}
+
+// TestClientWriteTimeout talks to a server that stops reading: a call with
+// no deadline of its own fails when the write that carries it has not
+// ended within the write timeout, exactly then, and breaks the client.
+func TestClientWriteTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		opts  []Option
+		after time.Duration
+	}{
+		{"the default", nil, DefaultClientWriteTimeout},
+		{"WithWriteTimeout", []Option{WithWriteTimeout(5 * time.Second)}, 5 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := pipeClient(t, func(requests *decoder, answers *answerWriter) {
+					var req Request // one call, answered; then it reads no more
+					if requests.decode(&req) == nil {
+						_ = answers.write(Response{ID: req.ID, Data: Value{Type: typeInt, Int: 3}})
+					}
+					<-t.Context().Done() // nor does it hang up, until the test ends
+				}, tt.opts...)
+				sum, err := DemoClient{c}.Add(context.Background(), 1, 2)
+				require.NoError(t, err)
+				require.Equal(t, 3, sum)
+
+				time.Sleep(time.Hour) // the connection, idle, is not timed out
+				start := time.Now()
+				_, err = DemoClient{c}.Add(context.Background(), 1, 2)
+				assert.Equal(t, tt.after, time.Since(start))
+				assert.ErrorIs(t, err, ErrBroken)
+				assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+				assert.ErrorContains(t, err, fmt.Sprintf("the server did not take 27 bytes of requests within %v (see WithWriteTimeout)", tt.after)) // one frame: a later add
+			})
+		})
+	}
+}
+
+// TestClientMaxPending fills the pending table of a client whose server
+// reads its calls and answers none until told: the next call waits for a
+// place, is never registered nor sent, and gives up when its context
+// ends; once an answer frees a place, the next call takes it.
+func TestClientMaxPending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		received := make(chan uint64, 8)
+		answer := make(chan Response)
+		c := pipeClient(t, func(requests *decoder, answers *answerWriter) {
+			go func() {
+				for resp := range answer {
+					_ = answers.write(resp)
+				}
+			}()
+			for {
+				var req Request
+				if requests.decode(&req) != nil {
+					return
+				}
+				received <- req.ID
+			}
+		}, WithMaxPending(2))
+		t.Cleanup(func() { close(answer) })
+		first, second := c.Go(t.Context(), "add", 1, 1), c.Go(t.Context(), "add", 2, 2)
+
+		ctx, cancel := context.WithCancel(t.Context())
+		waiting := make(chan *Call, 1)
+		go func() { waiting <- c.Go(ctx, "add", 3, 3) }()
+		synctest.Wait()
+		assert.Empty(t, waiting, "a call at the bound waits for a place")
+		assert.Equal(t, 2, pendingCalls(c))
+		cancel()
+		call := <-waiting
+		<-call.Done
+		assert.ErrorIs(t, call.Error, context.Canceled)
+		assert.Zero(t, call.ID, "never registered")
+
+		answer <- Response{ID: first.ID, Data: Value{Type: typeInt, Int: 2}}
+		<-first.Done
+		require.NoError(t, first.Error)
+		third := c.Go(t.Context(), "add", 4, 4) // the place first left
+		synctest.Wait()
+		assert.Equal(t, 2, pendingCalls(c))
+		close(received)
+		var got []uint64
+		for id := range received {
+			got = append(got, id)
+		}
+		assert.Equal(t, []uint64{first.ID, second.ID, third.ID}, got, "the requests the server received")
+		assert.Equal(t, uint64(3), third.ID)
+	})
 }

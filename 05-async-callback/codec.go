@@ -498,6 +498,7 @@ func setID(v any, id uint64) {
 type encoder struct {
 	frame  frameWriter // the frame being built: room for its length, then what gob writes
 	stream *wireStream // the stream's type, once its first frame has defined it
+	max    int         // the largest payload encode makes, if not 0
 }
 
 // newEncoder returns the encoder of a new gob stream.
@@ -508,9 +509,12 @@ func newEncoder() *encoder {
 // encode adds v, a *Request or a *Response, to the frames waiting to be
 // sent, as one frame: its length, then what one gob Encode call of a stream
 // of v's type writes. It returns every frame waiting, to be sent in one
-// write; they stay valid until release. If it fails, the frames waiting
-// are as they were. If a frame it returned is not sent, the stream cannot
-// go on: the frame may define types that the next frames use.
+// write; they stay valid until release. A frame whose payload would be
+// larger than max is refused with errTooLarge. If it fails, the frames
+// waiting, and the stream, are as they were: a stream's first frame
+// refused, the next frame defines the types instead. If a frame it
+// returned is not sent, the stream cannot go on: the frame may define
+// types that the next frames use.
 func (e *encoder) encode(v any) ([]byte, error) {
 	stream := wireStreams[reflect.TypeOf(v)]
 	switch {
@@ -527,7 +531,11 @@ func (e *encoder) encode(v any) ([]byte, error) {
 	}
 	err := stream.encodeValue(&e.frame, v)
 	n := len(e.frame.buf) - start - frameHeaderBytes
-	if err == nil && uint64(n) > math.MaxUint32 {
+	switch {
+	case err != nil:
+	case e.max > 0 && n > e.max:
+		err = fmt.Errorf("%w: a frame of %d bytes, more than %d", errTooLarge, n, e.max)
+	case uint64(n) > math.MaxUint32:
 		err = fmt.Errorf("%w: %d bytes do not fit in a frame", errTooLarge, n)
 	}
 	if err != nil {

@@ -993,13 +993,13 @@ func TestIdleAfterLargeMessages(t *testing.T) {
 	clients := make([]*Client, conns)
 	for i := range clients {
 		clients[i] = dial(t, addr)
-		_, err := clients[i].Echo(t.Context(), "warm up: the types and gob's engines")
+		_, err := DemoClient{clients[i]}.Echo(t.Context(), "warm up: the types and gob's engines")
 		require.NoError(t, err)
 	}
 	before := heapInUse()
 	s := strings.Repeat("x", size)
 	for _, c := range clients {
-		got, err := c.Echo(t.Context(), s)
+		got, err := DemoClient{c}.Echo(t.Context(), s)
 		require.NoError(t, err)
 		require.Len(t, got, size)
 	}

@@ -13,7 +13,9 @@
 //	c, err := asyncrpc.Dial(ctx, listener.Addr().String())
 //	res, err := c.Call(ctx, "sum", 1.1, 2)  // 3.1, waiting for it
 //	call := c.Go(ctx, "slow", 300)          // at once; <-call.Done later
-//	c.GoFunc(ctx, done, "add", 2, 3)        // done(call) runs when it ends
+//	c.GoFunc(ctx, "add", done, 2, 3)        // done(call) runs when it ends, on a goroutine of its own
+//	demo := asyncrpc.DemoClient{Client: c}  // the demo service's typed stubs
+//	sum, err := demo.Add(ctx, 2, 3)         // 5
 //
 // The article's version keeps a table of threading.Event objects shared by
 // every client, fills it after sending, and never starts its callback

@@ -83,11 +83,13 @@ func ExampleClient_Call() {
 	_, err = c.Call(ctx, "sub", 3, 1)
 	fmt.Println(err)
 
+	// The demo's typed stubs, on the same connection.
+	demo := asyncrpc.DemoClient{Client: c}
 	soon, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	_, err = c.Slow(soon, 500)
+	_, err = demo.Slow(soon, 500)
 	fmt.Println(err)
-	sum, err := c.Add(ctx, 40, 2)
+	sum, err := demo.Add(ctx, 40, 2)
 	fmt.Println(sum, err)
 	// Output:
 	// 3.5 <nil>
@@ -125,7 +127,8 @@ func ExampleClient_Go() {
 }
 
 // GoFunc is fire and forget: the callback runs once when the call ends,
-// however it ends, on a goroutine of its own.
+// however it ends, on a goroutine of its own, never on the caller's (so
+// the caller may hold a lock that its callback takes).
 func ExampleClient_GoFunc() {
 	addr, stop := startDemo(asyncrpc.Service{})
 	defer stop()
@@ -136,17 +139,18 @@ func ExampleClient_GoFunc() {
 	}
 	defer c.Close()
 
-	ended := make(chan struct{})
-	c.GoFunc(ctx, func(call *asyncrpc.Call) {
-		fmt.Println(call.Name, call.Args, "ended:", call.Result, call.Error)
-		close(ended)
-	}, "add", 40, 2)
-	<-ended
+	ended := make(chan string, 2)
+	c.GoFunc(ctx, "add", func(call *asyncrpc.Call) {
+		ended <- fmt.Sprintln(call.Name, call.Args, "ended:", call.Result, call.Error)
+	}, 40, 2)
+	fmt.Print(<-ended)
 
-	// Arguments the wire cannot carry: the callback runs before GoFunc returns.
-	c.GoFunc(ctx, func(call *asyncrpc.Call) {
-		fmt.Println(call.Error)
-	}, "echo", []byte("hi"))
+	// Arguments the wire cannot carry: the call fails before it is sent,
+	// and its callback runs on a goroutine of its own all the same.
+	c.GoFunc(ctx, "echo", func(call *asyncrpc.Call) {
+		ended <- fmt.Sprintln(call.Error)
+	}, []byte("hi"))
+	fmt.Print(<-ended)
 	// Output:
 	// add [40 2] ended: 42 <nil>
 	// echo: argument 1: a []uint8 cannot be sent: the wire carries int, float64 and string

@@ -52,8 +52,8 @@ func TestExercisePending(t *testing.T) {
 // Exercise 2: run GoFunc's callbacks one at a time, in the order their
 // calls ended, on one goroutine of the Client's. A callback may then rely
 // on the ones before it having run, and a burst of answers starts one
-// goroutine, not one each. Close must still wait for the callbacks, and a
-// callback that never returns holds up only the callbacks after it.
+// goroutine, not one each. Close must still not wait for the callbacks,
+// and a callback that never returns holds up only the callbacks after it.
 func TestExerciseCallbacksInOrder(t *testing.T) {
 	clock := &testClock{asleep: make(chan time.Duration, 1024), alarms: map[time.Duration]chan struct{}{}}
 	srv := NewDemoServer(Service{Sleep: clock.Sleep})
@@ -78,7 +78,7 @@ func TestExerciseCallbacksInOrder(t *testing.T) {
 		ran <- struct{}{}
 	}
 	for _, ms := range []int{300, 100, 200} {
-		c.GoFunc(t.Context(), callback, "slow", ms)
+		c.GoFunc(t.Context(), "slow", callback, ms)
 	}
 	clock.waitAsleep(t, 3)
 	for _, ms := range []int{100, 200, 300} { // each answer written before the next call ends
@@ -89,7 +89,7 @@ func TestExerciseCallbacksInOrder(t *testing.T) {
 	// call made now is answered. Its answer comes after 200's and 300's,
 	// so those calls have ended, and wait behind 100's callback, by then.
 	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
-	sum, err := c.Add(ctx, 1, 2)
+	sum, err := DemoClient{c}.Add(ctx, 1, 2)
 	cancel()
 	close(first)
 	require.NoError(t, err, "a callback that blocks holds up the client's reader")
@@ -130,7 +130,7 @@ func TestExerciseDrain(t *testing.T) {
 	var err error
 	for i := 0; err == nil; i++ { // calls go through until Drain has begun
 		require.Less(t, i, 100_000, "Drain never refused a call")
-		_, err = c.Add(t.Context(), 1, 2)
+		_, err = DemoClient{c}.Add(t.Context(), 1, 2)
 	}
 	assert.ErrorIs(t, err, ErrBroken, "a call made while the client drains is refused")
 	assert.Empty(t, drained, "Drain waits for the call in flight")

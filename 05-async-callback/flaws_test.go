@@ -155,7 +155,7 @@ func TestArticleFlawStaleAnswer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // slow(500) is held past it
 	defer cancel()
-	_, err := c.Slow(ctx, 500)
+	_, err := DemoClient{c}.Slow(ctx, 500)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	second := c.Go(t.Context(), "slow", 100)
@@ -197,7 +197,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 			name: "answered",
 			start: func(t *testing.T, callback func(*Call)) (*Client, func()) {
 				c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
-				c.GoFunc(t.Context(), callback, "add", 1, 2)
+				c.GoFunc(t.Context(), "add", callback, 1, 2)
 				return c, nil
 			},
 			check: func(t *testing.T, call *Call) {
@@ -209,7 +209,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 			name: "refused by the server",
 			start: func(t *testing.T, callback func(*Call)) (*Client, func()) {
 				c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
-				c.GoFunc(t.Context(), callback, "add", 1, "two")
+				c.GoFunc(t.Context(), "add", callback, 1, "two")
 				return c, nil
 			},
 			check: func(t *testing.T, call *Call) {
@@ -225,7 +225,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 				c := dial(t, addr, WithLateAnswers(func(id uint64) { late <- id }))
 				ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // slow(500) is held past it
 				t.Cleanup(cancel)
-				c.GoFunc(ctx, callback, "slow", 500)
+				c.GoFunc(ctx, "slow", callback, 500)
 				return c, func() { // the answer comes before Close
 					clock.wake(500)
 					within(t, late, "the late answer")
@@ -242,7 +242,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 				late := make(chan uint64, 1)
 				c := dial(t, addr, WithLateAnswers(func(id uint64) { late <- id }))
 				ctx, cancel := context.WithCancel(t.Context())
-				c.GoFunc(ctx, callback, "slow", 500)
+				c.GoFunc(ctx, "slow", callback, 500)
 				clock.waitAsleep(t, 1)
 				cancel()
 				return c, func() {
@@ -259,14 +259,14 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 			start: func(t *testing.T, callback func(*Call)) (*Client, func()) {
 				addr, clock := slowServer(t)
 				c := dial(t, addr)
-				c.GoFunc(t.Context(), callback, "slow", 500)
+				c.GoFunc(t.Context(), "slow", callback, 500)
 				clock.waitAsleep(t, 1)
 				require.NoError(t, c.Close())
 				return c, nil
 			},
 			check: func(t *testing.T, call *Call) {
 				assert.ErrorIs(t, call.Error, ErrBroken)
-				assert.ErrorIs(t, call.Error, errClosed)
+				assert.ErrorIs(t, call.Error, ErrClientClosed)
 			},
 		},
 		{
@@ -276,7 +276,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 					var req Request
 					_ = requests.decode(&req) // then hang up, the call unanswered
 				}))
-				c.GoFunc(t.Context(), callback, "add", 1, 2)
+				c.GoFunc(t.Context(), "add", callback, 1, 2)
 				return c, nil
 			},
 			check: func(t *testing.T, call *Call) {
@@ -288,9 +288,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 			name: "arguments that cannot be sent",
 			start: func(t *testing.T, callback func(*Call)) (*Client, func()) {
 				c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
-				ran := false
-				c.GoFunc(t.Context(), func(call *Call) { ran = true; callback(call) }, "echo", []byte("x"))
-				assert.True(t, ran, "the callback runs before GoFunc returns")
+				c.GoFunc(t.Context(), "echo", callback, []byte("x"))
 				return c, nil
 			},
 			check: func(t *testing.T, call *Call) {
@@ -302,9 +300,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 			start: func(t *testing.T, callback func(*Call)) (*Client, func()) {
 				c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
 				require.NoError(t, c.Close())
-				ran := false
-				c.GoFunc(t.Context(), func(call *Call) { ran = true; callback(call) }, "add", 1, 2)
-				assert.True(t, ran, "the callback runs before GoFunc returns")
+				c.GoFunc(t.Context(), "add", callback, 1, 2)
 				return c, nil
 			},
 			check: func(t *testing.T, call *Call) {
@@ -328,7 +324,9 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 			if after != nil {
 				after()
 			}
-			require.NoError(t, c.Close())
+			if err := c.Close(); err != nil {
+				require.ErrorIs(t, err, ErrClientClosed, "Close, called again")
+			}
 			assert.Equal(t, int64(1), runs.Load(), "callback runs")
 			tt.check(t, call)
 		})

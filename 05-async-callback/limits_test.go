@@ -23,13 +23,13 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	clients := make([]*Client, conns)
 	for i := range clients {
 		clients[i] = dial(t, addr)
-		got, err := clients[i].Echo(t.Context(), "x")
+		got, err := DemoClient{clients[i]}.Echo(t.Context(), "x")
 		require.NoError(t, err)
 		require.Equal(t, "x", got)
 	}
 	small := heapInUse()
 	for _, c := range clients {
-		got, err := c.Echo(t.Context(), big)
+		got, err := DemoClient{c}.Echo(t.Context(), big)
 		require.NoError(t, err)
 		require.Len(t, got, size)
 	}
@@ -52,7 +52,7 @@ func TestZeroServer(t *testing.T) {
 	var srv Server
 	_, err := srv.Register(Service{})
 	require.NoError(t, err)
-	sum, err := dial(t, serve(t, &srv, rpctest.Listen(t))).Add(t.Context(), 1, 2)
+	sum, err := DemoClient{dial(t, serve(t, &srv, rpctest.Listen(t)))}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 	var zero Server
@@ -72,7 +72,7 @@ func TestLargeMessagesShareBuffers(t *testing.T) {
 	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
 	big := strings.Repeat("x", size)
 	echo := func() {
-		got, err := c.Echo(t.Context(), big)
+		got, err := DemoClient{c}.Echo(t.Context(), big)
 		require.NoError(t, err)
 		require.Len(t, got, size)
 	}

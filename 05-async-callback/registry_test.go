@@ -173,7 +173,7 @@ func TestRegisterWhileServing(t *testing.T) {
 	calls := make(chan error, 1)
 	go func() {
 		for i := range 200 {
-			if _, err := c.Add(t.Context(), i, 1); err != nil {
+			if _, err := (DemoClient{c}).Add(t.Context(), i, 1); err != nil {
 				calls <- err
 				return
 			}

@@ -48,11 +48,11 @@ func TestArticleFlawOneCallAtATime(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop) // only a broken server takes it
 	defer cancel()
 	for i := range 3 {
-		sum, err := c.Add(ctx, i, 1)
+		sum, err := DemoClient{c}.Add(ctx, i, 1)
 		require.NoError(t, err, "a fast call on the slow call's connection")
 		assert.Equal(t, i+1, sum)
 	}
-	sum, err := dial(t, addr).Add(ctx, 2, 2)
+	sum, err := DemoClient{dial(t, addr)}.Add(ctx, 2, 2)
 	require.NoError(t, err, "a fast call on another connection")
 	assert.Equal(t, 4, sum)
 	select {
@@ -129,7 +129,7 @@ func TestPeerThatNeverReadsIsBounded(t *testing.T) {
 	}
 	stream := bytes.Join(encodeFrames(t, requests...), nil)
 	// Warm up: the server's first connection, gob's engines and the pools.
-	_, err := dial(t, addr).Echo(t.Context(), strings.Repeat("x", size))
+	_, err := DemoClient{dial(t, addr)}.Echo(t.Context(), strings.Repeat("x", size))
 	require.NoError(t, err)
 	entered.Store(0)
 	written.Store(0)
@@ -186,7 +186,7 @@ func TestPeerThatNeverReadsIsBounded(t *testing.T) {
 	// would hold 256 × 2 × 64 KiB, 32 MiB.
 	assert.Less(t, heap, (bound+2)*2*size, "bytes of heap more")
 
-	sum, err := dial(t, addr).Add(t.Context(), 1, 2)
+	sum, err := DemoClient{dial(t, addr)}.Add(t.Context(), 1, 2)
 	require.NoError(t, err, "another connection is served meanwhile")
 	assert.Equal(t, 3, sum)
 
@@ -388,7 +388,7 @@ func TestShutdownWithCallsInFlight(t *testing.T) {
 		require.NoError(t, call.Error)
 		assert.Equal(t, want, call.Result)
 	}
-	_, err := c.Add(t.Context(), 1, 2)
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	assert.ErrorIs(t, err, ErrBroken, "the connection is closed after its answers")
 }
 

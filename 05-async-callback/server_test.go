@@ -260,9 +260,9 @@ func TestServerLargeRequest(t *testing.T) {
 	const limit = 1 << 20
 	srv := NewDemoServer(Service{})
 	srv.MaxRequestBytes = limit
-	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxAnswerBytes(limit))
+	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxRequestBytes(limit), WithMaxAnswerBytes(limit))
 	big := strings.Repeat("a,b-c:d@e%f\n中文\x00", 200<<10/21)
-	got, err := c.Echo(t.Context(), big)
+	got, err := DemoClient{c}.Echo(t.Context(), big)
 	require.NoError(t, err)
 	assert.Equal(t, big, got)
 }
@@ -287,7 +287,7 @@ func TestServerRequestTooLarge(t *testing.T) {
 		assertClosed(t, err)
 	}
 
-	sum, err := dial(t, addr).Add(t.Context(), 1, 2)
+	sum, err := DemoClient{dial(t, addr)}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 }
@@ -360,7 +360,7 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 	defer cancel()
 	c := dial(t, addr)
 	for i := range 5 {
-		sum, err := c.Add(ctx, i, i)
+		sum, err := DemoClient{c}.Add(ctx, i, i)
 		require.NoError(t, err)
 		assert.Equal(t, 2*i, sum)
 	}
@@ -449,7 +449,7 @@ func TestIdleFloodBlocksNobody(t *testing.T) {
 	c, err := Dial(ctx, addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(ctx, 2, 4)
+	sum, err := DemoClient{c}.Add(ctx, 2, 4)
 	require.NoError(t, err)
 	assert.Equal(t, 6, sum)
 }
@@ -466,10 +466,10 @@ func TestRefusalIsReadable(t *testing.T) {
 	// than closeLinger: the server must go on draining until it has read
 	// all the client sent, or the close resets the refusal away.
 	srv.linger, srv.WriteTimeout = rpctest.Backstop, rpctest.Backstop
-	c := dial(t, serve(t, srv, rpctest.Listen(t)))
+	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxRequestBytes(64<<20)) // the client's own limit would refuse it first
 	// Far more than the kernel buffers between the two sides hold, so that
 	// most of it is still unread when the server refuses it.
-	_, err := c.Echo(t.Context(), strings.Repeat("x", 32<<20))
+	_, err := DemoClient{c}.Echo(t.Context(), strings.Repeat("x", 32<<20))
 	var serverErr *ServerError
 	require.ErrorAs(t, err, &serverErr)
 	assert.ErrorContains(t, err, "too large")
@@ -494,7 +494,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	}
 	answered := make(chan result, 1)
 	go func() {
-		sum, err := c.Add(context.Background(), 40, 2)
+		sum, err := DemoClient{c}.Add(context.Background(), 40, 2)
 		answered <- result{sum, err}
 	}()
 	<-entered
@@ -650,7 +650,7 @@ func TestShutdownDeadline(t *testing.T) {
 	c := dial(t, l.Addr().String())
 	failed := make(chan error, 1)
 	go func() {
-		_, err := c.Add(context.Background(), 1, 2)
+		_, err := DemoClient{c}.Add(context.Background(), 1, 2)
 		failed <- err
 	}()
 	<-entered
@@ -680,11 +680,11 @@ func TestClientVanishes(t *testing.T) {
 		<-entered
 		cancel() // the client closes its connection: it is broken now
 	}()
-	_, err := dial(t, addr).Add(ctx, 1, 2)
+	_, err := DemoClient{dial(t, addr)}.Add(ctx, 1, 2)
 	require.ErrorIs(t, err, context.Canceled)
 	release()
 
-	sum, err := dial(t, addr).Add(t.Context(), 1, 2)
+	sum, err := DemoClient{dial(t, addr)}.Add(t.Context(), 1, 2)
 	require.NoError(t, err, "the server goes on serving")
 	assert.Equal(t, 3, sum)
 }

@@ -1,6 +1,7 @@
 package asyncrpc
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -114,4 +115,26 @@ func NewDemoServer(svc Service) *Server {
 		panic(fmt.Sprintf("register the demo service: %v, skipped %v", err, skipped))
 	}
 	return s
+}
+
+// DemoClient is the demo service's typed client: a stub for each of its
+// functions that takes and returns Go types, over a general Client, which
+// calls any function by name. It is used as DemoClient{c}.Add(ctx, 1, 2).
+// The stubs live beside the service they call, not on Client, as gRPC
+// generates a typed client for each service over one general connection.
+type DemoClient struct{ *Client }
+
+// Add is a typed stub for the demo server's add(a, b).
+func (d DemoClient) Add(ctx context.Context, a, b int) (int, error) {
+	return callAs[int](ctx, d.Client, "add", a, b)
+}
+
+// Echo is a typed stub for the demo server's echo(s).
+func (d DemoClient) Echo(ctx context.Context, s string) (string, error) {
+	return callAs[string](ctx, d.Client, "echo", s)
+}
+
+// Slow is a typed stub for the demo server's slow(ms).
+func (d DemoClient) Slow(ctx context.Context, ms int) (int, error) {
+	return callAs[int](ctx, d.Client, "slow", ms)
 }

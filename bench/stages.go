@@ -137,7 +137,11 @@ func Stage05() System {
 		Name:  "05-async-callback",
 		Serve: func(l net.Listener) func() error { return serveStage(asyncrpc.NewDemoServer(asyncrpc.Service{}), l) },
 		Dial: func(ctx context.Context, addr string) (Client, error) {
-			return asyncrpc.Dial(ctx, addr)
+			c, err := asyncrpc.Dial(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return asyncrpc.DemoClient{Client: c}, nil
 		},
 		Shared: "shared",
 	}

@@ -209,14 +209,14 @@ func (d *demo) deadline(ctx context.Context, late <-chan uint64) error {
 	printed := make(chan struct{})
 	cbCtx, cbCancel := context.WithTimeout(ctx, d.timeout)
 	defer cbCancel()
-	d.c.GoFunc(cbCtx, func(cb *asyncrpc.Call) {
+	d.c.GoFunc(cbCtx, "add", func(cb *asyncrpc.Call) {
 		defer close(printed)
 		if cb.Error != nil {
 			d.println("%s -> error: %v, printed by its callback", demoCall{cb.Name, cb.Args}, cb.Error)
 			return
 		}
 		d.println("%s = %#v (call %d), printed by its callback", demoCall{cb.Name, cb.Args}, cb.Result, cb.ID)
-	}, "add", 2, 3)
+	}, 2, 3)
 	<-printed // the callback always runs: on an answer, an error or the deadline
 	d.endStep()
 
@@ -294,7 +294,7 @@ func dialShared(ctx context.Context, addr string, n int) (add loadgen.AddFunc, c
 	var next atomic.Uint64
 	add = func(ctx context.Context, a, b int) (int, error) {
 		c := clients[(next.Add(1)-1)%uint64(n)]
-		return c.Add(ctx, a, b)
+		return asyncrpc.DemoClient{Client: c}.Add(ctx, a, b)
 	}
 	return add, closeAll, nil
 }

@@ -60,7 +60,7 @@ func TestRun(t *testing.T) {
 	c, err := asyncrpc.Dial(t.Context(), addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := asyncrpc.DemoClient{Client: c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 
@@ -171,7 +171,7 @@ func TestSIGTERM(t *testing.T) {
 	c, err := asyncrpc.Dial(t.Context(), addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(t.Context(), 20, 22)
+	sum, err := asyncrpc.DemoClient{Client: c}.Add(t.Context(), 20, 22)
 	require.NoError(t, err)
 	assert.Equal(t, 42, sum)
 
