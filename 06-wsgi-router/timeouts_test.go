@@ -515,3 +515,22 @@ func TestServeAfterShutdown(t *testing.T) {
 		assert.True(t, errors.Is(err, net.ErrClosed), "the listener is closed: %v", err)
 	})
 }
+
+// TestServeAtMaxConnsReturnsOnShutdown: a Serve that waits for one of
+// its MaxConns connections to close, not in Accept, also returns
+// ErrServerClosed once Shutdown begins.
+func TestServeAtMaxConnsReturnsOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newDemoServer(t)
+		srv.MaxConns = 1
+		l := newPipeListener()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		_, br := keptAliveInBubble(t, l)
+		synctest.Wait() // Serve waits for a slot
+		require.NoError(t, srv.Shutdown(context.Background()))
+		assert.ErrorIs(t, <-served, ErrServerClosed)
+		_, err := br.ReadByte()
+		assert.ErrorIs(t, err, io.EOF)
+	})
+}
