@@ -6,11 +6,13 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -223,6 +225,29 @@ func TestWWWServesAFolder(t *testing.T) {
 			assert.NoError(t, <-done)
 		})
 	}
+}
+
+// TestWWWServesThroughRootFS checks that -www gives the application the
+// folder through wsgirouter.RootFS, whose Open never blocks and opens
+// only the regular file it looked at (TestRootFSOpensWhatItLookedAt
+// swaps the file between the two, which no request can time).
+func TestWWWServesThroughRootFS(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	require.NoError(t, err)
+	defer root.Close()
+	var files fs.FS
+	saved := newApp
+	t.Cleanup(func() { newApp = saved })
+	newApp = func(svc wsgirouter.Service) (wsgirouter.Application, error) {
+		files = svc.Files
+		return saved(svc)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	_, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0", "-www", dir)
+	stop()
+	assert.NoError(t, <-done)
+	assert.Equal(t, reflect.TypeOf(wsgirouter.RootFS(root)), reflect.TypeOf(files))
 }
 
 // TestWWWMustBeAFolder runs the server with -www naming a file, and a
