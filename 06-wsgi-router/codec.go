@@ -375,6 +375,9 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) erro
 	for {
 		var err error
 		if line, err = readCRLFLine(br, line[:0], budget); err != nil {
+			if len(line) > budget+2 { // the line took the trailer past maxLine
+				return refuse(http.StatusBadRequest, "the trailer fields are longer than %d bytes", maxLine)
+			}
 			return err
 		}
 		if len(line) == 0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -248,6 +249,24 @@ func TestLimitsRefused(t *testing.T) {
 	}
 }
 
+// TestTrailerTooLongSaysSo sends a chunked body whose trailer has more
+// fields than MaxHeaderBytes holds: 400, and the message names the limit
+// (it once said "longer than -2 bytes", the budget left for the line).
+func TestTrailerTooLongSaysSo(t *testing.T) {
+	addr, _ := serveSpied(t, func(s *Server) { s.MaxHeaderBytes = attackHeaderBytes })
+	for _, field := range []string{"a: b", "ab: c"} { // the budget ends on a line's end, or inside one
+		conn, br := rawConn(t, addr)
+		_, err := io.WriteString(conn, chunkedRequest("1\r\nx\r\n0\r\n"+strings.Repeat(field+"\r\n", attackHeaderBytes)+"\r\n"))
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		assert.Equal(t, 400, resp.StatusCode)
+		assert.Equal(t, fmt.Sprintf("400 Bad Request: the trailer fields are longer than %d bytes\n", attackHeaderBytes), string(body), field)
+	}
+}
+
 // stalledBody is a request whose head claims a body of 60000 bytes, within
 // the limit, followed by the 10 bytes of it the peer ever sends.
 const stalledBody = "POST /add HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n0123456789"
@@ -286,12 +305,15 @@ func TestStalledBodyHoldsOnlyWhatArrived(t *testing.T) {
 
 // TestReadTimeoutClosesStalledBodies sends the same stalled requests to a
 // server with a short ReadTimeout: each connection is closed, without an
-// answer, for there is nobody who is reading one.
+// answer, for there is nobody who is reading one. Over TCP, each wait is
+// bounded by 20 times the timeout; TestReadTimeoutExactly checks the
+// moment, in fake time.
 func TestReadTimeoutClosesStalledBodies(t *testing.T) {
-	const conns = 200
-	addr, l := serveSpied(t, func(s *Server) { s.ReadTimeout = 200 * time.Millisecond })
+	const conns, timeout = 200, 200 * time.Millisecond
+	addr, l := serveSpied(t, func(s *Server) { s.ReadTimeout = timeout })
 	cs := dialN(t, addr, conns)
 	for _, c := range cs {
+		require.NoError(t, c.SetDeadline(time.Now().Add(20*timeout)))
 		_, err := io.WriteString(c, stalledBody) // all of it, before the timer can fire
 		require.NoError(t, err)
 	}
@@ -343,12 +365,16 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 
 // TestHeaderTimeoutClosesSilentConnections opens connections that send
 // nothing, and connections that send half a head; HeaderTimeout closes
-// them all.
+// them all. Over TCP, each wait is bounded by 20 times the timeout;
+// TestHeaderTimeoutExactly checks the moment, in fake time.
 func TestHeaderTimeoutClosesSilentConnections(t *testing.T) {
-	const conns = 100
-	addr, _ := serveSpied(t, func(s *Server) { s.HeaderTimeout = 200 * time.Millisecond })
+	const conns, timeout = 100, 200 * time.Millisecond
+	addr, _ := serveSpied(t, func(s *Server) { s.HeaderTimeout = timeout })
 	silent := dialN(t, addr, conns)
 	half := dialN(t, addr, conns)
+	for _, c := range append(silent, half...) {
+		require.NoError(t, c.SetDeadline(time.Now().Add(20*timeout)))
+	}
 	for _, c := range half {
 		_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // all of it, before the timer can fire
 		require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -16,7 +17,7 @@ import (
 // Default limits. Together they bound what the server holds: one
 // connection holds at most one request (MaxHeaderBytes of head and
 // MaxBodyBytes of body) and its answer, plus two 4 KiB buffers; and at
-// most MaxConns connections are served at once.
+// most MaxConns connections are served at once by each call of Serve.
 const (
 	DefaultMaxConns            = 1024
 	DefaultMaxRequestLineBytes = 8 << 10  // a longer request line is answered 414
@@ -30,23 +31,33 @@ const (
 )
 
 // closeLinger is how long the server keeps reading, and dropping, what a
-// client still sends after the server's last answer on a connection.
-// Closing a socket with unread input makes the kernel send a reset, and a
-// reset can destroy the answer before the client reads it.
+// client still sends after the server's last answer on a connection: one
+// absolute deadline, not renewed by the bytes that come. Closing a socket
+// with unread input makes the kernel send a reset, and a reset can destroy
+// the answer before the client reads it. Once Shutdown has begun, it is
+// also what every read and write of a connection gets, from when it
+// starts: time for the answers on their way, not for slow clients.
 const closeLinger = 500 * time.Millisecond
+
+// ErrServerClosed is what Serve returns once Shutdown has begun, as
+// net/http's Serve returns http.ErrServerClosed: a clean stop, which a
+// caller can tell apart from a listener that failed.
+var ErrServerClosed = errors.New("wsgirouter: server closed")
 
 // Server is an HTTP/1.1 server written over net.Listener: it reads
 // requests from each connection, calls its Application for each, and
 // writes the answers, in order, on the same connection.
 //
-// Set the fields before calling Serve, and call Serve once. A zero limit
-// means its default, so the zero Server is ready to use (with no App, it
-// answers 404 to everything). Shutdown may be called at any time, from
-// any goroutine.
+// Set the fields before the first call of Serve. Serve may be called
+// more than once, also at the same time on other listeners: each call
+// serves up to MaxConns connections of its own, and Shutdown closes every
+// listener. A zero limit means its default, so the zero Server is ready
+// to use (with no App, it answers 404 to everything). Shutdown may be
+// called at any time, from any goroutine.
 type Server struct {
 	App Application // what answers the requests
 
-	MaxConns            int // connections served at once; more wait in the kernel's accept queue
+	MaxConns            int // connections served at once by one call of Serve; more wait in the kernel's accept queue
 	MaxRequestLineBytes int // a longer request line is answered 414
 	MaxHeaderBytes      int // a longer head (request line and fields) is answered 431
 	MaxHeaderFields     int // more header fields are answered 431
@@ -65,12 +76,12 @@ type Server struct {
 	// does not read cannot hold its connection open.
 	WriteTimeout time.Duration
 
-	mu       sync.Mutex // protects listener, conns, stopped
-	listener net.Listener
-	conns    map[*conn]struct{}
-	stopped  chan struct{} // closed when Shutdown begins
-	closing  atomic.Bool   // Shutdown has begun
-	wg       sync.WaitGroup
+	mu        sync.Mutex // protects listeners, conns
+	listeners map[*net.Listener]struct{}
+	conns     map[*conn]struct{}
+	stopped   chan struct{} // closed when Shutdown begins
+	closing   atomic.Bool   // Shutdown has begun
+	wg        sync.WaitGroup
 
 	now    func() time.Time // the clock of Date: time.Now, unless a test needs a fixed Date
 	linger time.Duration    // closeLinger, unless a test needs another
@@ -109,19 +120,21 @@ func setZero[T comparable](field *T, value T) {
 	}
 }
 
-// init makes what a zero Server lacks. s.mu is held.
+// init makes what a zero Server lacks. s.mu is held, and the limits
+// have their defaults.
 func (s *Server) init() {
 	if s.conns == nil {
+		s.listeners = map[*net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
 		s.stopped = make(chan struct{})
 	}
 }
 
 // Serve accepts connections on l and serves each on its own goroutine
-// until Shutdown is called; then it returns nil. A slow client delays
-// nobody but itself. With MaxConns connections open, Serve stops
-// accepting until one of them closes: new ones wait in the kernel's
-// accept queue.
+// until Shutdown is called; then it returns ErrServerClosed, and at once
+// if Shutdown was called before. A slow client delays nobody but itself.
+// With MaxConns connections of l open, Serve stops accepting until one of
+// them closes: new ones wait in the kernel's accept queue.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -129,24 +142,29 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.closing.Load() {
 		s.mu.Unlock()
 		l.Close()
-		return nil
+		return ErrServerClosed
 	}
-	s.listener = l
+	s.listeners[&l] = struct{}{}
 	stopped := s.stopped
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, &l)
+		s.mu.Unlock()
+	}()
 	slots := make(chan struct{}, s.MaxConns) // one token per connection served
 	var backoff time.Duration
 	for {
 		select {
 		case slots <- struct{}{}:
 		case <-stopped:
-			return nil
+			return ErrServerClosed
 		}
 		nc, err := l.Accept()
 		if err != nil {
 			<-slots
 			if s.closing.Load() {
-				return nil
+				return ErrServerClosed
 			}
 			if !passing(err) {
 				return err
@@ -160,7 +178,7 @@ func (s *Server) Serve(l net.Listener) error {
 		c := s.newConn(nc)
 		if !s.track(c) {
 			nc.Close()
-			return nil
+			return ErrServerClosed
 		}
 		go func() {
 			defer func() { <-slots }()
@@ -200,10 +218,13 @@ type conn struct {
 	out   []byte        // the answer being written: its head, and its body if small
 	body  []byte        // the answer's body, if large: written after out
 	// idle is true while the connection waits for a request's first byte:
-	// Shutdown wakes such connections and they close.
-	idle    atomic.Bool
-	dateSec int64  // the second date was made for
-	date    []byte // the Date field's value, made once a second
+	// Shutdown wakes such connections and they close. lingering is true
+	// once hangUp has begun: Shutdown leaves its deadline as it is.
+	idle      atomic.Bool
+	lingering atomic.Bool
+	answered  bool   // an answer was written: a close must be polite
+	dateSec   int64  // the second date was made for
+	date      []byte // the Date field's value, made once a second
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -236,6 +257,11 @@ func (s *Server) serveConn(c *conn) {
 	wait := s.HeaderTimeout // a new connection must start its first request soon
 	for {
 		if !c.waitForRequest(wait) {
+			if c.answered && s.closing.Load() {
+				// Shutdown ends a kept-alive connection: its last answer
+				// may still be on its way, and so may the next request.
+				c.hangUp()
+			}
 			return
 		}
 		wait = s.IdleTimeout
@@ -283,7 +309,7 @@ func (c *conn) waitForRequest(wait time.Duration) bool {
 func (c *conn) serveRequest() (keep bool, err error) {
 	s := c.srv
 	first := time.Now()
-	_ = c.nc.SetReadDeadline(first.Add(s.HeaderTimeout))
+	_ = c.setReadDeadline(first.Add(s.HeaderTimeout))
 	env := &c.env
 	if err := c.in.readHead(env); err != nil {
 		return false, err
@@ -303,7 +329,7 @@ func (c *conn) serveRequest() (keep bool, err error) {
 			}
 		}
 	}
-	_ = c.nc.SetReadDeadline(first.Add(s.ReadTimeout))
+	_ = c.setReadDeadline(first.Add(s.ReadTimeout))
 	if err := c.in.readBody(env, n, chunked); err != nil {
 		return false, err
 	}
@@ -411,46 +437,78 @@ func (c *conn) flush() error {
 	if cap(c.out) > keepBufferBytes {
 		c.out = nil // a large answer; an idle connection keeps a small buffer
 	}
+	if err == nil {
+		c.answered = true
+	}
 	return err
 }
 
 func (c *conn) write(p []byte) error {
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout)); err != nil {
+	if err := c.setWriteDeadline(time.Now().Add(c.srv.WriteTimeout)); err != nil {
 		return err
 	}
 	_, err := c.nc.Write(p)
 	return err
 }
 
+// setReadDeadline and setWriteDeadline set a deadline of the connection:
+// t, or closeLinger from now if Shutdown has begun and that is sooner.
+// Shutdown stores closing, then moves the deadlines of every connection;
+// these set the deadline, then look at closing. Whatever the order, the
+// deadline that stands is at most closeLinger after Shutdown's move.
+func (c *conn) setReadDeadline(t time.Time) error {
+	err := c.nc.SetReadDeadline(t)
+	if err == nil && c.srv.closing.Load() {
+		err = c.nc.SetReadDeadline(c.srv.soon(t))
+	}
+	return err
+}
+
+func (c *conn) setWriteDeadline(t time.Time) error {
+	err := c.nc.SetWriteDeadline(t)
+	if err == nil && c.srv.closing.Load() {
+		err = c.nc.SetWriteDeadline(c.srv.soon(t))
+	}
+	return err
+}
+
+// soon returns t, or closeLinger from now if that is sooner.
+func (s *Server) soon(t time.Time) time.Time {
+	if linger := time.Now().Add(s.linger); linger.Before(t) {
+		return linger
+	}
+	return t
+}
+
 // hangUp closes the connection politely after its last answer: it says
 // it is done writing, then reads and drops what the client still sends,
-// until the client closes too, is silent for closeLinger, or has sent
-// maxDrainBytes.
+// until the client closes too, or has sent maxDrainBytes, or closeLinger
+// has passed since hangUp began. That is one deadline, set once: a
+// client that sends a byte now and then does not move it.
 func (c *conn) hangUp() {
+	c.lingering.Store(true)
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	buf := make([]byte, 4<<10)
-	for drained := 0; drained < maxDrainBytes; {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.linger))
-		n, err := c.nc.Read(buf)
-		drained += n
-		if err != nil {
-			return
-		}
+	if c.setReadDeadline(time.Now().Add(c.srv.linger)) != nil {
+		return
 	}
+	_, _ = io.CopyN(io.Discard, c.nc, maxDrainBytes)
 }
 
 // maxDrainBytes bounds what hangUp reads and drops.
 const maxDrainBytes = 1 << 20
 
-// Shutdown stops accepting connections, closes those waiting for a
-// request, and lets each request in flight finish: it is answered with
-// Connection: close, and its connection closes. A request counts as in
-// flight from its first byte, so a client that sent half a head holds
-// Shutdown for up to HeaderTimeout, and half a body for up to ReadTimeout.
-// If ctx ends first, Shutdown closes every connection and returns ctx's
-// error at once, without waiting for applications still running.
+// Shutdown stops accepting connections on every listener Serve was
+// given, closes the connections waiting for a request, and lets each
+// request in flight finish: it is answered with Connection: close, and its
+// connection is hung up politely. Every read and write of a connection,
+// and every polite close, gets at most closeLinger (500 ms) from
+// Shutdown's call, or from its own start if later: a request on its way
+// must arrive, and an answer be taken by its client, within that. So only
+// an application still running can hold Shutdown longer. If ctx ends first, Shutdown
+// closes every connection and returns ctx's error at once, without
+// waiting for applications still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -458,12 +516,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.Swap(true) {
 		close(s.stopped)
 	}
-	if s.listener != nil {
-		s.listener.Close()
+	for l := range s.listeners {
+		(*l).Close()
 	}
+	now := time.Now()
 	for c := range s.conns {
-		if c.idle.Load() {
-			_ = c.nc.SetReadDeadline(time.Now()) // wake it: it sees closing and closes
+		switch {
+		case c.idle.Load():
+			_ = c.nc.SetReadDeadline(now) // wake it: it sees closing and closes
+		case c.lingering.Load():
+			// Its one deadline stands: at most closeLinger away.
+		default:
+			_ = c.nc.SetDeadline(now.Add(s.linger))
 		}
 	}
 	s.mu.Unlock()

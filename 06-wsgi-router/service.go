@@ -12,10 +12,12 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -52,7 +54,7 @@ var DemoServers = []ServerInfo{
 // Service holds what the demo application serves. Its zero value serves
 // the embedded web folder, DemoServers and the real time.
 type Service struct {
-	Files   fs.FS            // the web folder; nil means WWW()
+	Files   fs.FS            // the web folder; nil means WWW(); for a folder on disk, RootFS
 	Servers []ServerInfo     // the API's list; nil means DemoServers
 	Now     func() time.Time // the clock of /time; nil means time.Now
 }
@@ -200,8 +202,13 @@ func hiddenSegment(name string) bool {
 // serveFile answers with the file name of the web folder, checked by the
 // caller. A name the folder cannot find, or will not open (os.Root refuses
 // a link that leads out of it), is not found, as far as the web can tell;
-// what is not a regular file (a folder, a device) is not served.
+// what is not a regular file (a folder, a FIFO, a device) is not served,
+// and is refused before it is opened: opening a FIFO waits for a writer,
+// for ever. RootFS also closes the gap between that check and the open.
 func (a *app) serveFile(env *Environ, name string, start StartResponse) []byte {
+	if info, err := fs.Stat(a.files, name); err != nil || !info.Mode().IsRegular() {
+		return a.notFound(env, start)
+	}
 	f, err := a.files.Open(name)
 	if err != nil {
 		return a.notFound(env, start)
@@ -222,6 +229,56 @@ func (a *app) serveFile(env *Environ, name string, start StartResponse) []byte {
 	}
 	_ = start(http.StatusOK, Header{{"Content-Type", contentType(name)}})
 	return data
+}
+
+// RootFS returns the files of root, a folder on disk, for Service.Files:
+// the command's -www serves them. Its Open never blocks, and opens only
+// regular files. It looks at the name first (Stat, through any link,
+// which root keeps inside itself), and refuses a folder, a FIFO or a
+// device. Then it opens with O_NONBLOCK, so that a FIFO put in the
+// name's place meanwhile cannot block the open, and checks that what it
+// opened is the regular file it looked at.
+func RootFS(root *os.Root) fs.FS { return rootFS{root} }
+
+type rootFS struct{ root *os.Root }
+
+// errNotRegular is why rootFS will not open a name.
+var errNotRegular = errors.New("not a regular file")
+
+func (r rootFS) Stat(name string) (fs.FileInfo, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
+	}
+	return r.root.Stat(name)
+}
+
+func (r rootFS) Open(name string) (fs.File, error) {
+	info, err := r.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: errNotRegular}
+	}
+	return r.openRegular(name, info)
+}
+
+// openRegular opens name, which Stat saw as the regular file info. The
+// name may have changed since: O_NONBLOCK makes opening a FIFO return at
+// once (on a regular file it changes nothing), O_NOCTTY keeps a terminal
+// from becoming the process's, and the check after the open refuses
+// anything but the file info describes.
+func (r rootFS) openRegular(name string, info fs.FileInfo) (*os.File, error) {
+	f, err := r.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	opened, err := f.Stat()
+	if err != nil || !opened.Mode().IsRegular() || !os.SameFile(info, opened) {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: errNotRegular}
+	}
+	return f, nil
 }
 
 // contentType names a file's type from its extension. The table is ours,

@@ -3,9 +3,11 @@ package wsgirouter
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -148,8 +150,8 @@ func TestStaticFiles(t *testing.T) {
 }
 
 // TestWWWDirectoryStaysInside serves a folder from disk through os.Root,
-// as -www does, and puts links in it that point out of it. None is
-// followed out: os.Root refuses them.
+// as -www does (through RootFS), and puts links in it that point out of
+// it. None is followed out: os.Root refuses them.
 func TestWWWDirectoryStaysInside(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()
@@ -172,8 +174,12 @@ func TestWWWDirectoryStaysInside(t *testing.T) {
 	root, err := os.OpenRoot(dir)
 	require.NoError(t, err)
 	t.Cleanup(func() { root.Close() })
-	app := newTestApp(t, Service{Files: root.FS()})
+	for name, files := range map[string]fs.FS{"RootFS": RootFS(root), "os.Root.FS": root.FS()} {
+		t.Run(name, func(t *testing.T) { testStaysInside(t, newTestApp(t, Service{Files: files}), outside) })
+	}
+}
 
+func testStaysInside(t *testing.T, app Application, outside string) {
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -222,5 +228,122 @@ func TestContentType(t *testing.T) {
 		"dir.html/x":   "application/octet-stream",
 	} {
 		assert.Equal(t, want, contentType(name), name)
+	}
+}
+
+// fifoIn makes a FIFO named name in dir. Opening it to read waits for a
+// writer; unblockFIFO, which the test runs when it ends, frees such an
+// open if a broken server is stuck in one.
+func fifoIn(t *testing.T, dir, name string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	require.NoError(t, syscall.Mkfifo(path, 0o644))
+	t.Cleanup(func() { unblockFIFO(path) })
+	return path
+}
+
+// unblockFIFO opens the FIFO at path to write, without waiting, and
+// closes it: every open that waits to read it then returns, and its
+// reads end.
+func unblockFIFO(path string) {
+	if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		f.Close()
+	}
+}
+
+// returnsSoon runs f on a goroutine and waits for it until bound, a
+// backstop: f is expected to return at once. If it does not, the test
+// fails, and unblock frees it.
+func returnsSoon(t *testing.T, what string, bound time.Duration, f func(), unblock func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(bound):
+		t.Errorf("%s: still blocked after %v", what, bound)
+		for {
+			unblock()
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond): // the open may not have begun yet: free it again
+			}
+		}
+	}
+}
+
+// TestStaticFilesRefuseAFIFO puts a FIFO, and a link to it, in a folder
+// served from disk. Opening a FIFO to read waits for a writer: a server
+// that opened it would hold the request, its connection and a thread for
+// good. Both are answered 404 at once, through RootFS as -www serves the
+// folder, and through os.DirFS, which has no guard of its own: the
+// application looks at the name before it opens it.
+func TestStaticFilesRefuseAFIFO(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ok.txt"), []byte("ok"), 0o644))
+	fifo := fifoIn(t, dir, "fifo")
+	require.NoError(t, os.Symlink("fifo", filepath.Join(dir, "fifo-link")))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
+	root, err := os.OpenRoot(dir)
+	require.NoError(t, err)
+	t.Cleanup(func() { root.Close() })
+
+	for name, files := range map[string]fs.FS{"RootFS": RootFS(root), "os.DirFS": os.DirFS(dir)} {
+		t.Run(name, func(t *testing.T) {
+			app := newTestApp(t, Service{Files: files})
+			for _, path := range []string{"/fifo", "/fifo-link", "/sub"} {
+				var got recorded
+				returnsSoon(t, "GET "+path, 5*time.Second, func() { got = callWSGI(t, app, "GET", path, nil) }, func() { unblockFIFO(fifo) })
+				assert.Equal(t, 404, got.status, path)
+				assert.Equal(t, fmt.Sprintf("404 Not Found: no file %q\n", path), got.body)
+			}
+			got := callWSGI(t, app, "GET", "/ok.txt", nil)
+			assert.Equal(t, 200, got.status)
+			assert.Equal(t, "ok", got.body)
+		})
+	}
+}
+
+// TestRootFSOpensWhatItLookedAt swaps the file RootFS looked at for
+// something else before it opens it: a FIFO, whose open must not wait,
+// and another regular file. Both are refused.
+func TestRootFSOpensWhatItLookedAt(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	require.NoError(t, err)
+	t.Cleanup(func() { root.Close() })
+	files := RootFS(root).(rootFS)
+	path := filepath.Join(dir, "a.txt")
+
+	// Each is made beside a.txt, then renamed over it, as an attacker
+	// would swap it: while both exist they are different files, so the
+	// system cannot give the new one the old one's inode number.
+	for _, tc := range []struct {
+		name string
+		make func(path string)
+	}{
+		{"a FIFO", func(path string) { fifoIn(t, dir, filepath.Base(path)) }},
+		{"another file", func(path string) { require.NoError(t, os.WriteFile(path, []byte("other"), 0o644)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(path, []byte("looked at"), 0o644))
+			info, err := files.Stat("a.txt")
+			require.NoError(t, err)
+			require.True(t, info.Mode().IsRegular())
+			tc.make(path + ".new")
+			require.NoError(t, os.Rename(path+".new", path))
+
+			var f *os.File
+			returnsSoon(t, "openRegular", 5*time.Second, func() { f, err = files.openRegular("a.txt", info) }, func() { unblockFIFO(path) })
+			if f != nil {
+				f.Close()
+			}
+			assert.ErrorIs(t, err, errNotRegular)
+			require.NoError(t, os.Remove(path))
+		})
 	}
 }

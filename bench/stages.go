@@ -167,13 +167,24 @@ func Stage06() System {
 			}
 			s := wsgirouter.NewServer(app)
 			s.MaxBodyBytes = 1 << 20
-			return serveStage(s, l)
+			return serveStage(stage06Server{s}, l)
 		},
 		Dial: func(_ context.Context, addr string) (Client, error) {
 			return stage06Client{wsgirouter.NewClient(addr)}, nil
 		},
 		Shared: "shared",
 	}
+}
+
+// stage06Server is stage 06's Server, whose Serve returns its own
+// ErrServerClosed after Shutdown: serveStage takes that for a clean stop.
+type stage06Server struct{ *wsgirouter.Server }
+
+func (s stage06Server) Serve(l net.Listener) error {
+	if err := s.Server.Serve(l); !errors.Is(err, wsgirouter.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // echoApp answers a JSON string with the same string.

@@ -76,7 +76,7 @@ func startCounted(t *testing.T) *rpctest.CountingListener {
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		assert.NoError(t, srv.Shutdown(context.Background()))
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, wsgirouter.ErrServerClosed)
 	})
 	return l
 }

@@ -5,10 +5,13 @@
 //	go run ./06-wsgi-router/cmd/server [-addr 127.0.0.1:8080] [-www DIR] [-grace 5s] [-max-conns 1024] [-max-header 16384] [-max-body 65536] [-idle 60s] [-stdlib]
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
-// or SIGTERM it stops accepting, closes the connections that wait for a
-// request, lets the requests being answered finish for up to -grace, and
-// exits 0. A connection still busy when the grace ends, such as one whose
-// client does not read its answer, is closed, and the server exits 1.
+// or SIGTERM it stops accepting and closes the connections that wait for a
+// request. Every other connection gets 500 ms to finish what it reads or
+// writes: a request on its way must arrive, and an answer be taken by its
+// client, within that. An application still running may finish for up to
+// -grace. The exit status says whether every one did: 0 if so, even when a
+// client that did not read lost its answer, and 1 if the grace ended with
+// an application still running, whose request was cut off.
 //
 // With -www DIR it serves the files of DIR, read from disk through os.Root,
 // instead of the www/ folder built into the binary. With -stdlib it serves
@@ -26,6 +29,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:8080", "`host:port` to listen on; port 0 picks a free one")
 	www := flags.String("www", "", "serve the files of `DIR`, from disk, instead of the www/ folder built into the binary; nothing outside DIR is served, not even through a link")
-	grace := flags.Duration("grace", 5*time.Second, "how long requests being answered may take to finish after a stop signal; connections still busy then are closed, and the server exits 1")
+	grace := flags.Duration("grace", 5*time.Second, "how long requests being answered may take to finish after a stop signal; the server exits 0 if every one finished, 1 if one was still running and was cut off")
 	var lim limits
 	flags.IntVar(&lim.maxConns, "max-conns", wsgirouter.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted (not with -stdlib)")
 	flags.IntVar(&lim.maxHeader, "max-header", wsgirouter.DefaultMaxHeaderBytes, "the largest request head, request line and header fields, in `bytes`; a larger one is answered 431")
@@ -88,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer root.Close()
-		svc.Files = root.FS()
+		svc.Files = wsgirouter.RootFS(root)
 	}
 	app, err := newApp(svc)
 	if err != nil {
@@ -124,9 +129,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		<-served
-		return fmt.Errorf("connections still busy after %v, closed: %w", *grace, err)
+		return fmt.Errorf("requests still running after %v, cut off: %w", *grace, err)
 	}
-	return <-served
+	if err := <-served; !errors.Is(err, wsgirouter.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // server is what run needs of our Server and of net/http's.
@@ -136,7 +144,7 @@ type server interface {
 }
 
 // openFolder opens dir as an os.Root: every file served is opened through
-// it, so no name and no link leads out of dir.
+// it (with wsgirouter.RootFS), so no name and no link leads out of dir.
 func openFolder(dir string) (*os.Root, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -155,33 +163,87 @@ func openFolder(dir string) (*os.Root, error) {
 // stdlibServer is net/http's server with the same application and the
 // same limits, as far as net/http has them: it has no bound on the
 // connections served at once.
-type stdlibServer struct{ hs *http.Server }
+type stdlibServer struct {
+	hs      *http.Server
+	closing atomic.Bool // Shutdown has begun
 
-func newStdlibServer(app wsgirouter.Application, lim limits) stdlibServer {
-	return stdlibServer{&http.Server{
-		Handler:           wsgirouter.Handler(app, lim.maxBody),
+	mu    sync.Mutex          // protects conns
+	conns map[string]net.Conn // by the client's address, as Environ.RemoteAddr has it
+}
+
+func newStdlibServer(app wsgirouter.Application, lim limits) *stdlibServer {
+	s := &stdlibServer{conns: map[string]net.Conn{}}
+	// An answer made once Shutdown has begun gets stdlibLinger to be
+	// written, as our Server's do. Shutdown stores closing, then moves
+	// every connection's deadlines; this looks at closing once the
+	// application has returned. Whatever the order, the answer has
+	// stdlibLinger from the later of the two.
+	lingering := wsgirouter.AppFunc(func(env *wsgirouter.Environ, start wsgirouter.StartResponse) []byte {
+		out := app.ServeWSGI(env, start)
+		if s.closing.Load() {
+			s.mu.Lock()
+			c := s.conns[env.RemoteAddr]
+			s.mu.Unlock()
+			if c != nil {
+				_ = c.SetWriteDeadline(time.Now().Add(stdlibLinger))
+			}
+		}
+		return out
+	})
+	s.hs = &http.Server{
+		Handler:           wsgirouter.Handler(lingering, lim.maxBody),
 		MaxHeaderBytes:    lim.maxHeader,
 		ReadHeaderTimeout: wsgirouter.DefaultHeaderTimeout,
 		ReadTimeout:       wsgirouter.DefaultReadTimeout,
 		WriteTimeout:      wsgirouter.DefaultWriteTimeout,
 		IdleTimeout:       lim.idle,
-	}}
+		ConnState:         s.track,
+	}
+	return s
 }
 
-// Serve returns nil once Shutdown has begun, as our Server's does.
-func (s stdlibServer) Serve(l net.Listener) error {
+// track keeps the connections net/http serves, for Shutdown.
+func (s *stdlibServer) track(c net.Conn, state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		s.conns[c.RemoteAddr().String()] = c
+	case http.StateClosed, http.StateHijacked:
+		delete(s.conns, c.RemoteAddr().String())
+	}
+}
+
+// Serve returns wsgirouter.ErrServerClosed once Shutdown has begun, as
+// our Server's does.
+func (s *stdlibServer) Serve(l net.Listener) error {
 	if err := s.hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	return wsgirouter.ErrServerClosed
 }
 
-// Shutdown closes every connection left when ctx ends, as our Server's
-// does; net/http's own Shutdown leaves them open.
-func (s stdlibServer) Shutdown(ctx context.Context) error {
+// Shutdown does what our Server's does, as far as net/http lets it: each
+// connection gets stdlibLinger to finish what it reads or writes, so only
+// an application still running holds Shutdown longer, and every
+// connection left when ctx ends is closed. net/http's own Shutdown waits
+// for a client that does not read until WriteTimeout, and leaves
+// connections open when ctx ends.
+func (s *stdlibServer) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	linger := time.Now().Add(stdlibLinger)
+	s.mu.Lock()
+	for _, c := range s.conns {
+		_ = c.SetDeadline(linger)
+	}
+	s.mu.Unlock()
 	err := s.hs.Shutdown(ctx)
 	if err != nil {
 		s.hs.Close()
 	}
 	return err
 }
+
+// stdlibLinger is what our Server gives each connection once Shutdown
+// has begun (its closeLinger).
+const stdlibLinger = 500 * time.Millisecond

@@ -3,14 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"io"
+	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,9 +27,11 @@ import (
 )
 
 // When the test binary runs with BE_THE_SERVER=1, it is the server: the
-// signal tests below start it that way, so they can send it a real SIGTERM.
+// signal tests below start it that way, so they can send it a real
+// SIGTERM. It serves the test pages of withTestPages as well.
 func TestMain(m *testing.M) {
 	if os.Getenv("BE_THE_SERVER") == "1" {
+		newApp = withPages(newApp, make(chan struct{}, 16), make(chan struct{}))
 		main()
 		os.Exit(0)
 	}
@@ -220,6 +227,29 @@ func TestWWWServesAFolder(t *testing.T) {
 	}
 }
 
+// TestWWWServesThroughRootFS checks that -www gives the application the
+// folder through wsgirouter.RootFS, whose Open never blocks and opens
+// only the regular file it looked at (TestRootFSOpensWhatItLookedAt
+// swaps the file between the two, which no request can time).
+func TestWWWServesThroughRootFS(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	require.NoError(t, err)
+	defer root.Close()
+	var files fs.FS
+	saved := newApp
+	t.Cleanup(func() { newApp = saved })
+	newApp = func(svc wsgirouter.Service) (wsgirouter.Application, error) {
+		files = svc.Files
+		return saved(svc)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	_, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0", "-www", dir)
+	stop()
+	assert.NoError(t, <-done)
+	assert.Equal(t, reflect.TypeOf(wsgirouter.RootFS(root)), reflect.TypeOf(files))
+}
+
 // TestWWWMustBeAFolder runs the server with -www naming a file, and a
 // folder that is not there: it must refuse to start, and say why.
 func TestWWWMustBeAFolder(t *testing.T) {
@@ -286,13 +316,28 @@ func TestStopClosesIdleConnections(t *testing.T) {
 // net.ipv4.tcp_wmem's last figure, 4 MiB by default).
 const hugeAnswer = 32 << 20
 
-// withHugePage adds GET /huge to the application run serves, until the
-// test ends.
-func withHugePage(t *testing.T) {
+// withTestPages adds two pages to the application run serves, until the
+// test ends: GET /huge, an answer of hugeAnswer bytes, and GET /hold,
+// which waits until release is called, or the test ends. held receives
+// once for each request to /hold, when it begins.
+func withTestPages(t *testing.T) (held <-chan struct{}, release func()) {
 	saved := newApp
-	t.Cleanup(func() { newApp = saved })
-	newApp = func(svc wsgirouter.Service) (wsgirouter.Application, error) {
-		app, err := saved(svc)
+	entered, released := make(chan struct{}, 16), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(released) }) }
+	t.Cleanup(func() {
+		release()
+		newApp = saved
+	})
+	newApp = withPages(saved, entered, released)
+	return entered, release
+}
+
+// withPages returns newApp with the test pages added: /hold sends on
+// entered when it begins, and returns when release is closed.
+func withPages(newApp func(wsgirouter.Service) (wsgirouter.Application, error), entered chan<- struct{}, release <-chan struct{}) func(wsgirouter.Service) (wsgirouter.Application, error) {
+	return func(svc wsgirouter.Service) (wsgirouter.Application, error) {
+		app, err := newApp(svc)
 		if err != nil {
 			return nil, err
 		}
@@ -300,7 +345,15 @@ func withHugePage(t *testing.T) {
 			_ = start(200, nil)
 			return make([]byte, hugeAnswer)
 		})
-		return wsgirouter.NewRouter(app, wsgirouter.Route{Method: "GET", Pattern: "/huge", App: huge})
+		hold := wsgirouter.AppFunc(func(env *wsgirouter.Environ, start wsgirouter.StartResponse) []byte {
+			entered <- struct{}{}
+			<-release
+			_ = start(200, nil)
+			return []byte("released\n")
+		})
+		return wsgirouter.NewRouter(app,
+			wsgirouter.Route{Method: "GET", Pattern: "/huge", App: huge},
+			wsgirouter.Route{Method: "GET", Pattern: "/hold", App: hold})
 	}
 }
 
@@ -324,22 +377,29 @@ func notReading(t *testing.T, addr string) net.Conn {
 	return conn
 }
 
-// TestGraceCutsOffClientsNotReading stops each server while a client that
+// linger is what each server gives a connection once a stop signal came
+// (the Server's closeLinger). A test that checks it waits 20 times as
+// long before it calls the server stuck.
+const linger = 500 * time.Millisecond
+
+// TestStopCutsOffClientsNotReading stops each server while a client that
 // does not read holds a write of it, and a client waits, idle. The write
-// could wait for the WriteTimeout (10 s); the grace (1 s) ends it: run
-// must say so and return an error, which makes the command exit 1.
-func TestGraceCutsOffClientsNotReading(t *testing.T) {
-	withHugePage(t)
+// could wait for the WriteTimeout (10 s); the server gives it 500 ms once
+// stopping, as stages 02 to 05 do, and then closes the connection. No
+// application is still running, so run returns nil, and the command
+// exits 0, long before the grace (20 × 500 ms) ends.
+func TestStopCutsOffClientsNotReading(t *testing.T) {
+	withTestPages(t)
 	for _, tc := range servers {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
-			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", "1s"}, tc.args...)...)
+			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", (20 * linger).String()}, tc.args...)...)
 			idle := keptAlive(t, addr)
 			busy := notReading(t, addr)
 			stop()
-			assert.ErrorContains(t, <-done, "connections still busy after 1s, closed")
+			assert.NoError(t, <-done, "exit 0: no application was cut off")
 			_, err := io.ReadAll(idle)
-			assert.NoError(t, err, "the idle connection was closed at once, politely")
+			assert.NoError(t, err, "the idle connection was closed politely")
 			// The busy connection was closed too. The kernel may still be
 			// sending what the server wrote, slowly, to a receive buffer of
 			// 4 KiB; but a request sent now reaches a closed socket, which
@@ -355,9 +415,210 @@ func TestGraceCutsOffClientsNotReading(t *testing.T) {
 	}
 }
 
+// TestGraceCutsOffAnApplicationStillRunning stops each server while an
+// application runs and does not return: the grace (1 s) ends it. run
+// must say so and return an error, which makes the command exit 1, and
+// the client sees its connection closed.
+func TestGraceCutsOffAnApplicationStillRunning(t *testing.T) {
+	held, _ := withTestPages(t)
+	for _, tc := range servers {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, stop := context.WithCancel(t.Context())
+			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", "1s"}, tc.args...)...)
+			conn, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+			_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
+			require.NoError(t, err)
+			<-held
+			stop()
+			assert.ErrorContains(t, <-done, "requests still running after 1s, cut off")
+			// run closed the connection before it returned.
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*linger)))
+			rest, err := io.ReadAll(conn)
+			assertHungUp(t, err)
+			assert.Empty(t, rest, "no answer: the application never returned")
+		})
+	}
+}
+
+// TestGraceLetsAnApplicationFinish stops each server while an
+// application runs, and lets it return 1.5 s later, well past the 500 ms
+// each connection gets to finish its reads and writes, and within the
+// grace (10 s): its answer is written whole, with Connection: close, and
+// run returns nil.
+func TestGraceLetsAnApplicationFinish(t *testing.T) {
+	for _, tc := range servers {
+		t.Run(tc.name, func(t *testing.T) {
+			held, release := withTestPages(t)
+			ctx, stop := context.WithCancel(t.Context())
+			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", (20 * linger).String()}, tc.args...)...)
+			conn, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+			_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
+			require.NoError(t, err)
+			<-held
+			stop()
+			// The listener closes as Shutdown begins; then the application
+			// goes on running, for longer than the connection's 500 ms.
+			waitUntil(t, "the server to stop accepting", func() bool {
+				c, err := net.Dial("tcp", addr)
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			})
+			time.Sleep(3 * linger) // the application's work
+			release()
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, "released\n", string(body))
+			assert.True(t, resp.Close, "Connection: close")
+			assert.NoError(t, <-done)
+		})
+	}
+}
+
+// waitUntil looks at cond every millisecond until it holds, and fails
+// the test if it does not within the backstop.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	backstop := time.After(rpctest.Backstop)
+	for !cond() {
+		select {
+		case <-backstop:
+			t.Fatalf("still waiting, after %v, for %s", rpctest.Backstop, what)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// assertHungUp checks that a read failed because the server closed the
+// connection: an EOF, or a reset if the server closed with bytes unread.
+func assertHungUp(t *testing.T, err error) {
+	t.Helper()
+	assert.True(t, err == nil || errors.Is(err, syscall.ECONNRESET), "want the connection closed, got %v", err)
+}
+
+// trickling sends a request with Connection: close on a connection of its
+// own, reads the answer, and then sends a byte every 300 ms until the
+// test ends: a client that holds its connection after its last answer, if
+// the server lets every byte renew its wait.
+func trickling(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+	_, err = io.WriteString(conn, "GET /add?a=1&b=2 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, 200, resp.StatusCode)
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := conn.Write([]byte{'x'}); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(done)
+		<-ended
+		conn.Close()
+	})
+}
+
+// TestTricklingClientHoldsNothing is what a review saw: a client that
+// sends a byte every 300 ms after its last answer kept the one
+// connection of -max-conns 1, so that another client got no answer, and
+// made a stop with -grace 2s fail with "connections still busy". The
+// server now reads what comes after the last answer for 500 ms in all:
+// the other client is answered, and the stop returns nil.
+func TestTricklingClientHoldsNothing(t *testing.T) {
+	ctx, stop := context.WithCancel(t.Context())
+	addr, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0", "-max-conns", "1", "-grace", "2s")
+	trickling(t, addr)
+	c := wsgirouter.NewClient(addr)
+	defer c.Close()
+	callCtx, cancel := context.WithTimeout(t.Context(), 20*linger)
+	defer cancel()
+	sum, err := c.Add(callCtx, 20, 22)
+	require.NoError(t, err, "the connection slot the trickling client held is free within 500 ms")
+	assert.Equal(t, 42, sum)
+	require.NoError(t, c.Close()) // its kept-alive connection holds the slot
+
+	trickling(t, addr)
+	stop()
+	assert.NoError(t, <-done, "exit 0 with a client trickling")
+}
+
+// TestWWWRefusesAFIFO serves a folder with a FIFO in it. Opening a FIFO
+// to read waits for a writer: a server that opened it would hold the
+// request, its connection and a thread for good, and with -max-conns 2
+// serve nothing once two such requests came. Each server answers 404 at
+// once, as many times as it is asked, and goes on serving the folder.
+func TestWWWRefusesAFIFO(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ok.txt"), []byte("ok\n"), 0o644))
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	for _, tc := range servers {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, stop := context.WithCancel(t.Context())
+			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-www", dir, "-max-conns", "2"}, tc.args...)...)
+			defer func() {
+				stop()
+				// A server stuck in open would never return: free it.
+				for {
+					select {
+					case err := <-done:
+						assert.NoError(t, err)
+						return
+					case <-time.After(10 * time.Millisecond):
+						if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+							f.Close()
+						}
+					}
+				}
+			}()
+			// Each answer comes at once; 5 s is a backstop for a server
+			// stuck in open.
+			reqCtx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			for range 5 {
+				c := wsgirouter.NewClient(addr)
+				resp, err := c.Get(reqCtx, "/fifo")
+				c.Close()
+				require.NoError(t, err, "GET /fifo")
+				assert.Equal(t, 404, resp.Status)
+			}
+			resp := get(t, addr, "/ok.txt")
+			assert.Equal(t, 200, resp.Status)
+			assert.Equal(t, "ok\n", string(resp.Body))
+		})
+	}
+}
+
 // TestSIGTERM runs the server as a real process with a client that keeps
-// its connection alive and idle, and stops it with SIGTERM: it must exit
-// 0, and the client see its connection end.
+// its connection alive and idle, one that does not read its answer, and
+// one that trickles bytes after its answer, and stops it with SIGTERM: no
+// application is running, so it must exit 0, and the idle client see its
+// connection end.
 func TestSIGTERM(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-grace", "2s")
 	cmd.Env = append(os.Environ(), "BE_THE_SERVER=1")
@@ -369,6 +630,8 @@ func TestSIGTERM(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 42, sum)
 	idle := keptAlive(t, addr)
+	notReading(t, addr)
+	trickling(t, addr)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	assert.NoError(t, cmd.Wait(), "exit status after SIGTERM")
