@@ -336,22 +336,42 @@ func readN(br *bufio.Reader, dst *bytes.Buffer, n int) error {
 //	0␍␊␍␊        the last chunk, then trailer fields (dropped), then an empty line
 //
 // It refuses a body of more than maxBody bytes with 413 as soon as a
-// chunk's size says so, and bounds each size line and the trailer by
-// maxLine bytes.
-func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) error {
+// chunk's size says so. A size line may carry extensions (";name=value"),
+// which are checked and dropped; it is at most maxChunkLineBytes long, and
+// the framing of the whole body at most maxChunkOverhead bytes more than
+// its data pays for. The trailer is at most maxTrailer bytes.
+func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxTrailer int) error {
 	var line []byte
+	overhead := int64(0) // framing bytes not paid for by data, as net/http counts them
 	for {
 		var err error
-		if line, err = readCRLFLine(br, line[:0], maxLine); err != nil {
+		if line, err = readCRLFLine(br, line[:0], maxChunkLineBytes-2); err != nil {
+			if len(line) > maxChunkLineBytes {
+				return refuse(http.StatusBadRequest, "a chunk-size line is longer than %d bytes", maxChunkLineBytes)
+			}
 			return err
 		}
-		sizeText, _, ext := bytes.Cut(line, []byte(";")) // chunk extensions are ignored
-		if ext {
+		sizeText, ext, hasExt := bytes.Cut(line, []byte(";"))
+		if hasExt {
 			sizeText = bytes.TrimRight(sizeText, " \t") // RFC 9112 allows spaces before ";"
+			if !validChunkExt(ext) {
+				return refuse(http.StatusBadRequest, "chunk extension %s is not ;name or ;name=value", quoteShort(string(ext)))
+			}
 		}
 		size, ok := parseHexSize(sizeText)
 		if !ok {
 			return refuse(http.StatusBadRequest, "chunk size %s is not a size in hex", quoteShort(string(line)))
+		}
+		// A chunk of one byte costs at least 5 bytes of framing
+		// ("1␍␊x␍␊"), and extensions can make it cost 4 KiB, to make
+		// the server read a megabyte for every kilobyte of data. So each
+		// chunk may carry 16 bytes of framing, and twice its size, for
+		// free; past that, framing counts, and more than
+		// maxChunkOverhead of it is refused. This is net/http's rule
+		// since CVE-2023-39326, to the byte.
+		overhead = max(0, overhead+int64(len(line))+2-16-2*size)
+		if overhead > maxChunkOverhead {
+			return refuse(http.StatusBadRequest, "a chunked body with more than %d bytes of framing beyond its data", maxChunkOverhead)
 		}
 		if size == 0 {
 			break
@@ -369,14 +389,17 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) erro
 			return refuse(http.StatusBadRequest, "a chunk is longer than its size says")
 		}
 	}
-	// The trailer: fields we drop, up to an empty line, within maxLine
-	// bytes in all.
-	budget := maxLine
-	for {
+	// The trailer: fields we drop, up to an empty line, within
+	// maxTrailer bytes in all, each line's CR LF included.
+	for used := 0; ; {
 		var err error
-		if line, err = readCRLFLine(br, line[:0], budget); err != nil {
+		if line, err = readCRLFLine(br, line[:0], maxTrailer-used-2); err != nil {
+			if len(line) > maxTrailer-used {
+				return refuse(http.StatusRequestHeaderFieldsTooLarge, "the trailer is longer than %d bytes", maxTrailer)
+			}
 			return err
 		}
+		used += len(line) + 2
 		if len(line) == 0 {
 			return nil
 		}
@@ -386,8 +409,97 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) erro
 		if _, err := parseField(string(line)); err != nil {
 			return err
 		}
-		budget -= len(line) + 2
 	}
+}
+
+// maxChunkLineBytes bounds a chunk-size line, its extensions and CR LF
+// included. net/http's bound is 4,096 bytes without the CR LF.
+const maxChunkLineBytes = 4 << 10
+
+// maxChunkOverhead bounds the framing of a chunked body beyond what its
+// data pays for: see readChunked. It is net/http's bound.
+const maxChunkOverhead = 16 << 10
+
+// validChunkExt reports whether ext, what follows the first ";" of a
+// chunk-size line, is a list of extensions as RFC 9112 (7.1.1) spells
+// them: name or name=value, joined by ";", where a name is a token and a
+// value a token or a quoted string, with spaces or tabs allowed around
+// ";" and "=". Anything else, a bare CR above all, is refused: parsers
+// that disagree on where a chunk line ends disagree on where the body
+// does, and that is a way to smuggle a request.
+func validChunkExt(ext []byte) bool {
+	i := 0
+	for {
+		i = skipBWS(ext, i)
+		if i = skipToken(ext, i); i < 0 {
+			return false
+		}
+		if j := skipBWS(ext, i); j < len(ext) && ext[j] == '=' {
+			j = skipBWS(ext, j+1)
+			if j < len(ext) && ext[j] == '"' {
+				i = skipQuoted(ext, j)
+			} else {
+				i = skipToken(ext, j)
+			}
+			if i < 0 {
+				return false
+			}
+		}
+		if i == len(ext) {
+			return true
+		}
+		if i = skipBWS(ext, i); i == len(ext) || ext[i] != ';' {
+			return false
+		}
+		i++
+	}
+}
+
+// skipBWS returns the index of the first byte of b at or after i that is
+// not a space or a tab.
+func skipBWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// skipToken returns the index just past the token that starts b[i:], or
+// -1 if none does.
+func skipToken(b []byte, i int) int {
+	j := i
+	for j < len(b) && tokenChar[b[j]] {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
+}
+
+// skipQuoted returns the index just past the quoted string that starts at
+// b[i], a '"', or -1 if it does not end: RFC 9110's quoted-string, whose
+// bytes are a tab, a space, visible ASCII but '"' and '\', or bytes from
+// 0x80 up, and whose '\' quotes any of these or '"' or '\'.
+func skipQuoted(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c == '\\':
+			if i++; i == len(b) || !quotedChar(b[i]) && b[i] != '"' && b[i] != '\\' {
+				return -1
+			}
+		case !quotedChar(c):
+			return -1
+		}
+	}
+	return -1
+}
+
+// quotedChar reports whether c may stand in a quoted string as it is.
+func quotedChar(c byte) bool {
+	return c == '\t' || c == ' ' || (c >= 0x21 && c <= 0x7e && c != '"' && c != '\\') || c >= 0x80
 }
 
 // readCRLFLine appends a line ending in CR LF to dst, and returns it

@@ -3,6 +3,7 @@ package wsgirouter
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -164,6 +165,21 @@ func TestReadRequest(t *testing.T) {
 		{name: "chunked", in: chunkedRequest("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), want: chunkedWant("hello world")},
 		{name: "chunked, hex sizes any case", in: chunkedRequest("a\r\n0123456789\r\nA\r\n0123456789\r\n0\r\n\r\n"), want: chunkedWant(strings.Repeat("0123456789", 2))},
 		{name: "chunked, extensions", in: chunkedRequest("5;name=value\r\nhello\r\n0;last\r\n\r\n"), want: chunkedWant("hello")},
+		{name: "chunked, extensions with spaces and quotes", in: chunkedRequest("5 ; a = b\t;c=\"x;\\\"y\\\\ \xe9\";d\r\nhello\r\n0\r\n\r\n"), want: chunkedWant("hello")},
+		// RFC 9112, 7.1.1: an extension is ;name or ;name=value, the value a
+		// token or a quoted string. net/http drops whatever follows ";"
+		// unread; it refuses a bare CR only.
+		{name: "chunked, bare CR in an extension", in: chunkedRequest("3;a\rb\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, bare CR in a quoted extension", in: chunkedRequest("3;a=\"\r\"\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, space inside an extension", in: chunkedRequest("3;a b\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension without a name", in: chunkedRequest("3;=b\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension empty", in: chunkedRequest("3;\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension without a value", in: chunkedRequest("3;a=\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension ending in ;", in: chunkedRequest("3;a=b;\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension with a space after", in: chunkedRequest("3;a=b \r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension quote unclosed", in: chunkedRequest("3;a=\"b\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension quote with a NUL", in: chunkedRequest("3;a=\"\x00\"\r\nabc\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, extension on the last chunk checked too", in: chunkedRequest("3\r\nabc\r\n0;a b\r\n\r\n"), status: 400},
 		{name: "chunked, trailer", in: chunkedRequest("5\r\nhello\r\n0\r\nChecksum: 1\r\nMore: 2\r\n\r\n"), want: chunkedWant("hello")},
 		{name: "chunked, empty", in: chunkedRequest("0\r\n\r\n"), want: chunkedWant("")},
 		{name: "chunked, at the body limit", in: chunkedRequest("40\r\n" + strings.Repeat("c", 64) + "\r\n0\r\n\r\n"), want: chunkedWant(strings.Repeat("c", 64))},
@@ -177,13 +193,20 @@ func TestReadRequest(t *testing.T) {
 		{name: "chunked, size with a space", in: chunkedRequest("5 \r\nhello\r\n0\r\n\r\n"), status: 400},
 		{name: "chunked, size overflowing int64", in: chunkedRequest("10000000000000005\r\nhello\r\n0\r\n\r\n"), status: 400},
 		{name: "chunked, largest size, past the limit", in: chunkedRequest("fffffffffffffff\r\n"), status: 413},
-		{name: "chunked, size line too long", in: chunkedRequest("5;" + strings.Repeat("e", 512) + "\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, size line at its limit", in: chunkedRequest("5;" + strings.Repeat("e", maxChunkLineBytes-len("5;\r\n")) + "\r\nhello\r\n0\r\n\r\n"), want: chunkedWant("hello")},
+		{name: "chunked, size line too long", in: chunkedRequest("5;" + strings.Repeat("e", maxChunkLineBytes-len("5;\r\n")+1) + "\r\nhello\r\n0\r\n\r\n"), status: 400},
+		{name: "chunked, framing past its bound", in: chunkedRequest(strings.Repeat("1;"+strings.Repeat("e", maxChunkLineBytes-len("1;\r\n"))+"\r\nx\r\n", 5) + "0\r\n\r\n"), status: 400},
+		{name: "chunked, framing within its bound", in: chunkedRequest(strings.Repeat("1;"+strings.Repeat("e", maxChunkLineBytes-len("1;\r\n"))+"\r\nx\r\n", 4) + "0\r\n\r\n"), want: chunkedWant("xxxx")},
 		{name: "chunked, data longer than its size", in: chunkedRequest("5\r\nhello!\r\n0\r\n\r\n"), status: 400},
 		{name: "chunked, no CRLF after data", in: chunkedRequest("5\r\nhello0\r\n\r\n"), status: 400},
 		{name: "chunked, LF alone after data", in: chunkedRequest("5\r\nhello\n0\r\n\r\n"), status: 400},
 		{name: "chunked, LF alone after size", in: chunkedRequest("5\nhello\r\n0\r\n\r\n"), status: 400},
 		{name: "chunked, LF alone ends the trailer", in: chunkedRequest("5\r\nhello\r\n0\r\n\n"), status: 400},
-		{name: "chunked, trailer too long", in: chunkedRequest("0\r\n" + strings.Repeat("T: 1234567890\r\n", 40) + "\r\n"), status: 400},
+		// The trailer: at most codecLimits.header (512) bytes, its
+		// lines' CR LF and the empty line that ends it included.
+		{name: "chunked, trailer at its limit", in: chunkedRequest("0\r\nT: " + strings.Repeat("t", 512-len("T: \r\n\r\n")) + "\r\n\r\n"), want: chunkedWant("")},
+		{name: "chunked, trailer a byte past", in: chunkedRequest("0\r\nT: " + strings.Repeat("t", 512-len("T: \r\n\r\n")+1) + "\r\n\r\n"), status: 431},
+		{name: "chunked, trailer too long", in: chunkedRequest("0\r\n" + strings.Repeat("T: 1234567890\r\n", 40) + "\r\n"), status: 431},
 		{name: "chunked, cut in data", in: chunkedRequest("5\r\nhel"), err: io.ErrUnexpectedEOF},
 		{name: "chunked, no last chunk", in: chunkedRequest("5\r\nhello\r\n"), err: io.ErrUnexpectedEOF},
 		{name: "chunked, no end of trailer", in: chunkedRequest("0\r\n"), err: io.ErrUnexpectedEOF},
@@ -422,4 +445,130 @@ func TestQuoteShort(t *testing.T) {
 	assert.Equal(t, `"a\r\n"`, quoteShort("a\r\n"))
 	long := quoteShort(strings.Repeat("x", 1<<20))
 	assert.Equal(t, `"`+strings.Repeat("x", 40)+`"...`, long)
+}
+
+// TestChunkedRefusalsSayWhy: each bound on a chunked body names itself,
+// and its number, in the refusal the client reads.
+func TestChunkedRefusalsSayWhy(t *testing.T) {
+	longExt := "1;" + strings.Repeat("e", maxChunkLineBytes-len("1;\r\n")) + "\r\nx\r\n"
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		reason     string
+	}{
+		{"size line", "5;" + strings.Repeat("e", maxChunkLineBytes) + "\r\nhello\r\n0\r\n\r\n", 400,
+			"a chunk-size line is longer than 4096 bytes"},
+		{"framing", strings.Repeat(longExt, 5) + "0\r\n\r\n", 400,
+			"a chunked body with more than 16384 bytes of framing beyond its data"},
+		{"extension", "3;a\rb\r\nabc\r\n0\r\n\r\n", 400,
+			`chunk extension "a\rb" is not ;name or ;name=value`},
+		{"trailer, one long field", "0\r\nT: " + strings.Repeat("t", 600) + "\r\n\r\n", 431,
+			"the trailer is longer than 512 bytes"},
+		{"trailer, many fields", "0\r\n" + strings.Repeat("T: 1\r\n", 200) + "\r\n", 431,
+			"the trailer is longer than 512 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readOneRequest(strings.NewReader(chunkedRequest(tc.body)), codecLimits)
+			var refused *httpError
+			require.ErrorAs(t, err, &refused)
+			assert.Equal(t, tc.status, refused.status)
+			assert.Equal(t, tc.reason, refused.reason)
+		})
+	}
+}
+
+// TestChunkedFramingBound: the bound on framing beyond data is net/http's
+// (CVE-2023-39326): 16 bytes a chunk, and twice its data, are free, and
+// 16 KiB more is allowed. A body of one-byte chunks, the cheapest a
+// streaming client sends, is never refused by it.
+func TestChunkedFramingBound(t *testing.T) {
+	big := limits{requestLine: 1024, header: 16 << 10, headerFields: 100, body: 1 << 20}
+	oneByte := strings.Repeat("1\r\nx\r\n", 100000)
+	got, err := readOneRequest(strings.NewReader(chunkedRequest(oneByte+"0\r\n\r\n")), big)
+	require.NoError(t, err)
+	assert.Len(t, got.Body, 100000)
+
+	// A chunk of n bytes pays for 16 + 2n bytes of framing. These pay
+	// for none of theirs: 6,000 one-byte chunks, each with an extension
+	// of 100 bytes, as the issue's attack with smaller lines.
+	ext := "1;" + strings.Repeat("e", 100) + "\r\nx\r\n"
+	_, err = readOneRequest(strings.NewReader(chunkedRequest(strings.Repeat(ext, 6000)+"0\r\n\r\n")), big)
+	var refused *httpError
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, refused.reason, "bytes of framing beyond its data")
+
+	// The issue's attack, 6,000 one-byte chunks each with an extension
+	// of 16,000 bytes, made the server read 96 MB for 6,000 bytes of
+	// body, then answer 200. Now the first size line is too long, and a
+	// size line at our limit can be sent 4 times: the fifth is refused.
+	for _, tc := range []struct {
+		name    string
+		extSize int
+		atMost  int64 // bytes read from the connection before the refusal
+	}{
+		{"the issue's 16,000-byte extensions", 16000, maxChunkLineBytes + 8<<10},
+		{"extensions as long as a line may be", maxChunkLineBytes - len("1;\r\n"), 5*maxChunkLineBytes + 8<<10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			attack := &countingReader{r: io.MultiReader(strings.NewReader(chunkedRequest("")),
+				&repeatReader{unit: "1;" + strings.Repeat("e", tc.extSize) + "\r\nx\r\n", times: 6000})}
+			_, err := readOneRequest(attack, big)
+			assert.Equal(t, 400, refusalStatus(err), "%v", err)
+			t.Logf("refused after reading %d bytes of %d", attack.n, 6000*(tc.extSize+7))
+			assert.LessOrEqual(t, attack.n, tc.atMost)
+		})
+	}
+
+	// Data earns no credit for later framing: after a chunk of 100,000
+	// bytes, size lines of 4 KiB are refused at the fifth, as they are
+	// with no chunk before them. (net/http's rule, once more: without
+	// the floor at 0, the big chunk would buy some 50 such lines.)
+	long := "1;" + strings.Repeat("e", maxChunkLineBytes-len("1;\r\n")) + "\r\nx\r\n"
+	banked := chunkedRequest(fmt.Sprintf("%x\r\n%s\r\n", 100000, strings.Repeat("d", 100000)) +
+		strings.Repeat(long, 5) + "0\r\n\r\n")
+	_, err = readOneRequest(strings.NewReader(banked), big)
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, refused.reason, "bytes of framing beyond its data")
+
+	// Where it stops: each such chunk adds 102 + 2 - 16 - 2 = 86 bytes.
+	perChunk := len("1;") + 100 + 2 - 16 - 2
+	fits := maxChunkOverhead / perChunk
+	_, err = readOneRequest(strings.NewReader(chunkedRequest(strings.Repeat(ext, fits)+"0\r\n\r\n")), big)
+	assert.NoError(t, err, "%d chunks", fits)
+	_, err = readOneRequest(strings.NewReader(chunkedRequest(strings.Repeat(ext, fits+1)+"0\r\n\r\n")), big)
+	assert.Error(t, err, "%d chunks", fits+1)
+}
+
+// repeatReader reads unit, times times, without holding more than one.
+type repeatReader struct {
+	unit  string
+	times int
+	off   int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && r.times > 0 {
+		c := copy(p[n:], r.unit[r.off:])
+		n += c
+		if r.off += c; r.off == len(r.unit) {
+			r.off, r.times = 0, r.times-1
+		}
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

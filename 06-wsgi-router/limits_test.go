@@ -527,9 +527,11 @@ func TestDecoderWorstCase(t *testing.T) {
 		oneByteChunks.WriteString("1\r\nx\r\n")
 	}
 	// Each size line as long as the limit allows: 1, ";", and an
-	// extension that fills the line.
-	ext := strings.Repeat("e", lim.header-2)
-	for range 64 {
+	// extension that fills the line; as many of them as the bound on
+	// framing beyond data allows.
+	ext := strings.Repeat("e", maxChunkLineBytes-len("1;\r\n"))
+	longLines := maxChunkOverhead / (maxChunkLineBytes - 16 - 2)
+	for range longLines {
 		longSizeLines.WriteString("1;" + ext + "\r\nx\r\n")
 	}
 	tests := []struct {
@@ -550,7 +552,7 @@ func TestDecoderWorstCase(t *testing.T) {
 		// 28 × the body); 4 KiB more covers the size line.
 		{"one-byte chunks up to the limit", chunkedRequest(oneByteChunks.String() + "0\r\n\r\n"), lim.body, 4*int64(lim.body) + 4<<10},
 		// One size line is held at a time, and it is reused.
-		{"size lines of the longest", chunkedRequest(longSizeLines.String() + "0\r\n\r\n"), 64, 4 * int64(lim.header)},
+		{"size lines of the longest", chunkedRequest(longSizeLines.String() + "0\r\n\r\n"), longLines, 4 * int64(lim.header)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
