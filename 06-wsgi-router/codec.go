@@ -213,7 +213,7 @@ func parseRequestLine(line string, env *Environ) error {
 			return refuse(http.StatusBadRequest, "path %s: %v", quoteShort(rawPath), err)
 		}
 	}
-	env.Method, env.Target, env.Path, env.Query, env.Proto = method, target, path, query, proto
+	env.Method, env.Target, env.RawPath, env.Path, env.Query, env.Proto = method, target, rawPath, path, query, proto
 	return nil
 }
 

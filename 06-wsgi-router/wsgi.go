@@ -1,6 +1,7 @@
 package wsgirouter
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +53,8 @@ var ErrStarted = errors.New("the response has started already: start may be call
 type Environ struct {
 	Method     string // "GET"
 	Target     string // the request target as sent: "/add?a=1&b=2"
-	Path       string // the path, percent-decoded: "/add"
+	RawPath    string // the path as sent, not decoded: "/a%2Fb" (a Router matches its segments)
+	Path       string // the path, percent-decoded: "/a/b"
 	Query      string // the query string, not decoded: "a=1&b=2"
 	Proto      string // "HTTP/1.1" or "HTTP/1.0"
 	Header     Header // the header fields, in the order they came
@@ -150,7 +152,8 @@ func Handler(app Application, maxBodyBytes int) http.Handler {
 		env := &Environ{
 			Method:     r.Method,
 			Target:     r.RequestURI,
-			Path:       r.URL.Path,
+			RawPath:    cmp.Or(r.URL.EscapedPath(), "/"), // "" for an absolute target with no path
+			Path:       cmp.Or(r.URL.Path, "/"),
 			Query:      r.URL.RawQuery,
 			Proto:      r.Proto,
 			Body:       body,
