@@ -183,7 +183,12 @@ func Handler(app Application, maxBodyBytes int) http.Handler {
 		if resp.header.count("Content-Type") == 0 {
 			h.Set("Content-Type", defaultContentType)
 		}
-		h.Set("Content-Length", fmt.Sprint(len(out)))
+		if r.Method != http.MethodHead || len(out) > 0 {
+			// For a HEAD, a length is the length a GET would get: with
+			// no body to measure, say none rather than a false 0, as
+			// net/http's own handlers do (RFC 9110, 9.3.2).
+			h.Set("Content-Length", fmt.Sprint(len(out)))
+		}
 		w.WriteHeader(resp.status)
 		_, _ = w.Write(out) // net/http drops it for HEAD, as our server does
 	})
