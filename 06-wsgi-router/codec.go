@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -85,6 +86,50 @@ func (r *requestReader) release() {
 	}
 }
 
+// maxEmptyLines is how many empty lines skipEmptyLines drops before a
+// request line.
+const maxEmptyLines = 4
+
+// skipEmptyLines drops the empty lines (CR LF) that a client may send
+// before a request line: some send one after a POST body, and RFC 9112
+// (2.2) says a server SHOULD ignore at least one. It drops at most
+// maxEmptyLines (a request line after more is read as it comes, and
+// refused), and returns once the next byte is there and is not the start
+// of one, or the connection fails. It waits as Peek does: the caller sets
+// the read deadline.
+func (r *requestReader) skipEmptyLines() error {
+	for range maxEmptyLines {
+		b, err := r.br.Peek(1)
+		if err != nil {
+			return err
+		}
+		if b[0] != '\r' {
+			return nil
+		}
+		if b, err = r.br.Peek(2); err != nil {
+			return err
+		}
+		if b[1] != '\n' {
+			return nil // a bare CR: readHead refuses it
+		}
+		_, _ = r.br.Discard(2)
+	}
+	_, err := r.br.Peek(1)
+	return err
+}
+
+// requestBuffered reports whether the next request's first byte is
+// buffered already, a request pipelined behind the last one. An empty
+// line does not count: skipEmptyLines drops it, and the wait for the
+// request goes on.
+func (r *requestReader) requestBuffered() bool {
+	if r.br.Buffered() == 0 {
+		return false
+	}
+	b, _ := r.br.Peek(1)
+	return b[0] != '\r'
+}
+
 // readHead reads a request line and its header fields into env. It
 // returns io.EOF if the connection closed cleanly before the request's
 // first byte, an *httpError if the request is not one the server accepts,
@@ -148,7 +193,8 @@ func (r *requestReader) readLine(max, tooLong int) error {
 // and that disagreement is how requests are smuggled past a proxy.
 func (r *requestReader) parseHead(head string, env *Environ) error {
 	line, rest, _ := strings.Cut(head, "\r\n")
-	if err := parseRequestLine(line, env); err != nil {
+	authority, err := parseRequestLine(line, env)
+	if err != nil {
 		return err
 	}
 	r.fields = r.fields[:0]
@@ -166,55 +212,174 @@ func (r *requestReader) parseHead(head string, env *Environ) error {
 		}
 		r.fields = append(r.fields, f)
 	}
-	env.Header = r.fields
-	switch hosts := env.Header.count("Host"); {
+	// RFC 9112, 3.2: a server MUST answer 400 to an HTTP/1.1 request with
+	// no Host, to any with two, and to any whose Host is not a host.
+	// Applications read Host (to build links, to pick a site), so a value
+	// such as "evil/x?" must never reach them.
+	switch hosts := r.fields.count("Host"); {
 	case hosts > 1:
 		return refuse(http.StatusBadRequest, "%d Host fields: which host is meant?", hosts)
 	case hosts == 0 && env.Proto == "HTTP/1.1":
 		return refuse(http.StatusBadRequest, "an HTTP/1.1 request needs a Host field")
+	case hosts == 1 && !validHost(r.fields.Get("Host")):
+		return refuse(http.StatusBadRequest, "Host %s is not a host and port", quoteShort(r.fields.Get("Host")))
 	}
+	if authority != "" {
+		r.setHost(authority)
+	}
+	env.Header = r.fields
 	return nil
 }
 
-// parseRequestLine reads "METHOD TARGET HTTP/1.1" into env.
-func parseRequestLine(line string, env *Environ) error {
+// setHost makes the Host field say authority, the host of a target in
+// absolute form: RFC 9112 (3.2.2) says a server MUST ignore the Host field
+// it received then, and use the target's. An HTTP/1.0 request may have no
+// Host field; it gets one, as net/http's Request.Host would give it.
+func (r *requestReader) setHost(authority string) {
+	for i := range r.fields {
+		if strings.EqualFold(r.fields[i].Name, "Host") {
+			r.fields[i].Value = authority
+			return
+		}
+	}
+	r.fields = append(r.fields, Field{Name: "Host", Value: authority})
+}
+
+// validHost reports whether s is a Host field's value, or the authority of
+// a target in absolute form: uri-host [ ":" port ] (RFC 9110, 7.2), where
+// uri-host is an IPv6 address in brackets, or a name or IPv4 address
+// made of letters, digits, "-._~", "!$&'()*+,;=" and %-escapes (RFC 3986,
+// 3.2.2), and port is decimal digits. An empty value is valid: a client
+// sends one when the target names no host. net/http's server checks only
+// that each byte is one of these; ours checks where each may stand.
+func validHost(s string) bool {
+	host, port, hasPort := s, "", false
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return false
+		}
+		ip, err := netip.ParseAddr(s[1:end])
+		if err != nil || !ip.Is6() || ip.Zone() != "" {
+			return false
+		}
+		if rest := s[end+1:]; rest != "" {
+			if rest[0] != ':' {
+				return false
+			}
+			port, hasPort = rest[1:], true
+		}
+		host = ""
+	} else {
+		host, port, hasPort = strings.Cut(s, ":")
+	}
+	for i := 0; i < len(host); i++ {
+		switch c := host[i]; {
+		case c == '%':
+			if i+2 >= len(host) || !isHex(host[i+1]) || !isHex(host[i+2]) {
+				return false
+			}
+			i += 2
+		case !hostChar[c]:
+			return false
+		}
+	}
+	if hasPort {
+		for i := 0; i < len(port); i++ {
+			if !isDigit(port[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hostChar holds the bytes a host name may hold besides %-escapes: RFC
+// 3986's unreserved and sub-delims.
+var hostChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "-._~!$&'()*+,;=" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// parseRequestLine reads "METHOD TARGET HTTP/1.1" into env. It returns
+// the authority of a target in absolute form ("http://host:port/path"),
+// and "" for the origin form ("/path?query").
+func parseRequestLine(line string, env *Environ) (authority string, err error) {
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 {
-		return refuse(http.StatusBadRequest, "the request line is not METHOD TARGET VERSION: %s", quoteShort(line))
+		return "", refuse(http.StatusBadRequest, "the request line is not METHOD TARGET VERSION: %s", quoteShort(line))
 	}
 	if !isToken(method) {
-		return refuse(http.StatusBadRequest, "method %s is not a token", quoteShort(method))
+		return "", refuse(http.StatusBadRequest, "method %s is not a token", quoteShort(method))
 	}
 	switch proto {
 	case "HTTP/1.1", "HTTP/1.0":
 	default:
 		if len(proto) == 8 && strings.HasPrefix(proto, "HTTP/") && proto[6] == '.' &&
 			isDigit(proto[5]) && isDigit(proto[7]) && proto[5] != '1' {
-			return refuse(http.StatusHTTPVersionNotSupported, "this server speaks HTTP/1.1 and HTTP/1.0, not %s", proto)
+			return "", refuse(http.StatusHTTPVersionNotSupported, "this server speaks HTTP/1.1 and HTTP/1.0, not %s", proto)
 		}
-		return refuse(http.StatusBadRequest, "version %s is not HTTP/1.1 or HTTP/1.0", quoteShort(proto))
-	}
-	// Only the origin form, "/path?query", which is what clients send to
-	// a server that is not a proxy.
-	if !strings.HasPrefix(target, "/") {
-		return refuse(http.StatusBadRequest, "target %s does not start with /", quoteShort(target))
+		return "", refuse(http.StatusBadRequest, "version %s is not HTTP/1.1 or HTTP/1.0", quoteShort(proto))
 	}
 	for i := 0; i < len(target); i++ {
 		if c := target[i]; c <= ' ' || c == 0x7f {
-			return refuse(http.StatusBadRequest, "target %s holds a control character", quoteShort(target))
+			return "", refuse(http.StatusBadRequest, "target %s holds a control character", quoteShort(target))
 		}
 	}
 	rawPath, query, _ := strings.Cut(target, "?")
-	path := rawPath
-	if strings.IndexByte(rawPath, '%') >= 0 {
-		var err error
-		if path, err = url.PathUnescape(rawPath); err != nil {
-			return refuse(http.StatusBadRequest, "path %s: %v", quoteShort(rawPath), err)
+	if !strings.HasPrefix(rawPath, "/") {
+		// The origin form, "/path?query", is what clients send to a
+		// server. The absolute form is what they send to a proxy, and a
+		// server MUST accept it too (RFC 9112, 3.2.2). The authority
+		// form (CONNECT) and the asterisk form (OPTIONS *) are for
+		// proxies and server-wide options, which this server is not.
+		var ok bool
+		if authority, rawPath, ok = cutAbsoluteForm(rawPath); !ok {
+			return "", refuse(http.StatusBadRequest, "target %s does not start with /, nor with http:// and a host", quoteShort(target))
 		}
 	}
-	env.Method, env.Target, env.Path, env.Query, env.Proto = method, target, path, query, proto
-	return nil
+	path := rawPath
+	if strings.IndexByte(rawPath, '%') >= 0 {
+		if path, err = url.PathUnescape(rawPath); err != nil {
+			return "", refuse(http.StatusBadRequest, "path %s: %v", quoteShort(rawPath), err)
+		}
+	}
+	env.Method, env.Target, env.RawPath, env.Path, env.Query, env.Proto = method, target, rawPath, path, query, proto
+	return authority, nil
+}
+
+// cutAbsoluteForm splits an absolute-form target, up to its "?", into its
+// authority and its path: "http://host:8080/a/b" into "host:8080" and
+// "/a/b", and "http://host" into "host" and "/". It reports false for a
+// scheme other than http and https, and for an authority that is not a
+// host (validHost refuses the "@" of userinfo, "user@host", which RFC
+// 9110, 4.2.4, says to treat as an error), whose host is empty (RFC 9110,
+// 4.2.1, says to reject it), or that holds a %-escape (net/http decodes
+// some and refuses others: two servers would read two hosts).
+func cutAbsoluteForm(s string) (authority, path string, ok bool) {
+	scheme, rest, found := strings.Cut(s, "://")
+	if !found || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
+		return "", "", false
+	}
+	authority, path = rest, "/"
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	if authority == "" || authority[0] == ':' || strings.IndexByte(authority, '%') >= 0 || !validHost(authority) {
+		return "", "", false
+	}
+	return authority, path, true
 }
 
 // parseField reads "Name: value". The name must be a token with no space
@@ -336,22 +501,42 @@ func readN(br *bufio.Reader, dst *bytes.Buffer, n int) error {
 //	0␍␊␍␊        the last chunk, then trailer fields (dropped), then an empty line
 //
 // It refuses a body of more than maxBody bytes with 413 as soon as a
-// chunk's size says so, and bounds each size line and the trailer by
-// maxLine bytes.
-func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) error {
+// chunk's size says so. A size line may carry extensions (";name=value"),
+// which are checked and dropped; it is at most maxChunkLineBytes long, and
+// the framing of the whole body at most maxChunkOverhead bytes more than
+// its data pays for. The trailer is at most maxTrailer bytes.
+func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxTrailer int) error {
 	var line []byte
+	overhead := int64(0) // framing bytes not paid for by data, as net/http counts them
 	for {
 		var err error
-		if line, err = readCRLFLine(br, line[:0], maxLine); err != nil {
+		if line, err = readCRLFLine(br, line[:0], maxChunkLineBytes-2); err != nil {
+			if len(line) > maxChunkLineBytes {
+				return refuse(http.StatusBadRequest, "a chunk-size line is longer than %d bytes", maxChunkLineBytes)
+			}
 			return err
 		}
-		sizeText, _, ext := bytes.Cut(line, []byte(";")) // chunk extensions are ignored
-		if ext {
+		sizeText, ext, hasExt := bytes.Cut(line, []byte(";"))
+		if hasExt {
 			sizeText = bytes.TrimRight(sizeText, " \t") // RFC 9112 allows spaces before ";"
+			if !validChunkExt(ext) {
+				return refuse(http.StatusBadRequest, "chunk extension %s is not ;name or ;name=value", quoteShort(string(ext)))
+			}
 		}
 		size, ok := parseHexSize(sizeText)
 		if !ok {
 			return refuse(http.StatusBadRequest, "chunk size %s is not a size in hex", quoteShort(string(line)))
+		}
+		// A chunk of one byte costs at least 5 bytes of framing
+		// ("1␍␊x␍␊"), and extensions can make it cost 4 KiB, to make
+		// the server read a megabyte for every kilobyte of data. So each
+		// chunk may carry 16 bytes of framing, and twice its size, for
+		// free; past that, framing counts, and more than
+		// maxChunkOverhead of it is refused. This is net/http's rule
+		// since CVE-2023-39326, to the byte.
+		overhead = max(0, overhead+int64(len(line))+2-16-2*size)
+		if overhead > maxChunkOverhead {
+			return refuse(http.StatusBadRequest, "a chunked body with more than %d bytes of framing beyond its data", maxChunkOverhead)
 		}
 		if size == 0 {
 			break
@@ -369,17 +554,17 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) erro
 			return refuse(http.StatusBadRequest, "a chunk is longer than its size says")
 		}
 	}
-	// The trailer: fields we drop, up to an empty line, within maxLine
-	// bytes in all.
-	budget := maxLine
-	for {
+	// The trailer: fields we drop, up to an empty line, within
+	// maxTrailer bytes in all, each line's CR LF included.
+	for used := 0; ; {
 		var err error
-		if line, err = readCRLFLine(br, line[:0], budget); err != nil {
-			if len(line) > budget+2 { // the line took the trailer past maxLine
-				return refuse(http.StatusBadRequest, "the trailer fields are longer than %d bytes", maxLine)
+		if line, err = readCRLFLine(br, line[:0], maxTrailer-used-2); err != nil {
+			if len(line) > maxTrailer-used {
+				return refuse(http.StatusRequestHeaderFieldsTooLarge, "the trailer is longer than %d bytes", maxTrailer)
 			}
 			return err
 		}
+		used += len(line) + 2
 		if len(line) == 0 {
 			return nil
 		}
@@ -389,8 +574,97 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxLine int) erro
 		if _, err := parseField(string(line)); err != nil {
 			return err
 		}
-		budget -= len(line) + 2
 	}
+}
+
+// maxChunkLineBytes bounds a chunk-size line, its extensions and CR LF
+// included. net/http's bound is 4,096 bytes without the CR LF.
+const maxChunkLineBytes = 4 << 10
+
+// maxChunkOverhead bounds the framing of a chunked body beyond what its
+// data pays for: see readChunked. It is net/http's bound.
+const maxChunkOverhead = 16 << 10
+
+// validChunkExt reports whether ext, what follows the first ";" of a
+// chunk-size line, is a list of extensions as RFC 9112 (7.1.1) spells
+// them: name or name=value, joined by ";", where a name is a token and a
+// value a token or a quoted string, with spaces or tabs allowed around
+// ";" and "=". Anything else, a bare CR above all, is refused: parsers
+// that disagree on where a chunk line ends disagree on where the body
+// does, and that is a way to smuggle a request.
+func validChunkExt(ext []byte) bool {
+	i := 0
+	for {
+		i = skipBWS(ext, i)
+		if i = skipToken(ext, i); i < 0 {
+			return false
+		}
+		if j := skipBWS(ext, i); j < len(ext) && ext[j] == '=' {
+			j = skipBWS(ext, j+1)
+			if j < len(ext) && ext[j] == '"' {
+				i = skipQuoted(ext, j)
+			} else {
+				i = skipToken(ext, j)
+			}
+			if i < 0 {
+				return false
+			}
+		}
+		if i == len(ext) {
+			return true
+		}
+		if i = skipBWS(ext, i); i == len(ext) || ext[i] != ';' {
+			return false
+		}
+		i++
+	}
+}
+
+// skipBWS returns the index of the first byte of b at or after i that is
+// not a space or a tab.
+func skipBWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// skipToken returns the index just past the token that starts b[i:], or
+// -1 if none does.
+func skipToken(b []byte, i int) int {
+	j := i
+	for j < len(b) && tokenChar[b[j]] {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
+}
+
+// skipQuoted returns the index just past the quoted string that starts at
+// b[i], a '"', or -1 if it does not end: RFC 9110's quoted-string, whose
+// bytes are a tab, a space, visible ASCII but '"' and '\', or bytes from
+// 0x80 up, and whose '\' quotes any of these or '"' or '\'.
+func skipQuoted(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c == '\\':
+			if i++; i == len(b) || !quotedChar(b[i]) && b[i] != '"' && b[i] != '\\' {
+				return -1
+			}
+		case !quotedChar(c):
+			return -1
+		}
+	}
+	return -1
+}
+
+// quotedChar reports whether c may stand in a quoted string as it is.
+func quotedChar(c byte) bool {
+	return c == '\t' || c == ' ' || (c >= 0x21 && c <= 0x7e && c != '"' && c != '\\') || c >= 0x80
 }
 
 // readCRLFLine appends a line ending in CR LF to dst, and returns it
@@ -432,7 +706,7 @@ func parseHexSize(b []byte) (int64, bool) {
 type responseHead struct {
 	status        int
 	header        Header // the application's fields, checked by start
-	contentLength int    // -1 for an answer that has no body by its status (204, 304)
+	contentLength int    // -1 for none: 204 and 304, and a HEAD whose application gave no body
 	date          []byte
 	close         bool // Connection: close, the last answer on this connection
 	keepAlive10   bool // Connection: keep-alive, to an HTTP/1.0 client that asked for it
@@ -546,6 +820,43 @@ var tokenChar = func() (t [256]bool) {
 }()
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// hasToken reports whether any field named name holds token in its
+// comma-separated list, in any case. Connection is such a list, and a
+// client may send it as several fields: "Connection: keep-alive" then
+// "Connection: close" is one list that holds close (RFC 9110, 5.3).
+func (h Header) hasToken(name, token string) bool {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) && hasToken(f.Value, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// expectsContinue reads the Expect fields of a request, all of them, as
+// one list (RFC 9110, 10.1.1). It reports whether the client waits for
+// "100 Continue" before it sends its body, and refuses with 417 any
+// expectation but 100-continue: the server cannot meet one it does not
+// know, and must not act as if it had.
+func expectsContinue(h Header) (bool, error) {
+	waits := false
+	for _, f := range h {
+		if !strings.EqualFold(f.Name, "Expect") {
+			continue
+		}
+		for member := range strings.SplitSeq(f.Value, ",") {
+			switch member = strings.Trim(member, " \t"); {
+			case member == "": // an empty member of a list is ignored (RFC 9110, 5.6.1)
+			case strings.EqualFold(member, "100-continue"):
+				waits = true
+			default:
+				return false, refuse(http.StatusExpectationFailed, "Expect %s: this server knows only 100-continue", quoteShort(member))
+			}
+		}
+	}
+	return waits, nil
+}
 
 // hasToken reports whether a comma-separated field value, such as
 // Connection's, holds token, in any case.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -417,4 +418,133 @@ func TestArticleFlawBindsEveryInterface(t *testing.T) {
 	require.NoError(t, err, "our half runs `go run ./cmd/server -h`")
 	usage, _ := exec.Command(goCmd, "run", "./cmd/server", "-h").CombinedOutput()
 	assert.Contains(t, string(usage), `"127.0.0.1:8080"`, "the default of -addr, in the usage:\n%s", usage)
+}
+
+// The smuggling test sends the same bytes to our server and to net/http's,
+// each running the same application (through Handler), and to a model of
+// the proxy that might stand in front of either.
+
+// smuggled is the request each trick hides in what a proxy takes for the
+// body of the request before it.
+const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+// smuggleApp says which request it served, and with what body.
+var smuggleApp = AppFunc(func(env *Environ, start StartResponse) []byte {
+	_ = start(http.StatusOK, nil)
+	return fmt.Appendf(nil, "served %s %s, body %q", env.Method, env.Path, env.Body)
+})
+
+// frontEndRequests counts the requests that a simple proxy reads from raw:
+// one that ends lines at CR LF only, knows nothing of folded lines, and
+// frames a body by Content-Length alone. Proxies have been written like
+// this, and each rule is one an attacker can play against a server that
+// reads the bytes another way.
+func frontEndRequests(raw string) int {
+	n := 0
+	for raw != "" {
+		head, rest, ok := strings.Cut(raw, "\r\n\r\n")
+		if !ok {
+			return n
+		}
+		n++
+		length := 0
+		for _, line := range strings.Split(head, "\r\n")[1:] {
+			if name, value, _ := strings.Cut(line, ":"); strings.EqualFold(name, "Content-Length") {
+				length, _ = strconv.Atoi(strings.TrimSpace(value))
+			}
+		}
+		raw = rest[min(length, len(rest)):]
+	}
+	return n
+}
+
+// summary says what one answer was: "served METHOD PATH" for the
+// application's, the status alone for a refusal.
+func summary(a wireAnswer) string {
+	if served, ok := strings.CutPrefix(a.body, "served "); ok {
+		method, rest, _ := strings.Cut(served, " ")
+		path, _, _ := strings.Cut(rest, ",")
+		return "served " + method + " " + path
+	}
+	return strconv.Itoa(a.status)
+}
+
+// TestSmugglingOnBothServers shows request smuggling (请求走私) on the
+// wire. Each request below hides `GET /smuggled` where one reader sees a
+// body and another sees a second request. The proxy model reads one
+// request; net/http (Go 1.26) reads two, and serves /smuggled, a request
+// the proxy never saw and so never checked; ours refuses the whole with
+// 400 (or 501), and closes the connection, so nothing after it is read.
+// Where net/http refuses too, the table says so.
+//
+// If a later Go changes what net/http does, this test fails on the
+// net/http rows: the table, and the lesson's paragraph on smuggling, then
+// need the new behaviour.
+func TestSmugglingOnBothServers(t *testing.T) {
+	chunks := "0\r\n\r\n" + smuggled // an empty chunked body, then the hidden request
+	withLength := func(head string) string {
+		return fmt.Sprintf(head, len(chunks)) + chunks
+	}
+	for _, tc := range []struct {
+		name, request string
+		front         int      // the requests the proxy model reads; 0: not modelled
+		ours          int      // our status
+		netHTTP       []string // net/http's answers, by summary
+	}{
+		// Framing that two readers can disagree on, where net/http
+		// serves the hidden request.
+		{"Content-Length, then Transfer-Encoding (CL.TE)",
+			withLength("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n"),
+			1, 400, []string{"served POST /", "served GET /smuggled"}},
+		{"Transfer-Encoding, then Content-Length (TE.CL)",
+			withLength("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n"),
+			1, 400, []string{"served POST /", "served GET /smuggled"}},
+		{"Transfer-Encoding folded onto a second line",
+			withLength("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"),
+			1, 400, []string{"served POST /", "served GET /smuggled"}},
+		{"Transfer-Encoding after a bare LF, inside another field for the proxy",
+			withLength("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nX-Note: a\nTransfer-Encoding: chunked\r\n\r\n"),
+			1, 400, []string{"served POST /", "served GET /smuggled"}},
+		{"Transfer-Encoding after a tab",
+			withLength("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding:\tchunked\r\n\r\n"),
+			1, 400, []string{"served POST /", "served GET /smuggled"}},
+		// The other way round: HTTP/1.0 has no chunks, so net/http frames
+		// by Content-Length, where a proxy that honours the
+		// Transfer-Encoding reads two requests.
+		{"Transfer-Encoding in HTTP/1.0",
+			withLength("POST / HTTP/1.0\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n"),
+			0, 400, []string{"served POST /"}},
+		// Tricks net/http refuses too.
+		{"Content-Length twice, two values",
+			"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello" + smuggled, 0, 400, []string{"400"}},
+		{"Content-Length with a sign", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello" + smuggled, 0, 400, []string{"400"}},
+		{"Content-Length as a list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello" + smuggled, 0, 400, []string{"400"}},
+		{"a space before the colon", withLength("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding : chunked\r\n\r\n"),
+			1, 400, []string{"400"}},
+		{"Transfer-Encoding twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks,
+			0, 501, []string{"501"}},
+		{"Transfer-Encoding not quite chunked", withLength("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding: xchunked\r\n\r\n"),
+			1, 400, []string{"501"}},
+		{"a bare CR in a chunk extension", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a\rb\r\nabc\r\n" + chunks,
+			0, 400, []string{"400"}},
+		{"a chunk size ended by LF alone", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n" + chunks,
+			0, 400, []string{"400"}},
+	} {
+		if tc.front > 0 {
+			assert.Equal(t, tc.front, frontEndRequests(tc.request), "the proxy model: %s", tc.name)
+		}
+		for server, addr := range bothServersOf(t, smuggleApp) {
+			t.Run(server+"/"+tc.name, func(t *testing.T) {
+				var got []string
+				for _, a := range allAnswers(t, addr, tc.request) {
+					got = append(got, summary(a))
+				}
+				if server == "ours" {
+					assert.Equal(t, []string{strconv.Itoa(tc.ours)}, got, "one refusal, and the connection closed")
+				} else {
+					assert.Equal(t, tc.netHTTP, got, "what net/http did on Go 1.26.8")
+				}
+			})
+		}
+	}
 }

@@ -250,8 +250,9 @@ func TestLimitsRefused(t *testing.T) {
 }
 
 // TestTrailerTooLongSaysSo sends a chunked body whose trailer has more
-// fields than MaxHeaderBytes holds: 400, and the message names the limit
-// (it once said "longer than -2 bytes", the budget left for the line).
+// fields than MaxHeaderBytes holds: 431, as for a head too long, and the
+// message names the limit (it once said "longer than -2 bytes", the budget
+// left for the line).
 func TestTrailerTooLongSaysSo(t *testing.T) {
 	addr, _ := serveSpied(t, func(s *Server) { s.MaxHeaderBytes = attackHeaderBytes })
 	for _, field := range []string{"a: b", "ab: c"} { // the budget ends on a line's end, or inside one
@@ -262,8 +263,8 @@ func TestTrailerTooLongSaysSo(t *testing.T) {
 		require.NoError(t, err)
 		body, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
-		assert.Equal(t, 400, resp.StatusCode)
-		assert.Equal(t, fmt.Sprintf("400 Bad Request: the trailer fields are longer than %d bytes\n", attackHeaderBytes), string(body), field)
+		assert.Equal(t, 431, resp.StatusCode)
+		assert.Equal(t, fmt.Sprintf("431 Request Header Fields Too Large: the trailer is longer than %d bytes\n", attackHeaderBytes), string(body), field)
 	}
 }
 
@@ -553,9 +554,11 @@ func TestDecoderWorstCase(t *testing.T) {
 		oneByteChunks.WriteString("1\r\nx\r\n")
 	}
 	// Each size line as long as the limit allows: 1, ";", and an
-	// extension that fills the line.
-	ext := strings.Repeat("e", lim.header-2)
-	for range 64 {
+	// extension that fills the line; as many of them as the bound on
+	// framing beyond data allows.
+	ext := strings.Repeat("e", maxChunkLineBytes-len("1;\r\n"))
+	longLines := maxChunkOverhead / (maxChunkLineBytes - 16 - 2)
+	for range longLines {
 		longSizeLines.WriteString("1;" + ext + "\r\nx\r\n")
 	}
 	tests := []struct {
@@ -576,7 +579,7 @@ func TestDecoderWorstCase(t *testing.T) {
 		// 28 × the body); 4 KiB more covers the size line.
 		{"one-byte chunks up to the limit", chunkedRequest(oneByteChunks.String() + "0\r\n\r\n"), lim.body, 4*int64(lim.body) + 4<<10},
 		// One size line is held at a time, and it is reused.
-		{"size lines of the longest", chunkedRequest(longSizeLines.String() + "0\r\n\r\n"), 64, 4 * int64(lim.header)},
+		{"size lines of the longest", chunkedRequest(longSizeLines.String() + "0\r\n\r\n"), longLines, 4 * int64(lim.header)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

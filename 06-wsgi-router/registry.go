@@ -3,6 +3,7 @@ package wsgirouter
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -17,6 +18,11 @@ import (
 //	/time                      only /time
 //	/api/v1.0/servers/{name}   /api/v1.0/servers/alpha, with name = "alpha"
 //	/{file...}                 any path, with file = the path without its first /
+//
+// A request's path is matched as it was sent (Environ.RawPath): it is
+// split on its slashes first, and each segment decoded after, so
+// /api/v1.0/servers/a%2Fb matches the second pattern with name = "a/b",
+// and /api%2Fv1.0/servers/alpha does not match it at all.
 type Route struct {
 	Method  string // GET, POST, ...; AnyMethod for every method
 	Pattern string
@@ -122,20 +128,34 @@ func compilePattern(pattern string) ([]segment, error) {
 	return segs, nil
 }
 
-// match reports whether path matches the route, and appends the values of
-// its parameters to params. The values are slices of path: matching
-// allocates nothing.
-func (rt *compiledRoute) match(path string, params []Param) ([]Param, bool) {
-	rest, ok := strings.CutPrefix(path, "/")
+// match reports whether rawPath, a path as sent, matches the route, and
+// appends the values of its parameters to params. The path is split on
+// its slashes as sent, and then each segment is decoded, as Go's
+// http.ServeMux does: "/api%2Fv1.0/servers/alpha" has three segments, and
+// its first is "api/v1.0", not "api". So a {name} may hold an encoded
+// "/", and a rule on the path as sent, in a proxy in front, sees the path
+// the route sees. A {name...} gets the rest of the path, decoded whole.
+//
+// A value is a slice of the path unless its segment holds a %-escape:
+// matching a path with none allocates nothing.
+func (rt *compiledRoute) match(rawPath string, params []Param) ([]Param, bool) {
+	rest, ok := strings.CutPrefix(rawPath, "/")
 	if !ok {
 		return params, false
 	}
 	for i, seg := range rt.segments {
 		if seg.rest {
-			return append(params, Param{seg.param, rest}), true
+			value, ok := unescape(rest)
+			if !ok {
+				return params, false
+			}
+			return append(params, Param{seg.param, value}), true
 		}
-		part, after, more := strings.Cut(rest, "/")
+		raw, after, more := strings.Cut(rest, "/")
+		part, ok := unescape(raw)
 		switch {
+		case !ok:
+			return params, false
 		case seg.param == "" && part != seg.literal:
 			return params, false
 		case seg.param != "" && part == "":
@@ -154,6 +174,16 @@ func (rt *compiledRoute) match(path string, params []Param) ([]Param, bool) {
 	return params, false
 }
 
+// unescape decodes the %-escapes of part of a path. It reports false for
+// a bad escape, which our Server refuses before any route sees it.
+func unescape(raw string) (string, bool) {
+	if strings.IndexByte(raw, '%') < 0 {
+		return raw, true
+	}
+	s, err := url.PathUnescape(raw)
+	return s, err == nil
+}
+
 // takes reports whether the route takes method.
 func (rt *compiledRoute) takes(method string) bool {
 	return rt.Method == AnyMethod || rt.Method == method ||
@@ -165,7 +195,7 @@ func (r *Router) ServeWSGI(env *Environ, start StartResponse) []byte {
 	var allowed []string
 	for i := range r.routes {
 		rt := &r.routes[i]
-		params, ok := rt.match(env.Path, env.Params[:0])
+		params, ok := rt.match(env.RawPath, env.Params[:0])
 		if !ok {
 			continue
 		}

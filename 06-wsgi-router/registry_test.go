@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,7 +29,7 @@ func callWSGI(t *testing.T, app Application, method, target string, body []byte)
 	path, err := url.PathUnescape(rawPath)
 	require.NoError(t, err)
 	env := &Environ{
-		Method: method, Target: target, Path: path, Query: query, Proto: "HTTP/1.1",
+		Method: method, Target: target, RawPath: rawPath, Path: path, Query: query, Proto: "HTTP/1.1",
 		Header: Header{{"Host", "test"}}, Body: body, RemoteAddr: "192.0.2.1:1234",
 	}
 	var resp response
@@ -237,4 +238,76 @@ func TestNewRouterNilNotFound(t *testing.T) {
 	got := callWSGI(t, r, "GET", "/y", nil)
 	assert.Equal(t, 404, got.status)
 	assert.Equal(t, "x", callWSGI(t, r, "GET", "/x", nil).body)
+}
+
+// TestRoutesMatchThePathAsSent: a route sees the path split on its
+// slashes as sent, each segment decoded after, as Go's http.ServeMux does.
+// A front proxy whose rule says "/api/ goes to the API team's checks"
+// reads the path as sent: /api%2Fv1.0/servers/alpha is not under /api/
+// for it, and must not be for the route table either.
+func TestRoutesMatchThePathAsSent(t *testing.T) {
+	r := matchingTable(t)
+	for _, tc := range []struct {
+		path   string
+		want   string
+		params []Param
+	}{
+		{"/api%2Fv1.0/servers/alpha", "catch-all", []Param{{"file", "api/v1.0/servers/alpha"}}},
+		{"/api%2fv1.0/servers/alpha", "catch-all", []Param{{"file", "api/v1.0/servers/alpha"}}},
+		{"/api/v1.0%2Fservers/alpha", "catch-all", []Param{{"file", "api/v1.0/servers/alpha"}}},
+		{"/api/v1.0/servers/a%2Fb", "server", []Param{{"version", "v1.0"}, {"name", "a/b"}}},
+		{"/api/v1%2E0/servers/%61lpha", "server", []Param{{"version", "v1.0"}, {"name", "alpha"}}},
+		{"/ti%6De", "time", nil},
+		{"/first/lit%65ral", "first, a parameter", []Param{{"x", "literal"}}},
+		{"/files/a%2Fb/c%20d", "files", []Param{{"file", "a/b/c d"}}},
+		{"/dir%2F", "catch-all", []Param{{"file", "dir/"}}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			got := callWSGI(t, r, "GET", tc.path, nil)
+			assert.Equal(t, 200, got.status)
+			assert.Equal(t, tc.want, got.body)
+			if len(tc.params) == 0 {
+				assert.Empty(t, got.params)
+			} else {
+				assert.Equal(t, tc.params, got.params)
+			}
+		})
+	}
+}
+
+// TestDemoRoutesOnThePathAsSent runs the demo application on both servers:
+// an encoded slash does not lead into the API; the route for files, which
+// catches the path then, refuses it, since no file name holds a "/"; and
+// a {name} of the API may hold one (and then names no server).
+func TestDemoRoutesOnThePathAsSent(t *testing.T) {
+	app, err := NewApp(Service{Files: fstest.MapFS{
+		"index.html":    {Data: []byte("index")},
+		"sub/page.txt":  {Data: []byte("a page in a folder")},
+		"private/x.txt": {Data: []byte("behind the proxy's rule on /private/")},
+	}})
+	require.NoError(t, err)
+	for server, addr := range bothServersOf(t, app) {
+		for _, tc := range []struct {
+			target string
+			status int
+			body   string
+		}{
+			// The route for files takes them, and refuses the slash.
+			{"/api%2Fv1.0/servers/alpha", 400, "400 Bad Request: \"/api/v1.0/servers/alpha\" is not the name of a file in the web folder\n"},
+			{"/api/v1.0/servers%2Falpha", 400, "400 Bad Request: \"/api/v1.0/servers/alpha\" is not the name of a file in the web folder\n"},
+			{"/api/v1.0/servers/%61lpha", 200, `{"infos": [` + alphaJSON + `]}`},
+			{"/api/v1.0/servers/alpha%2Fbeta", 404, apiNotFoundJSON},
+			{"/sub/page.txt", 200, "a page in a folder"},
+			{"/sub/page%2Etxt", 200, "a page in a folder"},
+			{"/sub%2Fpage.txt", 400, "400 Bad Request: \"/sub/page.txt\" is not the name of a file in the web folder\n"},
+			{"/private%2fx.txt", 400, "400 Bad Request: \"/private/x.txt\" is not the name of a file in the web folder\n"},
+			{"/index%2ehtml", 200, "index"},
+		} {
+			t.Run(server+tc.target, func(t *testing.T) {
+				resp, body, _ := exchangeOnce(t, addr, getRequest(tc.target))
+				assert.Equal(t, tc.status, resp.StatusCode)
+				assert.Equal(t, tc.body, body)
+			})
+		}
+	}
 }

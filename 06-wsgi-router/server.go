@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -286,7 +285,7 @@ func (s *Server) serveConn(c *conn) {
 // request. It reports false if none came, or if the server is shutting
 // down.
 func (c *conn) waitForRequest(wait time.Duration) bool {
-	if c.in.br.Buffered() > 0 {
+	if c.in.requestBuffered() {
 		return !c.srv.closing.Load() // a pipelined request is here already
 	}
 	if c.nc.SetReadDeadline(time.Now().Add(wait)) != nil {
@@ -300,8 +299,7 @@ func (c *conn) waitForRequest(wait time.Duration) bool {
 	if c.srv.closing.Load() {
 		return false
 	}
-	_, err := c.in.br.Peek(1)
-	return err == nil
+	return c.in.skipEmptyLines() == nil
 }
 
 // serveRequest reads one request, calls the application, and writes its
@@ -318,15 +316,14 @@ func (c *conn) serveRequest() (keep bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if expect := env.Header.Get("Expect"); expect != "" {
-		if !strings.EqualFold(expect, "100-continue") {
-			return false, refuse(http.StatusExpectationFailed, "Expect %s: this server knows only 100-continue", quoteShort(expect))
-		}
-		if env.Proto == "HTTP/1.1" && (n > 0 || chunked) {
-			// The client waits for this before it sends the body.
-			if err := c.write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
-				return false, err
-			}
+	waits, err := expectsContinue(env.Header)
+	if err != nil {
+		return false, err
+	}
+	if waits && env.Proto == "HTTP/1.1" && (n > 0 || chunked) {
+		// The client waits for this before it sends the body.
+		if err := c.write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+			return false, err
 		}
 	}
 	_ = c.setReadDeadline(first.Add(s.ReadTimeout))
@@ -341,11 +338,10 @@ func (c *conn) serveRequest() (keep bool, err error) {
 // request: HTTP/1.1 keeps it unless asked to close, HTTP/1.0 closes it
 // unless asked to keep it.
 func keepAlive(env *Environ) bool {
-	conn := env.Header.Get("Connection")
-	if env.Proto == "HTTP/1.0" {
-		return hasToken(conn, "keep-alive")
+	if env.Header.hasToken("Connection", "close") {
+		return false
 	}
-	return !hasToken(conn, "close")
+	return env.Proto == "HTTP/1.1" || env.Header.hasToken("Connection", "keep-alive")
 }
 
 // answer calls the application and puts its answer in c.out. It reports
@@ -373,6 +369,9 @@ func (c *conn) answer() (keep bool) {
 		}
 	}
 	head.contentLength = len(body)
+	if env.Method == http.MethodHead && len(body) == 0 {
+		head.contentLength = -1 // no body to measure: no length, rather than a false 0
+	}
 	if head.status == http.StatusNoContent || head.status == http.StatusNotModified {
 		head.contentLength, body = -1, nil // these answers have no body, and no length
 	}

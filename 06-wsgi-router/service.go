@@ -174,13 +174,16 @@ func (a *app) notFound(env *Environ, start StartResponse) []byte {
 }
 
 // static serves a file of the web folder. The path must name a file inside
-// the folder: a path with an empty, "." or ".." segment, a backslash, or a
-// segment that starts with a dot is refused before the folder is opened.
+// the folder: a path with an empty, "." or ".." segment, a backslash, a
+// segment that starts with a dot, or a slash sent encoded (%2F, which no
+// file name holds, and which a proxy's rule on the path as sent does not
+// see as a slash) is refused before the folder is opened.
 // The folder itself refuses the rest: embed.FS has nothing outside it, and
 // os.Root (behind -www) follows no link out of its directory.
 func (a *app) static(env *Environ, start StartResponse) []byte {
 	name := env.Param("file")
-	if !fs.ValidPath(name) || strings.ContainsRune(name, '\\') || hiddenSegment(name) {
+	if !fs.ValidPath(name) || strings.ContainsRune(name, '\\') || hiddenSegment(name) ||
+		strings.Count(env.RawPath, "/") != strings.Count(env.Path, "/") {
 		_ = start(http.StatusBadRequest, textHeader)
 		return fmt.Appendf(nil, "400 Bad Request: %s is not the name of a file in the web folder\n", quoteShort(env.Path))
 	}

@@ -1,6 +1,7 @@
 package wsgirouter
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +53,8 @@ var ErrStarted = errors.New("the response has started already: start may be call
 type Environ struct {
 	Method     string // "GET"
 	Target     string // the request target as sent: "/add?a=1&b=2"
-	Path       string // the path, percent-decoded: "/add"
+	RawPath    string // the path as sent, not decoded: "/a%2Fb" (a Router matches its segments)
+	Path       string // the path, percent-decoded: "/a/b"
 	Query      string // the query string, not decoded: "a=1&b=2"
 	Proto      string // "HTTP/1.1" or "HTTP/1.0"
 	Header     Header // the header fields, in the order they came
@@ -150,7 +152,8 @@ func Handler(app Application, maxBodyBytes int) http.Handler {
 		env := &Environ{
 			Method:     r.Method,
 			Target:     r.RequestURI,
-			Path:       r.URL.Path,
+			RawPath:    cmp.Or(r.URL.EscapedPath(), "/"), // "" for an absolute target with no path
+			Path:       cmp.Or(r.URL.Path, "/"),
 			Query:      r.URL.RawQuery,
 			Proto:      r.Proto,
 			Body:       body,
@@ -180,7 +183,12 @@ func Handler(app Application, maxBodyBytes int) http.Handler {
 		if resp.header.count("Content-Type") == 0 {
 			h.Set("Content-Type", defaultContentType)
 		}
-		h.Set("Content-Length", fmt.Sprint(len(out)))
+		if r.Method != http.MethodHead || len(out) > 0 {
+			// For a HEAD, a length is the length a GET would get: with
+			// no body to measure, say none rather than a false 0, as
+			// net/http's own handlers do (RFC 9110, 9.3.2).
+			h.Set("Content-Length", fmt.Sprint(len(out)))
+		}
 		w.WriteHeader(resp.status)
 		_, _ = w.Write(out) // net/http drops it for HEAD, as our server does
 	})

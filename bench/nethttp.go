@@ -15,8 +15,11 @@ import (
 // NetHTTP is net/http on both sides, with keep-alive: the same two
 // procedures as stage 06 offers them, GET /add?a=1&b=2 answered with the
 // sum in decimal, and POST /echo with a JSON string answered with the same
-// string. The client's transport keeps up to 64 idle connections, so one
-// client serves many callers at once, a connection each.
+// string. The handlers are written for net/http, with nothing between
+// (stage 06's Handler adapter is not here: 06-wsgi-router's own
+// benchmarks set the two apart). The client's transport keeps up to 64
+// idle connections, so one client serves many callers at once, a
+// connection each.
 func NetHTTP() System {
 	return System{
 		Name: "net-http",

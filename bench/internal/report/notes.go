@@ -13,7 +13,7 @@ var systemNotes = map[string]string{
 	"06-wsgi-router":     "the course's own HTTP/1.1 server and client: GET /add, and POST /echo with a JSON string (a route the benchmark adds); the client keeps up to 64 connections alive: shared only.",
 	"net-rpc":            "net/rpc with gob: many calls in flight on one connection, each with a sequence number; takes no context: shared only.",
 	"jsonrpc":            "net/rpc with the JSON-RPC 1.0 codec of net/rpc/jsonrpc, otherwise as net-rpc: shared only.",
-	"net-http":           "net/http on both sides with keep-alive, the same two routes as stage 06; the transport keeps up to 64 idle connections: shared only.",
+	"net-http":           "net/http on both sides with keep-alive, the same two routes as stage 06, in handlers written for net/http (no adapter between); the transport keeps up to 64 idle connections: shared only.",
 	"grpc":               "gRPC-go unary calls, protobuf over HTTP/2 without TLS; one connection carries many calls at once as streams: shared only.",
 }
 
