@@ -151,11 +151,12 @@ func TestFlagsSetLimits(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(t.Context())
 	_, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0",
-		"-max-conns", "5", "-max-in-flight", "3", "-max-request", "1000", "-idle", "7s")
+		"-max-conns", "5", "-max-in-flight", "3", "-max-request", "1000", "-max-held", "5000", "-idle", "7s")
 	// run set the limits before it printed "listening on", which we read.
 	assert.Equal(t, 5, srv.MaxConns)
 	assert.Equal(t, 3, srv.MaxInFlight)
 	assert.Equal(t, 1000, srv.MaxRequestBytes)
+	assert.Equal(t, 5000, srv.MaxRequestBytesHeld)
 	assert.Equal(t, 7*time.Second, srv.IdleTimeout)
 	stop()
 	assert.NoError(t, <-done)
@@ -262,6 +263,7 @@ func TestBadFlags(t *testing.T) {
 		{"-max-request", "0"},
 		{"-max-conns", "0"},
 		{"-max-in-flight", "0"},
+		{"-max-held", "0"},
 		{"-idle", "-1s"},
 	} {
 		args = append([]string{"-addr", "127.0.0.1:0"}, args...) // a later -addr wins
