@@ -85,6 +85,41 @@ func TestBudgetBoundsPeersThatNeverRead(t *testing.T) {
 	})
 }
 
+// TestBudgetCountsCalls has 110 peers each start 64 calls of slow(10000),
+// as many as a connection runs, and never read. A request of 25 bytes
+// holds little, but its call holds a goroutine, about 10 KiB: the budget
+// counts callBytes for each, so the server runs at most
+// MaxRequestBytesHeld / callBytes of them at once, 6,553, not the 7,040
+// sent. Without it, 1024 such peers would make the server hold 640 MiB in
+// goroutines alone.
+func TestBudgetCountsCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const peers = 110
+		var running atomic.Int64
+		srv := NewDemoServer(Service{Sleep: func(d time.Duration) {
+			running.Add(1)
+			time.Sleep(d)
+		}})
+		var waiting atomic.Int64
+		srv.waitingForBudget = func(int) { waiting.Add(1) }
+		l := newPipeListener()
+		serve(t, srv, l)
+		requests := make([]any, DefaultMaxInFlight)
+		for i := range requests {
+			requests[i] = &Request{ID: uint64(i + 1), Func: "slow", Params: []Value{{Type: typeInt, Int: MaxSlow}}}
+		}
+		stream := bytes.Join(encodeFrames(t, requests...), nil)
+		for range peers {
+			peer := l.dial(t)
+			go func() { _, _ = peer.Write(stream) }()
+		}
+		synctest.Wait()
+		t.Logf("%d calls sent, %d running, %d readers waiting for budget", peers*DefaultMaxInFlight, running.Load(), waiting.Load())
+		assert.LessOrEqual(t, running.Load(), int64(DefaultMaxRequestBytesHeld/callBytes), "calls running at once")
+		assert.Positive(t, waiting.Load(), "readers waiting for budget")
+	})
+}
+
 // TestBudgetWaitLetsOwnCallsFinish gives the server a budget of two
 // requests, and sends three on one connection while the server holds its
 // calls. The reader waits for budget before the third; the calls of its

@@ -38,15 +38,15 @@ import (
 
 // Request is a call: its id, the function's name and its arguments.
 type Request struct {
-	ID     uint64  // chosen by the client, never 0; the answer carries it back
+	ID     uint64  // chosen by the client, never 0 (the server refuses it); the answer carries it back
 	Func   string  // the function's name: sum
 	Params []Value // its arguments, in order
 }
 
 // Response is the answer to a Request: the result, or the reason the call
 // failed. A result always has a type code, so an error cannot pass for one.
-// An ID of 0 answers no call: the server refused the connection's stream
-// before it could read an id, and Error says why.
+// An ID of 0 answers no call: the server refused the connection's stream,
+// and Error says why.
 type Response struct {
 	ID    uint64 // the ID of the Request this answers
 	Data  Value  // the result; the zero Value when the call failed
