@@ -109,14 +109,18 @@ func TestBudgetCountsCalls(t *testing.T) {
 			requests[i] = &Request{ID: uint64(i + 1), Func: "slow", Params: []Value{{Type: typeInt, Int: MaxSlow}}}
 		}
 		stream := bytes.Join(encodeFrames(t, requests...), nil)
+		before := memInUse()
 		for range peers {
 			peer := l.dial(t)
 			go func() { _, _ = peer.Write(stream) }()
 		}
 		synctest.Wait()
-		t.Logf("%d calls sent, %d running, %d readers waiting for budget", peers*DefaultMaxInFlight, running.Load(), waiting.Load())
+		perCall := (memInUse() - before) / running.Load()
+		t.Logf("%d calls sent, %d running, %d readers waiting for budget; %d bytes of heap and stacks a call",
+			peers*DefaultMaxInFlight, running.Load(), waiting.Load(), perCall)
 		assert.LessOrEqual(t, running.Load(), int64(DefaultMaxRequestBytesHeld/callBytes), "calls running at once")
 		assert.Positive(t, waiting.Load(), "readers waiting for budget")
+		assert.LessOrEqual(t, perCall, int64(callBytes), "what a call holds, its connection's share included, against what the budget counts")
 	})
 }
 
@@ -186,6 +190,16 @@ func TestRequestLargerThanBudget(t *testing.T) {
 			3: answerTo(3, intAnswer(3)),
 		}, nextAnswers(t, newDecoder(conn, DefaultMaxMessageBytes), 3))
 	})
+}
+
+// memInUse returns the bytes of heap and of goroutine stacks in use, after
+// two collections.
+func memInUse() int64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
 }
 
 // heldBudget is a server whose budget has room for total bytes, and a
