@@ -87,7 +87,7 @@ var errZeroID = fmt.Errorf("%w: a request with ID 0; a call's ID is never 0", er
 // cmd/server's peak RSS 32 MiB with 1 peer, 174 MiB with 100 and 193 MiB
 // with 500; without the budget, 2.5 GiB with 100 and 3.6 GiB with 500.
 type Server struct {
-	MaxConns        int // connections served at once, by every Serve together; more wait in the kernel's accept queue
+	MaxConns        int // connections served at once, by every Serve together; at the bound each Serve holds one more, unread, and the rest wait in the kernel's accept queue
 	MaxInFlight     int // calls running at once on one connection; at the bound, the server stops reading it
 	MaxRequestBytes int // a larger request is refused: the stream's first closes the connection; a later one is answered by its ID, read and dropped
 	// MaxRequestBytesHeld bounds the request bytes that every connection
