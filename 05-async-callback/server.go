@@ -306,11 +306,13 @@ func (s *Server) track(conn net.Conn) *serverConn {
 
 // serverConn is a connection the server serves, with what Shutdown must
 // reach in it: its deadlines, and a context that stops its reader's wait
-// for budget when its writer fails or Shutdown gives up. Its reader and its writer each set their own deadline, and
-// Shutdown moves both; c.mu makes each of those one step, from choosing
-// the deadline to setting it, so a deadline chosen before Shutdown began
-// is never set after Shutdown moved it. The lock is the connection's own:
-// no server-wide lock is taken per call.
+// for budget when its writer fails or Shutdown gives up. Its reader and
+// its writer each set their own deadline, and Shutdown moves both; c.mu
+// makes each of those one step, from choosing the deadline to setting it,
+// so a deadline chosen before Shutdown began is never set after Shutdown
+// moved it. The lock is the connection's own: setting deadlines takes no
+// lock of the server's. (The budget has one: a call takes it once for its
+// request, and a batch of answers once to give back what they held.)
 type serverConn struct {
 	net.Conn
 	srv    *Server
