@@ -360,7 +360,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 
 	clock.wakeAll()
 	require.NoError(t, srv.Shutdown(t.Context()))
-	require.NoError(t, <-served)
+	require.ErrorIs(t, <-served, ErrServerClosed)
 	goleak.VerifyNone(t, ignore)
 }
 

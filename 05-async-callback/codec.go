@@ -38,15 +38,15 @@ import (
 
 // Request is a call: its id, the function's name and its arguments.
 type Request struct {
-	ID     uint64  // chosen by the client, never 0; the answer carries it back
+	ID     uint64  // chosen by the client, never 0 (the server refuses it); the answer carries it back
 	Func   string  // the function's name: sum
 	Params []Value // its arguments, in order
 }
 
 // Response is the answer to a Request: the result, or the reason the call
 // failed. A result always has a type code, so an error cannot pass for one.
-// An ID of 0 answers no call: the server refused the connection's stream
-// before it could read an id, and Error says why.
+// An ID of 0 answers no call: the server refused the connection's stream,
+// and Error says why.
 type Response struct {
 	ID    uint64 // the ID of the Request this answers
 	Data  Value  // the result; the zero Value when the call failed
@@ -128,7 +128,26 @@ type frameReader struct {
 	header [frameHeaderBytes]byte // the length being read
 	inside bool                   // a byte of the frame being read has arrived
 	buf    []byte                 // the payload being read; reused from frame to frame while small
+	// admit, if set, is called with a frame's length once it is read and
+	// within max, before any of the payload is: the server takes its
+	// budget there. If admit fails, next returns its error.
+	admit func(size int) error
 }
+
+// frameTooLarge is the error of a frame whose length is over the limit.
+// next returns it having read the length alone; skipped says whether the
+// decoder then read the payload and dropped it, so that the stream goes on.
+type frameTooLarge struct {
+	size    uint32 // the frame's length
+	max     int    // the limit
+	skipped bool
+}
+
+func (e *frameTooLarge) Error() string {
+	return fmt.Sprintf("%v: a frame of %d bytes, more than %d", errTooLarge, e.size, e.max)
+}
+
+func (e *frameTooLarge) Unwrap() error { return errTooLarge }
 
 // newFrameReader returns a frameReader of r, which it buffers.
 func newFrameReader(r io.Reader, max int) *frameReader {
@@ -150,7 +169,12 @@ func (f *frameReader) next() ([]byte, error) {
 	case n == 0:
 		return nil, fmt.Errorf("%w: a frame of 0 bytes; a frame holds at least one gob message", errMalformed)
 	case uint64(n) > uint64(f.max):
-		return nil, fmt.Errorf("%w: a frame of %d bytes, more than %d", errTooLarge, n, f.max)
+		return nil, &frameTooLarge{size: n, max: f.max}
+	}
+	if f.admit != nil {
+		if err := f.admit(int(n)); err != nil {
+			return nil, err
+		}
 	}
 	size := int(n)
 	f.buf = f.buf[:0]
@@ -419,6 +443,10 @@ type decoder struct {
 	frames *frameReader
 	src    bytes.Reader // the payload being decoded
 	gob    *gob.Decoder // reads src; remembers the types the stream has defined
+	// skipLarge makes decode read and drop a later frame over the limit,
+	// when it can read the ID of the value the frame carries (see skip).
+	skipLarge bool
+	started   bool // a frame has been decoded: the stream's types are defined
 }
 
 // newDecoder returns a decoder of the frames that r carries, each at most
@@ -434,16 +462,20 @@ func newDecoder(r io.Reader, max int) *decoder {
 // not carry. If it fails on a frame whose value's ID it can read, it sets
 // v's ID, so that the refusal can say which call it was.
 //
-// An error it returns is final, but for one: a read that times out before
-// any byte of the next frame has arrived (see waiting). After a frame it
-// could not read, the stream is in doubt: the frame may have defined types
-// that later frames use, and the sender has no way to know they were lost.
+// An error it returns is final, but for two: a read that times out before
+// any byte of the next frame has arrived (see waiting), and a
+// *frameTooLarge whose frame was skipped. After a frame it could not read,
+// the stream is in doubt: the frame may have defined types that later
+// frames use, and the sender has no way to know they were lost.
 func (d *decoder) decode(v any) error {
 	stream := wireStreams[reflect.TypeOf(v)]
 	if stream == nil {
 		return fmt.Errorf("decode: a %T is not one of the wire types", v)
 	}
 	payload, err := d.frames.next()
+	if large, ok := err.(*frameTooLarge); ok && d.skipLarge && d.started {
+		return d.skip(v, stream, large)
+	}
 	if err != nil {
 		return err
 	}
@@ -466,7 +498,56 @@ func (d *decoder) decode(v any) error {
 	if err != nil {
 		setID(v, peekID(value))
 	}
+	d.started = d.started || err == nil
 	return err
+}
+
+// skipIDBytes is as much of a frame as skip reads to find the ID of its
+// value: the gob message's length and its type id, at most 9 bytes each,
+// the step of 1 to the ID, and the ID, at most 9 bytes.
+const skipIDBytes = 28
+
+// skip reads the frame that next refused as too large, if the stream can
+// go on without it, and drops it. It can when the frame is not the
+// stream's first, which defines the types the later ones use, and when
+// its first bytes are a value of the stream's type with an ID: a later
+// frame from our encoder carries the value alone, and gob writes the ID,
+// the first field, first. Then skip sets v's ID, reads the rest of the
+// frame through the bufio.Reader's own buffer, holding none of it, and
+// returns large, marked skipped. Otherwise it returns large as it was: the
+// stream is refused.
+func (d *decoder) skip(v any, stream *wireStream, large *frameTooLarge) error {
+	var start [skipIDBytes]byte
+	n := min(int(large.size), len(start))
+	if _, err := io.ReadFull(d.frames.r, start[:n]); err != nil {
+		return unexpectedEOF(err)
+	}
+	id := valueID(start[:n], stream)
+	if id == 0 {
+		return large
+	}
+	if _, err := d.frames.r.Discard(int(large.size) - n); err != nil {
+		return unexpectedEOF(err)
+	}
+	setID(v, id)
+	d.frames.inside = false
+	large.skipped = true
+	return large
+}
+
+// valueID reads the ID of the value whose gob message starts start, or
+// returns 0 if start is not the beginning of a message that carries a
+// value of stream's type, its ID first.
+func valueID(start []byte, stream *wireStream) uint64 {
+	n, size := gobUint(start)
+	if size == 0 || n == 0 {
+		return 0
+	}
+	typeID, typeSize := gobUint(start[size:])
+	if typeSize == 0 || typeID != stream.valueID {
+		return 0
+	}
+	return peekID(start[size+typeSize:])
 }
 
 // waiting reports whether the decoder is between frames: no byte of the

@@ -3,6 +3,7 @@ package asyncrpc
 import (
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"github.com/stretchr/testify/assert"
@@ -41,6 +42,37 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	// would take 100 KiB to 200 KiB more each.
 	assert.Less(t, grew, int64(size/8), "bytes a connection keeps after a large echo")
 	assert.Less(t, each, int64(64<<10), "bytes of heap an idle connection holds, both sides")
+}
+
+// TestIdleConnectionKeepsAtMost makes one echo of 63 KiB on each of many
+// connections, the largest message whose buffers a connection keeps for
+// the next, and leaves them idle. What the server's side of each holds,
+// heap and stacks, is at most the figure the Server's doc gives: three
+// buffers of about 64 KiB (the frame read, gob's copy of it, the answers'
+// frame), the read-ahead buffer, and the reader's and the writer's
+// goroutines. It runs in fake time (see pipe_test.go), over net.Pipes,
+// so that only the server's side is counted.
+func TestIdleConnectionKeepsAtMost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const conns, size = 200, 63 << 10
+		l := newPipeListener()
+		serve(t, NewDemoServer(Service{}), l)
+		stream := echoStream(t, 1, strings.Repeat("x", size))
+		before := memInUse()
+		for range conns {
+			peer := l.dial(t)
+			go func() {
+				if _, err := peer.Write(stream); err == nil {
+					_ = newDecoder(peer, DefaultMaxMessageBytes).decode(&Response{})
+				}
+			}()
+		}
+		synctest.Wait()
+		each := (memInUse() - before) / conns
+		t.Logf("%d idle connections after an echo of %d KiB: %d KiB each, heap and stacks", conns, size>>10, each>>10)
+		// 232 KiB measured, 242 KiB with the race detector.
+		assert.LessOrEqual(t, each, int64(256<<10), "what an idle connection keeps")
+	})
 }
 
 // raceEnabled is set when the tests run under the race detector.

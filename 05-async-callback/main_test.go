@@ -25,7 +25,7 @@ func serve(t testing.TB, srv *Server, l net.Listener) string {
 		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
 		defer cancel()
 		assert.NoError(t, srv.Shutdown(ctx))
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, ErrServerClosed)
 	})
 	return l.Addr().String()
 }

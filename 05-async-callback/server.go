@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"os"
@@ -16,63 +17,114 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
-// Default limits. Together they bound what the server holds: one
-// connection holds at most one request of MaxRequestBytes while it reads it,
-// MaxInFlight calls running and MaxInFlight answers waiting to be written,
-// plus small fixed buffers; and at most MaxConns connections are served at
-// once.
+// Default limits. Together they bound what the server holds: the requests
+// it has read and not yet answered hold at most MaxRequestBytesHeld bytes,
+// all connections together; one connection runs at most MaxInFlight calls
+// and holds at most MaxInFlight answers waiting to be written, plus small
+// fixed buffers; and at most MaxConns connections are served at once. The
+// Server's doc gives the whole bound, measured.
 const (
 	DefaultMaxConns            = 1024
 	DefaultMaxInFlight         = 64               // calls running at once on one connection
+	DefaultMaxRequestBytesHeld = 64 << 20         // request bytes held at once, by every connection together
 	DefaultFirstRequestTimeout = 5 * time.Second  // for a new connection to send its first whole request
 	DefaultIdleTimeout         = 60 * time.Second // to receive the whole of each later request
 	DefaultWriteTimeout        = 10 * time.Second // to write an answer to a client that reads slowly
 )
 
-// closeLinger is how long the server keeps a connection it is closing
-// open: after Shutdown, to answer requests that were already on their way,
-// and after refusing a stream, to let the client's unread bytes arrive.
-// Closing a socket with unread input sends a reset, and a reset can destroy
-// the answer the client has not read yet.
+// closeLinger is how long the server keeps open a connection it is
+// closing after it has written an answer: it reads and drops what the
+// client still sends for that long at most, from one deadline that bytes
+// arriving do not move. Closing a socket with unread input sends a reset,
+// and a reset can destroy the answer the client has not read yet. After
+// Shutdown begins, it is also how long a request on its way has to
+// arrive, and an answer to be written.
 const closeLinger = 500 * time.Millisecond
+
+// ErrServerClosed is what Serve returns once Shutdown has begun, as
+// net/http's Serve returns http.ErrServerClosed: a caller can tell a
+// server that was stopped from one that failed.
+var ErrServerClosed = errors.New("asyncrpc: server closed")
 
 // errStopping answers a request that arrives after Shutdown began: the
 // caller learns that its call did not run, and may make it elsewhere.
 var errStopping = errors.New("the server is shutting down; the call did not run")
+
+// errZeroID refuses a request whose ID is 0: the wire keeps that ID for
+// answers that refuse the stream, so such a call could not be answered.
+var errZeroID = fmt.Errorf("%w: a request with ID 0; a call's ID is never 0", errMalformed)
 
 // Server is the server stub: it reads calls from each connection, finds
 // the method each one names in the route table, calls it on a goroutine of
 // its own, and writes back its answer, with the call's id, as soon as it
 // is ready. Answers come back in the order the calls finish.
 //
-// Register may be called at any time. Set the limits before calling Serve,
-// and call Serve once. A zero limit means its default, so the zero Server
-// is ready to use.
+// Register may be called at any time, Serve too, and more than once, also
+// on many listeners at once; Shutdown stops every one. Set the limits
+// before the first Serve. A zero limit means its default, so the zero
+// Server is ready to use.
+//
+// What the server holds is bounded, whatever its clients send. The
+// requests it has read and not answered hold at most MaxRequestBytesHeld
+// (64 MiB), all connections together, from the moment a frame's length is
+// read until its answer is written; each counts its length and callBytes
+// (10 KiB) for its call's goroutine and state. At that bound, every
+// connection stops reading until an answer is written. For the demo
+// service an answer is never larger than its request (echo's is the same
+// string), and the writers hold at most one encoded copy of the answers
+// they write: 64 MiB more. Between messages, a connection keeps at most
+// 256 KiB (TestIdleConnectionKeepsAtMost: three buffers of up to 64 KiB,
+// the frame read, gob's copy of it and the answers' frame; 4 KiB read
+// ahead; its reader's and writer's goroutines), and there are at most
+// MaxConns (1024) connections: 256 MiB. So the heap in use stays under
+// about 384 MiB at the defaults, and the process may grow to about twice
+// that, since Go's collector lets the heap double before it collects.
+// Measured (cmd/server's TestPeersThatNeverReadPeakRSS), peers that keep
+// echoes of nearly 128 KiB in flight and never read an answer made
+// cmd/server's peak RSS 32 MiB with 1 peer, 174 MiB with 100 and 193 MiB
+// with 500; without the budget, 2.5 GiB with 100 and 3.6 GiB with 500.
 type Server struct {
-	MaxConns            int           // connections served at once; more wait in the kernel's accept queue
-	MaxInFlight         int           // calls running at once on one connection; at the bound, the server stops reading it
-	MaxRequestBytes     int           // a larger request is refused and closes its connection
+	MaxConns        int // connections served at once, by every Serve together; at the bound each Serve holds one more, unread, and the rest wait in the kernel's accept queue
+	MaxInFlight     int // calls running at once on one connection; at the bound, the server stops reading it
+	MaxRequestBytes int // a larger request is refused: the stream's first closes the connection; a later one is answered by its ID, read and dropped
+	// MaxRequestBytesHeld bounds the request bytes that every connection
+	// together holds, from a frame's length to its answer's write; at the
+	// bound, the server stops reading. A request larger than it is refused
+	// as one larger than MaxRequestBytes.
+	MaxRequestBytesHeld int
 	FirstRequestTimeout time.Duration // a new connection that sends no whole request for this long is closed
-	IdleTimeout         time.Duration // a connection that sends no whole request for this long is closed
+	IdleTimeout         time.Duration // a connection that sends no whole request for this long, with no call unanswered, is closed
 	WriteTimeout        time.Duration // an answer not written in this long closes its connection
 
 	funcs registry // the route table; it has a lock of its own
 
-	mu       sync.Mutex // protects listener, conns, closing, stopped
-	listener net.Listener
-	conns    map[net.Conn]struct{}
-	closing  bool           // Shutdown has begun
-	stopped  chan struct{}  // closed when Shutdown begins
-	wg       sync.WaitGroup // one per connection being served
+	closing atomic.Bool // Shutdown has begun; every request reads it, so it has no lock
+
+	mu        sync.Mutex // protects listeners and conns, and the making of what init makes
+	listeners map[*net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	stopped   chan struct{}       // closed when Shutdown begins
+	slots     chan struct{}       // one token per connection served, shared by every Serve
+	budget    *semaphore.Weighted // MaxRequestBytesHeld, in bytes
+	halted    context.Context     // ends when Shutdown gives up waiting: readers waiting for budget stop
+	halt      context.CancelFunc
+	wg        sync.WaitGroup // one per connection being served
 
 	// beforeAnswer, when set, runs inside each call before its answer is
-	// queued; answerWritten, after the writer has written an answer. Tests
-	// use them to hold a call in flight, and to make answers cross.
-	beforeAnswer  func(req *Request)
-	answerWritten func(id uint64)
-	linger        time.Duration // closeLinger, unless a test needs longer
+	// queued; answerWritten, after the writer has written an answer;
+	// waitingForBudget, when a reader must wait for budget before it reads
+	// a frame of size bytes; armingRead, inside serverConn.armRead, between
+	// choosing the read deadline and setting it. Tests use them to hold a
+	// call in flight, to make answers cross, and to see where the server
+	// waits.
+	beforeAnswer     func(req *Request)
+	answerWritten    func(id uint64)
+	waitingForBudget func(size int)
+	armingRead       func()
+	linger           time.Duration // closeLinger, unless a test needs longer
 }
 
 // NewServer returns a Server with the default limits and an empty route
@@ -82,6 +134,7 @@ func NewServer() *Server {
 		MaxConns:            DefaultMaxConns,
 		MaxInFlight:         DefaultMaxInFlight,
 		MaxRequestBytes:     DefaultMaxMessageBytes,
+		MaxRequestBytesHeld: DefaultMaxRequestBytesHeld,
 		FirstRequestTimeout: DefaultFirstRequestTimeout,
 		IdleTimeout:         DefaultIdleTimeout,
 		WriteTimeout:        DefaultWriteTimeout,
@@ -103,35 +156,38 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 	return s.funcs.register(service)
 }
 
-// Serve accepts connections on l and serves each on its own goroutine until
-// Shutdown is called; then it returns nil. With MaxConns connections open,
-// it stops accepting until one of them closes: new ones wait in the kernel's
-// accept queue.
+// Serve may be called more than once, also at the same time on other
+// listeners. It accepts connections on l and serves each on its own
+// goroutine until Shutdown is called; then it returns ErrServerClosed, at
+// once if Shutdown began before it was called. It closes l.
+//
+// MaxConns counts the connections of every Serve together. With MaxConns
+// served, the connection Serve has just accepted waits, unread, until one
+// of them closes, and Serve accepts no other meanwhile: the next wait in
+// the kernel's accept queue.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if s.closing {
+	if s.closing.Load() {
 		s.mu.Unlock()
 		l.Close()
-		return nil
+		return ErrServerClosed
 	}
-	s.listener = l
-	stopped := s.stopped
+	s.listeners[&l] = struct{}{}
+	stopped, slots := s.stopped, s.slots
 	s.mu.Unlock()
-	slots := make(chan struct{}, s.MaxConns) // one token per connection served
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, &l)
+		s.mu.Unlock()
+	}()
 	var backoff time.Duration
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-stopped:
-			return nil
-		}
 		conn, err := l.Accept()
 		if err != nil {
-			<-slots
-			if s.isClosing() {
-				return nil
+			if s.closing.Load() {
+				return ErrServerClosed
 			}
 			if !passing(err) {
 				return err
@@ -142,13 +198,23 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if !s.track(conn) {
+		// A slot is taken after Accept, not before: a Serve waiting in
+		// Accept with a slot would keep it from every other listener.
+		select {
+		case slots <- struct{}{}:
+		case <-stopped:
 			conn.Close()
-			return nil
+			return ErrServerClosed
+		}
+		c := s.track(conn)
+		if c == nil {
+			conn.Close()
+			<-slots
+			return ErrServerClosed
 		}
 		go func() {
 			defer func() { <-slots }()
-			s.serveConn(conn)
+			s.serveConn(c)
 		}()
 	}
 }
@@ -160,6 +226,7 @@ func (s *Server) setDefaults() {
 	setZero(&s.MaxConns, DefaultMaxConns)
 	setZero(&s.MaxInFlight, DefaultMaxInFlight)
 	setZero(&s.MaxRequestBytes, DefaultMaxMessageBytes)
+	setZero(&s.MaxRequestBytesHeld, DefaultMaxRequestBytesHeld)
 	setZero(&s.FirstRequestTimeout, DefaultFirstRequestTimeout)
 	setZero(&s.IdleTimeout, DefaultIdleTimeout)
 	setZero(&s.WriteTimeout, DefaultWriteTimeout)
@@ -173,11 +240,44 @@ func setZero[T comparable](field *T, value T) {
 	}
 }
 
-// init makes what a zero Server lacks. s.mu is held.
+// init makes what a zero Server lacks, once, from the limits set then.
+// s.mu is held.
 func (s *Server) init() {
 	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
+		s.listeners = map[*net.Listener]struct{}{}
+		s.conns = map[*serverConn]struct{}{}
 		s.stopped = make(chan struct{})
+		s.slots = make(chan struct{}, s.MaxConns)
+		s.budget = semaphore.NewWeighted(int64(s.MaxRequestBytesHeld))
+		s.halted, s.halt = context.WithCancel(context.Background())
+	}
+}
+
+// requestLimit is the largest request the server reads: MaxRequestBytes,
+// or the whole budget if that is smaller, since a request must fit in the
+// budget to be read at all.
+func (s *Server) requestLimit() int {
+	return min(s.MaxRequestBytes, s.MaxRequestBytesHeld)
+}
+
+// callBytes is what the budget counts for a request besides its frame:
+// what its call holds while it runs or waits to hand over its answer, its
+// goroutine's stack and its state, 9.7 KiB measured (TestBudgetCountsCalls). Without it, small
+// requests would pass the budget unseen: 1024 connections of 64 calls of
+// slow(10000) would hold 640 MiB in goroutines alone.
+const callBytes = 10 << 10
+
+// requestCost is what a request of size bytes takes from the budget: its
+// size and callBytes, or the whole budget if that is less.
+func (s *Server) requestCost(size int) int64 {
+	return min(int64(size)+callBytes, int64(s.MaxRequestBytesHeld))
+}
+
+// release gives back n bytes of budget, taken for a request whose answer
+// has been written, or that was dropped.
+func (s *Server) release(n int64) {
+	if n > 0 {
+		s.budget.Release(n)
 	}
 }
 
@@ -188,83 +288,228 @@ func passing(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// track records conn as served, unless the server is shutting down.
-func (s *Server) track(conn net.Conn) bool {
+// track records conn as served and returns it as a serverConn, unless the
+// server is shutting down: then it returns nil. Shutdown sets closing
+// under the same lock, so a connection it does not reach is never served.
+func (s *Server) track(conn net.Conn) *serverConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return false
+	if s.closing.Load() {
+		return nil
 	}
-	s.conns[conn] = struct{}{}
+	c := &serverConn{Conn: conn, srv: s, mu: make(connLock, 1)}
+	c.ctx, c.cancel = context.WithCancel(s.halted)
+	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	return true
+	return c
 }
 
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
+// serverConn is a connection the server serves, with what Shutdown must
+// reach in it: its deadlines, and a context that stops its reader's wait
+// for budget when its writer fails or Shutdown gives up. Its reader and
+// its writer each set their own deadline, and Shutdown moves both; c.mu
+// makes each of those one step, from choosing the deadline to setting it,
+// so a deadline chosen before Shutdown began is never set after Shutdown
+// moved it. The lock is the connection's own: setting deadlines takes no
+// lock of the server's. (The budget has one: a call takes it once for its
+// request, and a batch of answers once to give back what they held.)
+type serverConn struct {
+	net.Conn
+	srv    *Server
+	ctx    context.Context // ends when the connection does, or the server halts
+	cancel context.CancelFunc
+
+	mu     connLock  // protects stopAt and readBy, and orders the setting of deadlines
+	stopAt time.Time // the deadline Shutdown set; zero until then
+	readBy time.Time // the read deadline set last
 }
+
+// connLock is a lock: a channel with room for one token. It is a channel,
+// not a sync.Mutex, for one test's sake: a goroutine that waits for a
+// channel is durably blocked in a synctest bubble, and one that waits for
+// a Mutex is not, so only with a channel can a test stop a connection
+// while it arms its deadline and see Shutdown wait for it
+// (TestShutdownReachesAConnectionArmingItsDeadline).
+type connLock chan struct{}
+
+func (l connLock) lock()   { l <- struct{}{} }
+func (l connLock) unlock() { <-l }
+
+// armRead sets the read deadline for the next request: wait from now, or
+// the deadline Shutdown set, once it has begun. It reports whether the
+// connection can still be read.
+func (c *serverConn) armRead(wait time.Duration) bool {
+	c.mu.lock()
+	defer c.mu.unlock()
+	deadline := c.stopAt
+	if deadline.IsZero() {
+		deadline = time.Now().Add(wait)
+	}
+	if c.srv.armingRead != nil {
+		c.srv.armingRead()
+	}
+	c.readBy = deadline
+	return c.SetReadDeadline(deadline) == nil
+}
+
+// stop is Shutdown's: it gives the connection until at to read a request
+// on its way and to write the answer being written. It never moves a
+// deadline later: a hang-up that began before keeps its own.
+func (c *serverConn) stop(at time.Time) {
+	c.mu.lock()
+	defer c.mu.unlock()
+	if !c.stopAt.IsZero() && !at.Before(c.stopAt) {
+		return // an earlier Shutdown's stands
+	}
+	c.stopAt = at
+	if c.readBy.IsZero() || c.readBy.After(at) {
+		c.readBy = at
+		_ = c.SetReadDeadline(at)
+	}
+	_ = c.SetWriteDeadline(at)
+}
+
+// write writes p within WriteTimeout, or within closeLinger once Shutdown
+// has begun, so that a client that stops reading cannot hold Shutdown.
+func (c *serverConn) write(p []byte) bool {
+	c.mu.lock()
+	wait := c.srv.WriteTimeout
+	if !c.stopAt.IsZero() {
+		wait = c.srv.linger
+	}
+	err := c.SetWriteDeadline(time.Now().Add(wait))
+	c.mu.unlock()
+	if err == nil {
+		_, err = c.Write(p)
+	}
+	return err == nil
+}
+
+// hangUp closes c politely, once every answer has been written. Closing a
+// socket that still has unread input makes the kernel send a reset, which
+// destroys what it has not sent of the answers, and what the client has
+// not read. So hangUp first says it is done writing, then reads and drops
+// what the client is still sending, and only then lets the caller close.
+// It stops when the client closes its side, after maxDrainBytes, or at one
+// deadline, closeLinger from now, which bytes arriving do not move:
+// Shutdown, or a deadline it set before, does not cut it short.
+func (s *Server) hangUp(c *serverConn) {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	c.mu.lock()
+	c.readBy = time.Now().Add(s.linger)
+	err := c.SetReadDeadline(c.readBy)
+	c.mu.unlock()
+	if err == nil {
+		_, _ = io.CopyN(io.Discard, c.Conn, maxDrainBytes)
+	}
+}
+
+// maxDrainBytes bounds what hangUp reads and drops.
+const maxDrainBytes = 64 << 20
 
 // serveConn serves one connection until the client closes it, a limit is
 // broken, or the server shuts down. Its goroutine reads the requests; each
 // call runs on a goroutine of its own, at most MaxInFlight at once; and one
-// writer goroutine writes the answers (see connWriter).
+// writer goroutine writes the answers (see connWriter). Once the answers
+// are written, it hangs up politely if it wrote any, and closes.
 //
 // At MaxInFlight calls, the reader waits for one to finish before it reads
 // the next request: the client's requests wait in the socket, then the
 // client's own writes block. That is backpressure: a client that sends
 // calls faster than they finish, or never reads its answers, is slowed
-// down instead of making the server hold more.
-func (s *Server) serveConn(conn net.Conn) {
+// down instead of making the server hold more. The budget of request
+// bytes does the same for all connections together.
+func (s *Server) serveConn(c *serverConn) {
 	defer func() {
-		conn.Close()
+		c.cancel()
+		c.Close()
 		s.mu.Lock()
-		delete(s.conns, conn)
+		delete(s.conns, c)
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	answers := s.newConnWriter(conn)
+	answers := s.newConnWriter(c)
 	var calls errgroup.Group
 	calls.SetLimit(s.MaxInFlight)
-	refused := s.readRequests(conn, answers, &calls)
+	s.readRequests(c, answers, &calls)
 	_ = calls.Wait() // the calls in flight finish, and queue their answers
-	if answers.close() && refused {
-		s.hangUp(conn, s.WriteTimeout)
+	if answers.close() {
+		s.hangUp(c)
 	}
 }
 
-// readRequests reads requests from conn and starts a call for each, until
-// the stream ends or fails. It reports whether it refused the stream, with
-// an answer saying why.
-func (s *Server) readRequests(conn net.Conn, answers *connWriter, calls *errgroup.Group) (refused bool) {
-	requests := newDecoder(conn, s.MaxRequestBytes)
+// readRequests reads requests from c and starts a call for each, until the
+// stream ends or fails, or it refuses the stream, with an answer saying
+// why.
+//
+// Before it reads a frame's payload, it takes the frame's length from the
+// server's budget, waiting while the budget is spent; the call gives it
+// back once its answer is written. A frame that is too large takes none:
+// the stream's first is refused, and a later one, whose ID the decoder can
+// read, is answered by that ID and dropped as it is read.
+func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgroup.Group) {
+	requests := newDecoder(c, s.requestLimit())
+	requests.skipLarge = true
 	wait := s.FirstRequestTimeout
+	var held int64 // budget taken for the frame being read
+	requests.frames.admit = func(size int) error {
+		cost := s.requestCost(size)
+		if !s.budget.TryAcquire(cost) {
+			if s.waitingForBudget != nil {
+				s.waitingForBudget(size)
+			}
+			if err := s.budget.Acquire(c.ctx, cost); err != nil {
+				return err
+			}
+			// The wait was the server's: the client gets its time again.
+			if !c.armRead(wait) {
+				s.release(cost)
+				return net.ErrClosed
+			}
+		}
+		held = cost
+		return nil
+	}
 	for {
-		if !s.waitForRequest(conn, wait) {
-			return false
+		if !c.armRead(wait) {
+			return
 		}
 		var req Request
-		if err := requests.decode(&req); err != nil {
+		err := requests.decode(&req)
+		n := held // what the request holds, from now on
+		held = 0
+		if err != nil {
+			s.release(n)
+			var large *frameTooLarge
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded) && requests.waiting() &&
-				answers.busy() && !s.isClosing():
+				answers.busy() && !s.closing.Load():
 				// Not idle: the client waits for answers. Wait again.
+				continue
+			case errors.As(err, &large) && large.skipped:
+				answers.refuse(req.ID, fmt.Errorf("request of %d bytes is larger than MaxRequestBytes %d", large.size, large.max))
 				continue
 			case errors.Is(err, errTooLarge) || errors.Is(err, errMalformed):
 				// After these the stream cannot be trusted: say why,
 				// if the client is still listening, and hang up. The
 				// answer carries the call's id if the frame got that far.
 				answers.refuse(req.ID, fmt.Errorf("%v; closing the connection", err))
-				return true
 			}
-			return false
+			return
 		}
 		wait = s.IdleTimeout
-		if s.isClosing() {
+		switch {
+		case req.ID == 0:
+			s.release(n)
+			answers.refuse(0, fmt.Errorf("%v; closing the connection", errZeroID))
+			return
+		case s.closing.Load():
 			// Shutdown began while this request was on its way: say
 			// that it did not run. The reader goes on until the
 			// deadline Shutdown set, answering each the same way.
+			s.release(n)
 			answers.refuse(req.ID, errStopping)
 			continue
 		}
@@ -275,7 +520,7 @@ func (s *Server) readRequests(conn net.Conn, answers *connWriter, calls *errgrou
 			if s.beforeAnswer != nil {
 				s.beforeAnswer(&req)
 			}
-			answers.send(req.ID, res, err)
+			answers.send(req.ID, n, res, err)
 			return nil
 		})
 	}
@@ -292,24 +537,33 @@ func (s *Server) readRequests(conn net.Conn, answers *connWriter, calls *errgrou
 // The queue holds at most MaxInFlight answers. When the client does not
 // read, the writer blocks, then the calls that finish block handing their
 // answers over, then the reader stops reading, at MaxInFlight calls: what
-// the connection holds stays bounded.
+// the connection holds stays bounded. Once an answer is written, or
+// dropped, the writer gives back the budget its request took.
 type connWriter struct {
 	srv    *Server
-	conn   net.Conn
-	queue  chan Response
+	conn   *serverConn
+	queue  chan answer
 	failed chan struct{} // closed when a write fails: answers are dropped from then on
 	done   chan struct{} // closed when the writer goroutine returns
 	// unanswered counts the calls started, and refusals queued, whose
 	// answers are not written yet.
 	unanswered atomic.Int64
+	wrote      bool // an answer has been written; read once done is closed
 }
 
-// newConnWriter starts the writer goroutine of conn.
-func (s *Server) newConnWriter(conn net.Conn) *connWriter {
+// answer is an answer waiting to be written, with the budget its request
+// took.
+type answer struct {
+	resp Response
+	held int64
+}
+
+// newConnWriter starts the writer goroutine of c.
+func (s *Server) newConnWriter(c *serverConn) *connWriter {
 	w := &connWriter{
 		srv:    s,
-		conn:   conn,
-		queue:  make(chan Response, s.MaxInFlight),
+		conn:   c,
+		queue:  make(chan answer, s.MaxInFlight),
 		failed: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
@@ -326,22 +580,26 @@ func (w *connWriter) busy() bool { return w.unanswered.Load() > 0 }
 // refuse queues an answer that no call gives: a refusal of request id.
 func (w *connWriter) refuse(id uint64, err error) {
 	w.started()
-	w.send(id, nil, err)
+	w.send(id, 0, nil, err)
 }
 
 // send queues the answer to the call id, which returned res or failed with
-// callErr. It blocks while the queue is full, unless writing has failed.
-func (w *connWriter) send(id uint64, res any, callErr error) {
-	resp := newResponse(res, callErr)
-	resp.ID = id
+// callErr, and whose request took held bytes of budget. It blocks while
+// the queue is full, unless writing has failed: then the answer is
+// dropped, and its budget given back.
+func (w *connWriter) send(id uint64, held int64, res any, callErr error) {
+	a := answer{resp: newResponse(res, callErr), held: held}
+	a.resp.ID = id
 	select {
-	case w.queue <- resp:
+	case w.queue <- a:
 	case <-w.failed:
+		w.srv.release(held)
 	}
 }
 
 // close lets the writer write what is queued, and waits for it. It
-// reports whether every answer was written. Call it once no call can send.
+// reports whether every answer was written, and at least one: then the
+// connection is to be hung up politely. Call it once no call can send.
 func (w *connWriter) close() bool {
 	close(w.queue)
 	<-w.done
@@ -349,20 +607,22 @@ func (w *connWriter) close() bool {
 	case <-w.failed:
 		return false
 	default:
-		return true
+		return w.wrote
 	}
 }
 
 // run writes answers until the queue is closed. After a failed write it
-// closes the connection, which ends the reader, and drops what is queued.
+// closes the connection, which ends the reader, stops the reader's wait
+// for budget, and drops what is queued.
 func (w *connWriter) run() {
 	defer close(w.done)
 	answers := newEncoder()
-	var ids []uint64  // of the answers in frames, for answerWritten
-	var resp Response // reused: encode takes an any, which would put each one on the heap
-	for resp = range w.queue {
-		frames, err := answers.encode(&resp)
-		ids = append(ids, resp.ID)
+	var ids []uint64 // of the answers in frames, for answerWritten
+	var held int64   // budget of the answers in frames
+	var next answer  // reused: encode takes an any, which would put each one on the heap
+	for next = range w.queue {
+		frames, err := answers.encode(&next.resp)
+		ids, held = append(ids, next.resp.ID), held+next.held
 		// Let the calls that are about to finish run first, so that
 		// their answers join this write, then take the answers waiting,
 		// up to a batch: answers that keep coming cannot grow one write
@@ -370,29 +630,34 @@ func (w *connWriter) run() {
 		runtime.Gosched()
 		for waiting := true; waiting && err == nil && fits(len(ids), len(frames), cap(w.queue)); {
 			select {
-			case next, ok := <-w.queue:
+			case a, ok := <-w.queue:
 				if ok {
-					resp = next
-					frames, err = answers.encode(&resp)
-					ids = append(ids, resp.ID)
+					next = a
+					frames, err = answers.encode(&next.resp)
+					ids, held = append(ids, next.resp.ID), held+next.held
 				}
 				waiting = ok
 			default:
 				waiting = false
 			}
 		}
-		if err == nil && !w.srv.write(w.conn, frames) {
+		if err == nil && !w.conn.write(frames) {
 			err = net.ErrClosed
 		}
 		answers.release()
-		resp = Response{} // an idle connection keeps no answer
+		next = answer{} // an idle connection keeps no answer
+		w.srv.release(held)
+		held = 0
 		if err != nil {
 			close(w.failed)
+			w.conn.cancel()
 			w.conn.Close()
-			for range w.queue {
+			for a := range w.queue {
+				w.srv.release(a.held)
 			}
 			return
 		}
+		w.wrote = true
 		w.unanswered.Add(-int64(len(ids)))
 		if w.srv.answerWritten != nil {
 			for _, id := range ids {
@@ -410,70 +675,6 @@ func (w *connWriter) run() {
 func fits(n, size, max int) bool {
 	return n < max && size < maxKeptBuffer
 }
-
-// waitForRequest arms the read deadline for the next request: wait from
-// now, or, once Shutdown has begun, closeLinger from Shutdown's start, to
-// answer what was already on its way. Shutdown holds the same lock when it
-// moves the deadline, so a connection cannot miss it.
-func (s *Server) waitForRequest(conn net.Conn, wait time.Duration) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closing {
-		return conn.SetReadDeadline(time.Now().Add(wait)) == nil
-	}
-	return true // the deadline Shutdown set stands
-}
-
-// write writes p within WriteTimeout, or within closeLinger once Shutdown
-// has begun, so that a client that stops reading cannot hold Shutdown.
-// Shutdown holds the same lock when it moves the deadline.
-func (s *Server) write(conn net.Conn, p []byte) bool {
-	s.mu.Lock()
-	deadline := time.Now().Add(s.WriteTimeout)
-	if s.closing {
-		deadline = time.Now().Add(s.linger)
-	}
-	err := conn.SetWriteDeadline(deadline)
-	s.mu.Unlock()
-	if err == nil {
-		_, err = conn.Write(p)
-	}
-	return err == nil
-}
-
-// hangUp closes conn politely after an answer that refused its stream,
-// or refused a call because the server is shutting down. Closing a socket
-// that still has unread input makes the kernel send a reset, which can
-// destroy the answer before the client reads it. So it first says it is
-// done writing, then reads and drops what the client is still sending, and
-// only then lets the caller close. It stops when the client has been silent
-// for closeLinger, after within in all (closeLinger once Shutdown has
-// begun), or after maxDrainBytes.
-func (s *Server) hangUp(conn net.Conn, within time.Duration) {
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	giveUp := time.Now().Add(within)
-	buf := make([]byte, 32<<10)
-	for drained := 0; drained < maxDrainBytes; {
-		deadline := time.Now().Add(s.linger)
-		if s.isClosing() && deadline.Before(giveUp) {
-			giveUp = deadline // Shutdown has begun: a short goodbye
-		}
-		if deadline.After(giveUp) {
-			deadline = giveUp
-		}
-		_ = conn.SetReadDeadline(deadline)
-		n, err := conn.Read(buf)
-		drained += n
-		if err != nil {
-			return
-		}
-	}
-}
-
-// maxDrainBytes bounds what hangUp reads and drops.
-const maxDrainBytes = 64 << 20
 
 // handle reads one request as a call and calls the function it names.
 func (s *Server) handle(req *Request) (any, error) {
@@ -493,32 +694,44 @@ func (s *Server) handle(req *Request) (any, error) {
 	return res, nil
 }
 
-// Shutdown stops accepting connections and lets each connection finish
-// what it has, then closes it: a call in flight is answered, and a request
-// that arrives within closeLinger is answered with an error saying that it
-// did not run. Once Shutdown has begun, an answer gets closeLinger to be
-// written, so a client that does not read cannot hold it. If ctx ends
-// first, Shutdown closes every connection and returns ctx's error at once,
-// without waiting for functions that are still running.
+// Shutdown may be called at any time, and more than once; each call waits
+// as the first does.
+//
+// Shutdown stops the server. At once, it makes every Serve return
+// ErrServerClosed and closes their listeners, and it gives every
+// connection closeLinger (500 ms) more to read: a request that arrives by
+// then is answered "the server is shutting down; the call did not run",
+// with its ID, and is not run; what arrives later is not read. A call in
+// flight runs to its end and is answered. Once Shutdown has begun, a write
+// of answers gets closeLinger, so a client that does not read cannot hold
+// it. When a connection's answers are written, it is hung up politely
+// (closeLinger at most, see hangUp) and closed. Shutdown returns nil when
+// every connection is closed.
+//
+// If ctx ends first, Shutdown closes every connection at once, and returns
+// ctx's error without waiting for the functions still running; their
+// answers are lost, and their callers see the connection close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if !s.closing {
-		s.closing = true
+	if !s.closing.Swap(true) {
 		close(s.stopped)
 	}
-	if s.listener != nil {
-		s.listener.Close()
+	for l := range s.listeners {
+		(*l).Close()
 	}
-	linger := time.Now().Add(s.linger)
-	for conn := range s.conns {
+	// No connection joins these once closing is set: track checks it
+	// under s.mu. Each is stopped under its own lock only, so that one
+	// that is arming its deadline holds up no other.
+	conns := slices.Collect(maps.Keys(s.conns))
+	s.mu.Unlock()
+	stopAt := time.Now().Add(s.linger)
+	for _, c := range conns {
 		// A connection blocked reading or writing gets closeLinger more;
 		// one in a call finishes it and answers, and then does the same.
-		_ = conn.SetReadDeadline(linger)
-		_ = conn.SetWriteDeadline(linger)
+		c.stop(stopAt)
 	}
-	s.mu.Unlock()
 
 	done := make(chan struct{})
 	go func() {
@@ -530,10 +743,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
-		for conn := range s.conns {
-			conn.Close()
+		for c := range s.conns {
+			c.Close()
 		}
 		s.mu.Unlock()
+		s.halt() // and a reader waiting for budget stops
 		return ctx.Err()
 	}
 }

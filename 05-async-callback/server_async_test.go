@@ -7,11 +7,11 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -62,136 +62,81 @@ func TestArticleFlawOneCallAtATime(t *testing.T) {
 	}
 }
 
-// tinyBuffers is a listener whose connections have small kernel send
-// buffers, so that a client that does not read blocks the server's writes
-// after a few KiB rather than a few MiB.
-type tinyBuffers struct{ net.Listener }
-
-func (l tinyBuffers) Accept() (net.Conn, error) {
-	conn, err := l.Listener.Accept()
-	if err == nil {
-		err = conn.(*net.TCPConn).SetWriteBuffer(4 << 10)
-	}
-	return conn, err
-}
-
-// goroutineStacks returns the stack of every goroutine, one block each.
-func goroutineStacks() []string {
-	var b bytes.Buffer
-	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
-	return strings.Split(b.String(), "\n\n")
-}
-
-// countStacks returns how many goroutines have every one of frames in
-// their stack.
-func countStacks(frames ...string) int {
-	n := 0
-	for _, stack := range goroutineStacks() {
-		all := true
-		for _, f := range frames {
-			all = all && strings.Contains(stack, f)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // TestPeerThatNeverReadsIsBounded attacks one connection with calls whose
-// answers are 64 KiB each, and never reads an answer. The server's writes
-// block; then its answer queue fills; then MaxInFlight calls wait to queue
+// answers are 64 KiB each, and never reads an answer. The server's write
+// blocks; then its answer queue fills; then MaxInFlight calls wait to queue
 // their answers, and the reader waits for one of them to end before it
 // reads another request. That is backpressure: 256 calls sent, and the
 // server holds a bounded number of them, in goroutines, answers and bytes,
 // while it goes on serving everyone else.
 //
-// The test waits for that state by looking at the goroutines' stacks (a
-// count, not a time): MaxInFlight calls parked in connWriter.send and the
-// reader parked in errgroup's Go.
+// It runs in a synctest bubble (see pipe_test.go): synctest.Wait returns
+// once the server has done all it can, so the test sees the state the
+// server is stuck in, exactly, with no clock and no guess. The connection
+// is a net.Pipe, which has no kernel buffer: the server's first write of
+// an answer blocks.
 func TestPeerThatNeverReadsIsBounded(t *testing.T) {
-	const maxInFlight, size, sent = 4, 64 << 10, 256
-	srv := NewDemoServer(Service{})
-	srv.MaxInFlight = maxInFlight
-	srv.WriteTimeout = time.Hour // the attack must not end by itself
-	var entered, written, maxHeld atomic.Int64
-	srv.beforeAnswer = func(*Request) {
-		held := entered.Add(1) - written.Load() // answers made and not written, this one too
-		for m := maxHeld.Load(); held > m && !maxHeld.CompareAndSwap(m, held); m = maxHeld.Load() {
+	synctest.Test(t, func(t *testing.T) {
+		const maxInFlight, size, sent = 4, 64 << 10, 256
+		srv := NewDemoServer(Service{})
+		srv.MaxInFlight = maxInFlight
+		var entered, written atomic.Int64
+		srv.beforeAnswer = func(*Request) { entered.Add(1) }
+		srv.answerWritten = func(uint64) { written.Add(1) }
+		l := newPipeListener()
+		serve(t, srv, l)
+
+		requests := make([]any, sent)
+		for i := range requests {
+			requests[i] = &Request{ID: uint64(i + 1), Func: "echo", Params: []Value{{Type: typeStr, Str: strings.Repeat("x", size)}}}
 		}
-	}
-	srv.answerWritten = func(uint64) { written.Add(1) }
-	addr := serve(t, srv, tinyBuffers{rpctest.Listen(t)})
+		stream := bytes.Join(encodeFrames(t, requests...), nil)
+		requests = nil
+		// Warm up: gob's engines and the pools.
+		c := NewClient(l.dial(t))
+		_, err := c.Call(t.Context(), "echo", strings.Repeat("x", size))
+		require.NoError(t, err)
+		synctest.Wait()
+		entered.Store(0)
+		written.Store(0)
+		goroutinesBefore := runtime.NumGoroutine()
+		heapBefore := heapInUse()
 
-	requests := make([]any, sent)
-	for i := range requests {
-		requests[i] = &Request{ID: uint64(i + 1), Func: "echo", Params: []Value{{Type: typeStr, Str: strings.Repeat("x", size)}}}
-	}
-	stream := bytes.Join(encodeFrames(t, requests...), nil)
-	// Warm up: the server's first connection, gob's engines and the pools.
-	_, err := DemoClient{dial(t, addr)}.Echo(t.Context(), strings.Repeat("x", size))
-	require.NoError(t, err)
-	entered.Store(0)
-	written.Store(0)
-	maxHeld.Store(0)
-	goroutinesBefore := runtime.NumGoroutine()
-	heapBefore := heapInUse()
+		peer := l.dial(t)
+		sending := make(chan error, 1)
+		go func() {
+			_, err := peer.Write(stream) // blocks: the server stops reading
+			sending <- err
+		}()
+		synctest.Wait() // the server is stuck, as backpressure says it should be
+		goroutines := runtime.NumGoroutine() - goroutinesBefore
+		heap := int64(heapInUse()) - int64(heapBefore)
+		t.Logf("%d calls sent: %d entered, %d answers written; %d goroutines more; heap %d KiB more",
+			sent, entered.Load(), written.Load(), goroutines, heap>>10)
 
-	peer, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	require.NoError(t, peer.(*net.TCPConn).SetReadBuffer(4<<10))
-	sending := make(chan error, 1)
-	go func() {
-		_, err := peer.Write(stream) // blocks: the server stops reading
-		sending <- err
-	}()
+		assert.Empty(t, sending, "the server read every call of a peer that reads no answer")
+		// One answer in the writer's write, which blocks; MaxInFlight in
+		// its queue; MaxInFlight calls waiting to queue theirs. The
+		// reader holds the next request, and waits for a call to end.
+		assert.Equal(t, int64(2*maxInFlight+1), entered.Load(), "calls run")
+		assert.Zero(t, written.Load(), "answers written")
+		// The connection's reader and writer, its calls, and the test's
+		// writing goroutine.
+		assert.Equal(t, 2+maxInFlight+1, goroutines, "goroutines more")
+		// Each call run holds its request's string, which is its answer
+		// too; the writer, one answer encoded; the reader, one request:
+		// 11 messages, and 256 KiB for the rest (11.3 messages measured).
+		// Had the server read every call, it would hold 256 × 64 KiB.
+		bound := int64(2*maxInFlight+1+2)*size + 256<<10
+		assert.Less(t, heap, bound, "bytes of heap more")
 
-	// Wait until the server is stuck as backpressure says it should be.
-	stuck := func() bool {
-		return countStacks("05-async-callback.(*connWriter).send(") == maxInFlight &&
-			countStacks("05-async-callback.(*Server).write(") == 1 &&
-			countStacks("errgroup.(*Group).Go(", "05-async-callback.(*Server).readRequests(") == 1
-	}
-	backstop := time.After(rpctest.Backstop)
-	for !stuck() {
-		if n := countStacks("05-async-callback.(*connWriter).send("); n > maxInFlight {
-			t.Fatalf("%d calls running on one connection, with MaxInFlight %d", n, maxInFlight)
-		}
-		select {
-		case err := <-sending:
-			t.Fatalf("the server read all %d calls (%v) of a peer that reads no answer", sent, err)
-		case <-backstop:
-			t.Fatalf("the server never stopped reading: %d calls entered, %d answers written; %d calls waiting to queue, %d readers waiting for a call to end, %d writers writing",
-				entered.Load(), written.Load(), countStacks("05-async-callback.(*connWriter).send("),
-				countStacks("errgroup.(*Group).Go(", "05-async-callback.(*Server).readRequests("), countStacks("05-async-callback.(*Server).write("))
-		case <-time.After(time.Millisecond): // look again
-		}
-	}
-	held := entered.Load() - written.Load()
-	goroutines := runtime.NumGoroutine() - goroutinesBefore
-	heap := int64(heapInUse()) - int64(heapBefore)
-	t.Logf("%d calls sent: %d entered, %d answers written, %d held (at most %d); %d goroutines more; heap %d KiB more",
-		sent, entered.Load(), written.Load(), held, maxHeld.Load(), goroutines, heap>>10)
+		sum, err := c.Call(t.Context(), "add", 1, 2)
+		require.NoError(t, err, "another connection is served meanwhile")
+		assert.Equal(t, 3, sum)
 
-	// The connection's reader and writer, its calls, and the test's
-	// writing goroutine.
-	assert.LessOrEqual(t, goroutines, 2+maxInFlight+1, "goroutines more")
-	// The answers the writer is writing, at most MaxInFlight;
-	// MaxInFlight queued; and MaxInFlight waiting in their calls.
-	bound := int64(3 * maxInFlight)
-	assert.LessOrEqual(t, maxHeld.Load(), bound, "answers made and not written, ever")
-	assert.LessOrEqual(t, held, bound, "answers made and not written")
-	// Each answer held is a string of size and its frame, or the
-	// request's buffer: 2 × size. Had the server read every call, it
-	// would hold 256 × 2 × 64 KiB, 32 MiB.
-	assert.Less(t, heap, (bound+2)*2*size, "bytes of heap more")
-
-	sum, err := DemoClient{dial(t, addr)}.Add(t.Context(), 1, 2)
-	require.NoError(t, err, "another connection is served meanwhile")
-	assert.Equal(t, 3, sum)
-
-	peer.Close()
-	assert.Error(t, <-sending, "the peer's writes fail once it has closed")
+		peer.Close()
+		assert.Error(t, <-sending, "the peer's writes fail once it has closed")
+	})
 }
 
 // watchedListener hands the test each connection it accepts, wrapped so
@@ -210,7 +155,7 @@ func (l *watchedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &watchedConn{Conn: conn, timeouts: make(chan readTimeout, 64), closed: make(chan struct{})}
+	w := &watchedConn{Conn: conn, timeouts: make(chan readTimeout, 64), closed: make(chan struct{}), hungUp: make(chan struct{})}
 	l.conns <- w
 	return w, nil
 }
@@ -223,6 +168,11 @@ type watchedConn struct {
 	timeouts  chan readTimeout // a read that hit its deadline
 	closeOnce sync.Once
 	closed    chan struct{} // closed when the server closes the connection
+	// hungUp is closed when the server closes its writing side, to hang
+	// up politely; readsBeforeHangUp is Read calls made by then.
+	hangUpOnce        sync.Once
+	hungUp            chan struct{}
+	readsBeforeHangUp atomic.Int64
 }
 
 // readTimeout is a read that hit its deadline: the how-manieth read it
@@ -247,8 +197,27 @@ func (c *watchedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// CloseWrite keeps the polite close of the connection it wraps.
-func (c *watchedConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+// CloseWrite keeps the polite close of the connection it wraps, and
+// records it.
+func (c *watchedConn) CloseWrite() error {
+	c.hangUpOnce.Do(func() {
+		c.readsBeforeHangUp.Store(c.reads.Load())
+		close(c.hungUp)
+	})
+	return c.Conn.(*net.TCPConn).CloseWrite()
+}
+
+// ending returns once the server has begun to end the connection: hung
+// up, or closed.
+func ending(t *testing.T, c *watchedConn) {
+	t.Helper()
+	select {
+	case <-c.hungUp:
+	case <-c.closed:
+	case <-time.After(rpctest.Backstop):
+		t.Fatal("the server never ended the connection")
+	}
+}
 
 // nextTimeout returns the next read of c that hit its deadline.
 func nextTimeout(t *testing.T, c *watchedConn) readTimeout {
@@ -325,7 +294,12 @@ func TestHalfFrameDuringCallTimesOut(t *testing.T) {
 	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, b.answers), "the call in flight is answered")
 	assertClosed(t, b.answers.decode(&Response{}))
 	<-b.server.closed
-	assert.Equal(t, timeout.read, b.server.reads.Load(), "the server read on after a frame stopped halfway")
+	select {
+	case <-b.server.hungUp: // it wrote an answer, so it hung up politely first
+	default:
+		t.Fatal("the server closed without hanging up, after writing an answer")
+	}
+	assert.Equal(t, timeout.read, b.server.readsBeforeHangUp.Load(), "the server read on after a frame stopped halfway")
 }
 
 // TestRefusalWhileCallInFlight holds a call and sends a request of 65
@@ -378,7 +352,7 @@ func TestShutdownWithCallsInFlight(t *testing.T) {
 		err := srv.Shutdown(context.Background())
 		shutdown <- shutdownResult{err, written.Load()}
 	}()
-	require.NoError(t, <-served) // Shutdown has begun
+	require.ErrorIs(t, <-served, ErrServerClosed) // Shutdown has begun
 	release()
 	res := <-shutdown
 	assert.NoError(t, res.err)
@@ -417,7 +391,7 @@ func TestShutdownDeadlineWithCallsInFlight(t *testing.T) {
 		release()
 		t.Fatal("Shutdown did not return at its deadline")
 	}
-	assert.NoError(t, <-served)
+	assert.ErrorIs(t, <-served, ErrServerClosed)
 	for _, call := range calls {
 		assert.ErrorIs(t, (<-call.Done).Error, ErrBroken, "the call's connection was closed under it")
 	}
@@ -447,6 +421,6 @@ func TestServerPeerDiesMidCall(t *testing.T) {
 	<-(<-l.conns).closed // the server has closed its side
 
 	require.NoError(t, srv.Shutdown(t.Context()))
-	require.NoError(t, <-served)
+	require.ErrorIs(t, <-served, ErrServerClosed)
 	goleak.VerifyNone(t, ignore)
 }

@@ -2,17 +2,18 @@ package asyncrpc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -315,6 +316,7 @@ func TestServerMalformed(t *testing.T) {
 		{"an answer for a call", encodeFrames(t, &Response{ID: 5, Error: "x"})[0], "malformed message: a type definition that is not one of ours", 0},
 		{"a type that is not one of ours", frame(manyTypes(t, 1)), "malformed message: a type definition that is not one of ours", 0},
 		{"more than 64 arguments", encodeFrames(t, &Request{ID: 9, Func: "sum", Params: make([]Value, maxArgs+1)})[0], "malformed message: more than 64 arguments", 9},
+		{"a call with ID 0, which answers that refuse the stream carry", encodeFrames(t, &Request{Func: "sum", Params: sumRequest.Params})[0], "malformed message: a request with ID 0; a call's ID is never 0", 0},
 		{"our types defined twice", frame(join(firstDefs, firstDefs, sumLaterFrame[frameHeaderBytes:])), "malformed message: gob: duplicate type received", 2},
 		{"stage 03's text", []byte("23 func:sum@params:1-1,1-2\n"), fmt.Sprintf("message too large: a frame of 842211430 bytes, more than %d", DefaultMaxMessageBytes), 0},
 	} {
@@ -394,38 +396,45 @@ func TestServerClosesSilentConnections(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "a connection that stops halfway through a request is closed")
 }
 
-// TestMaxConns fills the server's connections and checks that one more is
-// not served until a served one closes: it waits in the accept queue.
+// TestMaxConns fills the server's connections and checks that one more
+// is accepted but not read until a served one closes, and that the one
+// after it waits to be accepted. It runs in fake time (see pipe_test.go),
+// so "not read" means that the server did all it could and did not read.
 func TestMaxConns(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	srv.MaxConns = 2
-	l := rpctest.Listen(t)
-	addr := serve(t, srv, l)
-	request := calls(t, call(t, "add", 2, 4))
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer(Service{})
+		srv.MaxConns = 2
+		l := newPipeListener()
+		serve(t, srv, l)
+		request := calls(t, call(t, "add", 2, 4))
+		// answered sends the request on conn, and delivers the answer, or
+		// why there is none, once it comes.
+		answered := func(conn net.Conn) <-chan any {
+			ch := make(chan any, 1)
+			go func() {
+				var resp Response
+				_, err := conn.Write(request) // returns once the server has read it all
+				if err == nil {
+					err = newDecoder(conn, DefaultMaxMessageBytes).decode(&resp)
+				}
+				ch <- cmp.Or[any](err, resp)
+			}()
+			return ch
+		}
+		first := l.dial(t)
+		assert.Equal(t, answerTo(1, intAnswer(6)), <-answered(first))
+		assert.Equal(t, answerTo(1, intAnswer(6)), <-answered(l.dial(t)))
 
-	first, firstAnswers := rawConn(t, addr)
-	second, secondAnswers := rawConn(t, addr)
-	for _, c := range []struct {
-		conn    net.Conn
-		answers *decoder
-	}{{first, firstAnswers}, {second, secondAnswers}} {
-		write(t, c.conn, request)
-		assert.Equal(t, answerTo(1, intAnswer(6)), nextAnswer(t, c.answers))
-	}
-
-	third, thirdAnswers := rawConn(t, addr) // the kernel completes the handshake
-	write(t, third, request)
-	require.NoError(t, third.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
-	err := thirdAnswers.decode(&Response{})
-	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "a third connection is served past MaxConns = 2")
-	assert.Equal(t, 2, l.Accepted())
-
-	second.Close()
-	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
-	assert.Equal(t, answerTo(1, intAnswer(6)), nextAnswer(t, thirdAnswers), "served once a slot is free")
-	assert.Equal(t, 3, l.Accepted())
-	first.Close()
-	third.Close()
+		third, fourth := answered(l.dial(t)), answered(l.dial(t))
+		synctest.Wait()
+		assert.Empty(t, third, "a third connection was served past MaxConns = 2")
+		assert.Equal(t, int64(3), l.accepted.Load(), "accepted: two served, and one waiting")
+		first.Close()
+		assert.Equal(t, answerTo(1, intAnswer(6)), <-third, "served once a slot is free")
+		synctest.Wait()
+		assert.Empty(t, fourth, "a fourth connection was served past MaxConns = 2")
+		assert.Equal(t, int64(4), l.accepted.Load())
+	})
 }
 
 // TestIdleFloodBlocksNobody opens many more silent connections than the
@@ -454,26 +463,42 @@ func TestIdleFloodBlocksNobody(t *testing.T) {
 	assert.Equal(t, 6, sum)
 }
 
-// TestRefusalIsReadable sends a request far over the server's limit. The
-// server answers that it is too large and closes the connection, but
-// politely: a server that closed with the rest of the request unread would
-// send a reset, and the client would see "connection reset by peer"
-// instead of the reason.
+// TestRefusalIsReadable has the server refuse a stream while an answer it
+// wrote before waits in its kernel, unsent, since the client has read none
+// of it; and the client goes on sending. A server that closed with those
+// bytes unread would make its kernel send a reset and drop what is unsent:
+// the client would read a few KiB of the answer and then "connection reset
+// by peer", and never the refusal. The server hangs up politely instead:
+// it closes its writing side, reads and drops what comes, and only then
+// closes. The client reads the answer, the refusal, and the end of the
+// stream, every time: the reset, when there is one, comes after the
+// answer's write has returned.
 func TestRefusalIsReadable(t *testing.T) {
 	srv := NewDemoServer(Service{})
-	srv.FirstRequestTimeout = time.Minute // encoding 32 MiB under -race takes seconds
-	// On a loaded machine the client can stall between writes for longer
-	// than closeLinger: the server must go on draining until it has read
-	// all the client sent, or the close resets the refusal away.
-	srv.linger, srv.WriteTimeout = rpctest.Backstop, rpctest.Backstop
-	c := dial(t, serve(t, srv, rpctest.Listen(t)), WithMaxRequestBytes(64<<20)) // the client's own limit would refuse it first
-	// Far more than the kernel buffers between the two sides hold, so that
-	// most of it is still unread when the server refuses it.
-	_, err := DemoClient{c}.Echo(t.Context(), strings.Repeat("x", 32<<20))
-	var serverErr *ServerError
-	require.ErrorAs(t, err, &serverErr)
-	assert.ErrorContains(t, err, "too large")
-	assert.ErrorContains(t, err, "closing the connection")
+	srv.MaxRequestBytes = maxBigEcho
+	srv.linger = rpctest.Backstop // the client ends the hang-up, by closing its side
+	answered := make(chan uint64, 1)
+	srv.answerWritten = func(id uint64) { answered <- id }
+	conn, answers := slowReader(t, serve(t, srv, bigSendBuffers{rpctest.Listen(t)}))
+	big := strings.Repeat("x", bigEcho)
+	write(t, conn, encodeFrames(t, withID(call(t, "echo", big), 1))[0])
+	require.Equal(t, uint64(1), within(t, answered, "the answer's write"))
+
+	// A frame too large that starts with no call: it is refused, and the
+	// stream with it. Far more follows than the server reads ahead.
+	sent := make(chan error, 1)
+	go func() {
+		_, err := conn.Write(append([]byte("\x00\x10\x00\x00"), bytes.Repeat([]byte("x"), 1<<20)...))
+		if err == nil {
+			err = conn.(*net.TCPConn).CloseWrite()
+		}
+		sent <- err
+	}()
+	assert.Equal(t, answerTo(1, strAnswer(big)), nextAnswer(t, answers), "the answer written before the refusal")
+	assert.Equal(t, Response{Error: "message too large: a frame of 1048576 bytes, more than 524288; closing the connection"},
+		nextAnswer(t, answers))
+	assert.ErrorIs(t, answers.decode(&Response{}), io.EOF, "then the end of the stream, not a reset")
+	assert.NoError(t, <-sent, "the server read all the client sent")
 }
 
 // TestShutdownFinishesCallsInFlight holds a call inside the server, asks the
@@ -510,7 +535,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	}()
 	err := idle.decode(&Response{})
 	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed")
-	assert.NoError(t, <-served, "Serve returns once the listener is closed")
+	assert.ErrorIs(t, <-served, ErrServerClosed, "Serve returns once the listener is closed")
 	release()
 
 	got := <-answered
@@ -592,7 +617,7 @@ func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
 	<-entered
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(context.Background()) }()
-	require.NoError(t, <-served) // Shutdown has begun
+	require.ErrorIs(t, <-served, ErrServerClosed) // Shutdown has begun
 
 	write(t, idle, frames[1])
 	assert.Equal(t, Response{ID: 2, Error: "the server is shutting down; the call did not run"}, nextAnswer(t, answers))
@@ -661,7 +686,7 @@ func TestShutdownDeadline(t *testing.T) {
 	go func() { shutdown <- srv.Shutdown(ctx) }()
 	assert.Error(t, <-failed, "the call's connection was closed under it")
 	assert.ErrorIs(t, <-shutdown, context.Canceled, "Shutdown does not wait for a call that is stuck")
-	assert.NoError(t, <-served)
+	assert.ErrorIs(t, <-served, ErrServerClosed)
 	release()
 	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
 }

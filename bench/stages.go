@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	httpadd "github.com/rpc-from-scratch/course/01-http-add"
@@ -27,6 +28,11 @@ type stageServer interface {
 	Shutdown(context.Context) error
 }
 
+// serverClosed holds what a stage's Serve returns once Shutdown has begun:
+// net/http's http.ErrServerClosed, or the stage's own ErrServerClosed.
+// A stage whose Serve returns nil then needs no entry.
+var serverClosed = []error{http.ErrServerClosed, asyncrpc.ErrServerClosed}
+
 // serveStage runs s.Serve(l) in a goroutine and returns a stop that shuts
 // the server down and waits for Serve to return.
 func serveStage(s stageServer, l net.Listener) func() error {
@@ -36,8 +42,9 @@ func serveStage(s stageServer, l net.Listener) func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := s.Shutdown(ctx)
-		if serr := <-done; err == nil && !errors.Is(serr, http.ErrServerClosed) {
-			err = serr // net/http's Serve says it was shut down; the stages' return nil
+		serr := <-done
+		if err == nil && serr != nil && !slices.ContainsFunc(serverClosed, func(closed error) bool { return errors.Is(serr, closed) }) {
+			err = serr
 		}
 		return err
 	}

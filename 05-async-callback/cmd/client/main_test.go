@@ -397,7 +397,7 @@ func startConnsServer(t *testing.T) *connsServer {
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		assert.NoError(t, srv.Shutdown(context.Background()))
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, asyncrpc.ErrServerClosed)
 	})
 	return l
 }
@@ -468,7 +468,7 @@ func startLiar(t *testing.T) string {
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		assert.NoError(t, srv.Shutdown(context.Background()))
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, asyncrpc.ErrServerClosed)
 	})
 	return l.Addr().String()
 }

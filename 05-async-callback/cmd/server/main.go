@@ -2,7 +2,7 @@
 // sum(a, b), get_time(), echo(s), add(a, b) and slow(ms) over gob, in
 // frames, with many calls in flight on each connection.
 //
-//	go run ./05-async-callback/cmd/server [-addr 127.0.0.1:50051] [-grace 12s] [-max-conns 1024] [-max-in-flight 64] [-max-request 131072] [-idle 60s]
+//	go run ./05-async-callback/cmd/server [-addr 127.0.0.1:50051] [-grace 12s] [-max-conns 1024] [-max-in-flight 64] [-max-request 131072] [-max-held 67108864] [-idle 60s]
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
@@ -54,13 +54,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	grace := flags.Duration("grace", defaultGrace, "how long calls in flight may take to finish after a stop signal; calls still running then are cut off, and the server exits 1")
 	maxConns := flags.Int("max-conns", asyncrpc.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted")
 	maxInFlight := flags.Int("max-in-flight", asyncrpc.DefaultMaxInFlight, "the most `calls` running at once on one connection; at the bound the server stops reading it")
-	maxRequest := flags.Int("max-request", asyncrpc.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one closes its connection")
+	maxRequest := flags.Int("max-request", asyncrpc.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one is refused: the first on a connection closes it, a later one is answered by its id and dropped")
+	maxHeld := flags.Int("max-held", asyncrpc.DefaultMaxRequestBytesHeld, "the request `bytes` all connections together hold, from a request's length to its answer's write; at the bound the server stops reading")
 	idle := flags.Duration("idle", asyncrpc.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *maxConns < 1 || *maxInFlight < 1 || *maxRequest < 1 || *idle <= 0 {
-		return errors.New("-max-conns, -max-in-flight, -max-request and -idle must be positive")
+	if *maxConns < 1 || *maxInFlight < 1 || *maxRequest < 1 || *maxHeld < 1 || *idle <= 0 {
+		return errors.New("-max-conns, -max-in-flight, -max-request, -max-held and -idle must be positive")
 	}
 
 	l, err := net.Listen("tcp", *addr)
@@ -71,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv.MaxConns = *maxConns
 	srv.MaxInFlight = *maxInFlight
 	srv.MaxRequestBytes = *maxRequest
+	srv.MaxRequestBytesHeld = *maxHeld
 	srv.IdleTimeout = *idle
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -87,5 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("calls still in flight after %v: %w", *grace, err)
 	}
-	return <-served
+	if err := <-served; !errors.Is(err, asyncrpc.ErrServerClosed) {
+		return err
+	}
+	return nil // stopped, as asked
 }

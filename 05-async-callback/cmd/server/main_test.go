@@ -11,7 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -151,11 +154,12 @@ func TestFlagsSetLimits(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(t.Context())
 	_, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0",
-		"-max-conns", "5", "-max-in-flight", "3", "-max-request", "1000", "-idle", "7s")
+		"-max-conns", "5", "-max-in-flight", "3", "-max-request", "1000", "-max-held", "5000", "-idle", "7s")
 	// run set the limits before it printed "listening on", which we read.
 	assert.Equal(t, 5, srv.MaxConns)
 	assert.Equal(t, 3, srv.MaxInFlight)
 	assert.Equal(t, 1000, srv.MaxRequestBytes)
+	assert.Equal(t, 5000, srv.MaxRequestBytesHeld)
 	assert.Equal(t, 7*time.Second, srv.IdleTimeout)
 	stop()
 	assert.NoError(t, <-done)
@@ -250,6 +254,66 @@ func TestSIGTERMWithClientsNotReading(t *testing.T) {
 	assert.NoError(t, cmd.Wait(), "exit status after SIGTERM")
 }
 
+// raceEnabled is set when the tests, and so the server they run, are built
+// with the race detector.
+var raceEnabled bool
+
+// TestPeersThatNeverReadPeakRSS runs the server as a process, at its
+// default limits, and attacks it with peers that each send 200 echoes of
+// nearly 128 KiB and never read an answer, until every peer's writes have
+// stalled for 3 s. Then it stops the server and reads its peak RSS from
+// the kernel. One such peer alone makes the server hold 16 MiB; without
+// the budget of request bytes, 100 made it take 2.5 GiB. With it, the
+// bound is the Server's: requests and answers, twice the budget; 256 KiB
+// a connection; the process at rest; all of it twice, for the collector's
+// headroom. RPC_ATTACK_PEERS sets the number of peers, 32 by default; the
+// lesson gives the peak with 1, 100 and 500.
+func TestPeersThatNeverReadPeakRSS(t *testing.T) {
+	peers := 32
+	if n, err := strconv.Atoi(os.Getenv("RPC_ATTACK_PEERS")); err == nil && n > 0 {
+		peers = n
+	}
+	cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "BE_THE_SERVER=1")
+	addr := rpctest.StartServer(t, cmd)
+
+	first, later := echoFrames(t, strings.Repeat("x", asyncrpc.DefaultMaxMessageBytes-256))
+	stream := append(first, bytes.Repeat(later, 199)...)
+	var wg sync.WaitGroup
+	for range peers {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		wg.Go(func() {
+			for sent := 0; sent < len(stream); {
+				_ = conn.SetWriteDeadline(time.Now().Add(3 * time.Second))
+				n, err := conn.Write(stream[sent:min(sent+1<<20, len(stream))])
+				sent += n
+				if err != nil {
+					return // stalled: the server reads no more; or closed
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "exit status after SIGTERM")
+	peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	if runtime.GOOS == "linux" {
+		peak <<= 10 // Linux gives it in KiB, others in bytes
+	}
+	const atRest = 16 << 20
+	bound := 2 * (2*asyncrpc.DefaultMaxRequestBytesHeld + int64(peers)*256<<10 + atRest)
+	if raceEnabled {
+		// 2.4 times measured with the budget (340 MiB), 1.7 times
+		// without it (1.45 GiB, against 839 MiB without the detector).
+		bound *= 3
+	}
+	t.Logf("%d peers that never read: the server's peak RSS %d MiB (bound %d MiB)", peers, peak>>20, bound>>20)
+	assert.Less(t, peak, bound, "the server's peak RSS, in bytes")
+}
+
 // TestBadFlags runs the server with each bad flag. Its context has ended
 // already, so that a bad flag taken for a good one makes run serve and
 // return nil at once, and the test fail, instead of serving forever.
@@ -262,6 +326,7 @@ func TestBadFlags(t *testing.T) {
 		{"-max-request", "0"},
 		{"-max-conns", "0"},
 		{"-max-in-flight", "0"},
+		{"-max-held", "0"},
 		{"-idle", "-1s"},
 	} {
 		args = append([]string{"-addr", "127.0.0.1:0"}, args...) // a later -addr wins
