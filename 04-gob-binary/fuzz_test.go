@@ -247,7 +247,16 @@ func FuzzDescribeDefinition(f *testing.F) {
 			defs = defs[size+int(n):]
 		}
 	}
-	f.Add([]byte{0x01, 0x01, 0x01, 0x01, 'x', 0x01, 0x02, 0x00, 0x00}) // an ArrayT
+	// Our definitions of Value and []Value, each as a wireType of every
+	// other kind: an array, a map, a type with an encoding method.
+	for kind := byte(1); kind <= 7; kind++ {
+		for _, def := range [][]byte{defineStruct(69, "Value", field{"Str", idString}), defineSlice(70, "[]gobrpc.Value", 69)} {
+			n, size := gobUint(def)
+			msg := def[size : size+int(n)]
+			_, idSize := gobUint(msg)
+			f.Add(append([]byte{kind}, msg[idSize+1:]...))
+		}
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		desc, name, id, ok := describeDefinition(nil, body, appendID)
 		if !ok {
