@@ -287,26 +287,23 @@ func newWireStream(v any) (*wireStream, error) {
 		return nil, err
 	}
 	stream := &wireStream{typ: reflect.TypeOf(v), defs: map[string]bool{}}
-	var defs frameDefinitions
-	var valueID int64
+	var types peerTypes // ours, as a peer's are read
 	for payload := buf.Bytes(); len(payload) > 0; {
 		n, size := gobUint(payload)
 		msg := payload[size : size+int(n)]
 		if id, idSize := gobUint(msg); id&1 == 1 {
-			if err := defs.add(msg, nil); err != nil {
+			if err := types.add(msg); err != nil {
 				return nil, err
 			}
 			stream.first = append(stream.first, payload[:size+int(n)]...)
 		} else {
-			valueID, stream.zero = toInt(id), bytes.Clone(msg[idSize:])
+			stream.name, _ = types.nameOf(toInt(id))
+			stream.zero = bytes.Clone(msg[idSize:])
 		}
 		payload = payload[size+int(n):]
 	}
-	for _, def := range defs.defs[:defs.n] {
-		stream.defs[string(defs.describe(nil, def, nil))] = true
-		if def.id == valueID {
-			stream.name = string(def.name)
-		}
+	for _, t := range types.types {
+		stream.defs[string(types.describe(nil, t))] = true
 	}
 	return stream, nil
 }
@@ -325,7 +322,6 @@ func newWireStream(v any) (*wireStream, error) {
 // refuse: it does, before it reads the definition. So is a value of a type
 // the stream never defined.)
 func scanMessages(payload []byte, stream *wireStream, peer *peerTypes) error {
-	var defs frameDefinitions
 	for len(payload) > 0 {
 		n, size := gobUint(payload)
 		if size == 0 || n == 0 || n > uint64(len(payload)-size) {
@@ -338,13 +334,13 @@ func scanMessages(payload []byte, stream *wireStream, peer *peerTypes) error {
 		case size == 0:
 			return fmt.Errorf("%w: a gob message with no type id", errMalformed)
 		case id&1 == 1: // gob writes a negative int with its lowest bit set
-			if err := defs.add(msg, *peer); err != nil {
+			if err := peer.add(msg); err != nil {
 				return err
 			}
 		case len(payload) > 0:
 			return fmt.Errorf("%w: more after the value that ends a frame", errMalformed)
 		default:
-			if err := peer.define(&defs, stream); err != nil {
+			if err := peer.check(stream); err != nil {
 				return err
 			}
 			switch name, _ := peer.nameOf(toInt(id)); {
@@ -378,23 +374,80 @@ var gobTypeNames = [...]string{1: "bool", 2: "int", 3: "uint", 4: "float", 5: "b
 // to 5 bytes each where ours take 2.
 const maxDefinitionBytes = 256
 
-// maxStreamTypes bounds the types a frame may define: more than any
+// maxStreamTypes bounds the types a stream may define: more than any
 // stream of ours has.
 const maxStreamTypes = 8
 
-// peerTypes is what a peer's gob stream has defined: the id the peer gave
-// each of our types, by the type's name. gob numbers types per process,
-// so the ids are the peer's own. Each name and each id is defined once.
-type peerTypes []peerType
+// peerTypes is what a peer's gob stream has defined: our types, each by
+// its name and the id the peer gave it. gob numbers types per process, so
+// the ids are the peer's own. Each name and each id is defined once.
+//
+// A frame's definitions may refer to each other in any order (gob defines
+// Request before the []Value it holds), so add takes them as they come,
+// and check reads them all once the frame's value arrives. A frame whose
+// definitions are not ours ends the stream, so what add took is never
+// needed again.
+type peerTypes struct {
+	types   []peerType
+	checked int // types[checked:] are the frame's, not checked yet
+}
 
 type peerType struct {
 	name string // as gob writes it: Request, []gobrpc.Value, Value
 	id   int64  // the type id the peer gave it
+	body []byte // the definition after its id, in the frame, until checked
+}
+
+// add reads msg, a definition message, and adds the type it defines for
+// check. It refuses a definition that cannot be one of ours: too long, of
+// an id below firstUserID or past gob's, not of the form
+// describeDefinition reads, or a second definition of a name. A
+// definition of an id defined before it skips: gob refuses it, before it
+// reads it.
+func (p *peerTypes) add(msg []byte) error {
+	u, size := gobUint(msg)
+	id := -toInt(u)
+	if _, ok := p.nameOf(id); ok {
+		return nil
+	}
+	if len(msg) > maxDefinitionBytes || id < firstUserID || id > math.MaxInt32 || len(p.types) == maxStreamTypes {
+		return errNotOurs
+	}
+	_, name, defined, ok := describeDefinition(nil, msg[size:], appendID)
+	if !ok || defined != id {
+		return errNotOurs
+	}
+	if _, ok := p.idOf(string(name)); ok {
+		return fmt.Errorf("%w: two definitions of %s", errMalformed, name)
+	}
+	p.types = append(p.types, peerType{name: string(name), id: id, body: msg[size:]})
+	return nil
+}
+
+// check checks the types added since the last check against stream's
+// definitions: each must say what one of them says, its types named as
+// the peer's definitions name them. Then the types the peer has defined
+// are ours, each under an id of the peer's choosing.
+func (p *peerTypes) check(stream *wireStream) error {
+	var desc []byte
+	for _, t := range p.types[p.checked:] {
+		if desc = p.describe(desc[:0], t); !stream.defs[string(desc)] {
+			if len(desc) > maxDefinitionBytes {
+				desc = append(desc[:maxDefinitionBytes], "..."...)
+			}
+			return fmt.Errorf("%w: %s", errNotOurs, desc)
+		}
+	}
+	for i := range p.types[p.checked:] {
+		p.types[p.checked+i].body = nil // the frame's buffer is not ours to keep
+	}
+	p.checked = len(p.types)
+	return nil
 }
 
 // nameOf returns the name of the type the peer gave id to.
-func (p peerTypes) nameOf(id int64) (string, bool) {
-	for _, t := range p {
+func (p *peerTypes) nameOf(id int64) (string, bool) {
+	for _, t := range p.types {
 		if t.id == id {
 			return t.name, true
 		}
@@ -403,8 +456,8 @@ func (p peerTypes) nameOf(id int64) (string, bool) {
 }
 
 // idOf returns the id the peer gave the type of that name.
-func (p peerTypes) idOf(name string) (int64, bool) {
-	for _, t := range p {
+func (p *peerTypes) idOf(name string) (int64, bool) {
+	for _, t := range p.types {
 		if t.name == name {
 			return t.id, true
 		}
@@ -412,114 +465,15 @@ func (p peerTypes) idOf(name string) (int64, bool) {
 	return 0, false
 }
 
-// names reports whether the peer has defined a type of that name.
-func (p peerTypes) names(name []byte) bool {
-	for _, t := range p {
-		if t.name == string(name) {
-			return true
-		}
-	}
-	return false
-}
-
-// define checks the definitions a frame carries against stream's, now that
-// all of them are known, and adds them to p. Each must say what one of
-// stream's definitions says, its types named as the definitions before it
-// and in the same frame name them: then the types the peer has defined are
-// ours, each under an id of the peer's choosing.
-func (p *peerTypes) define(f *frameDefinitions, stream *wireStream) error {
-	var desc []byte
-	for _, def := range f.defs[:f.n] {
-		if desc = f.describe(desc[:0], def, *p); !stream.defs[string(desc)] {
-			if len(desc) > maxDefinitionBytes {
-				desc = append(desc[:maxDefinitionBytes], "..."...)
-			}
-			return fmt.Errorf("%w: %s", errNotOurs, desc)
-		}
-	}
-	for _, def := range f.defs[:f.n] {
-		*p = append(*p, peerType{name: string(def.name), id: def.id})
-	}
-	return nil
-}
-
-// frameDefinitions holds the definitions of one frame until its value:
-// they may refer to each other in any order, so they are checked once all
-// are read.
-type frameDefinitions struct {
-	defs [maxStreamTypes]definition
-	n    int
-}
-
-// definition is a type definition, as frameDefinitions.add reads it.
-type definition struct {
-	id   int64  // the type id it defines
-	name []byte // the type's name
-	body []byte // what follows the id: gob's description of the type
-}
-
-// add reads msg, a definition message, and holds it for define. It
-// refuses a definition that cannot be one of ours: too long, of an id
-// below firstUserID or past gob's, not of the form describeDefinition
-// reads, or a second definition of a name. A definition of an id defined
-// before it skips: gob refuses it.
-func (f *frameDefinitions) add(msg []byte, peer peerTypes) error {
-	u, size := gobUint(msg)
-	id := -toInt(u)
-	if _, ok := peer.nameOf(id); ok || f.defines(id) {
-		return nil
-	}
-	if len(msg) > maxDefinitionBytes || id < firstUserID || id > math.MaxInt32 || f.n == len(f.defs) {
-		return errNotOurs
-	}
-	def := definition{id: id, body: msg[size:]}
-	_, name, defined, ok := describeDefinition(nil, def.body, appendID)
-	if !ok || defined != id {
-		return errNotOurs
-	}
-	if peer.names(name) || f.names(name) {
-		return fmt.Errorf("%w: two definitions of %s", errMalformed, name)
-	}
-	def.name = name
-	f.defs[f.n] = def
-	f.n++
-	return nil
-}
-
-// defines reports whether the frame defines id.
-func (f *frameDefinitions) defines(id int64) bool {
-	for _, def := range f.defs[:f.n] {
-		if def.id == id {
-			return true
-		}
-	}
-	return false
-}
-
-// names reports whether the frame defines a type of that name.
-func (f *frameDefinitions) names(name []byte) bool {
-	for _, def := range f.defs[:f.n] {
-		if bytes.Equal(def.name, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// describe appends what def says to dst, naming each type it refers to as
-// gob, the peer's earlier definitions or this frame's name it.
-func (f *frameDefinitions) describe(dst []byte, def definition, peer peerTypes) []byte {
-	desc, _, _, _ := describeDefinition(dst, def.body, func(dst []byte, id int64) []byte {
+// describe appends what the definition of t says to dst, naming each type
+// it refers to as gob or the peer's definitions name it.
+func (p *peerTypes) describe(dst []byte, t peerType) []byte {
+	desc, _, _, _ := describeDefinition(dst, t.body, func(dst []byte, id int64) []byte {
 		if id > 0 && id < int64(len(gobTypeNames)) && gobTypeNames[id] != "" {
 			return append(dst, gobTypeNames[id]...)
 		}
-		if name, ok := peer.nameOf(id); ok {
+		if name, ok := p.nameOf(id); ok {
 			return append(dst, name...)
-		}
-		for _, def := range f.defs[:f.n] {
-			if def.id == id {
-				return append(dst, def.name...)
-			}
 		}
 		return appendID(dst, id)
 	})

@@ -509,7 +509,7 @@ func TestDecoderAcceptsOtherNumbers(t *testing.T) {
 				}
 				assert.Equal(t, sumRequest, req, "frame %d", i)
 			}
-			assert.Equal(t, peerTypes{{"Request", tt.request}, {"[]gobrpc.Value", tt.slice}, {"Value", tt.value}}, d.peer)
+			assert.Equal(t, []peerType{{name: "Request", id: tt.request}, {name: "[]gobrpc.Value", id: tt.slice}, {name: "Value", id: tt.value}}, d.peer.types)
 		})
 	}
 }
@@ -599,6 +599,24 @@ func TestLongDefinitionIsNotRead(t *testing.T) {
 	assert.ErrorContains(t, err, "a type definition that is not one of ours")
 	// Read, it would cost the 100 KiB of its description at least; the
 	// bound leaves room for what other goroutines allocate meanwhile.
+	assert.Less(t, cost, uint64(32<<10), "allocated to refuse it")
+}
+
+// TestManyDefinitionsAreNotRead sends a frame of 5,000 definitions of
+// types of no use to us, each a name of its own: the decoder stops
+// reading them after the most types a stream of ours may define, and
+// refuses the frame, having kept none.
+func TestManyDefinitionsAreNotRead(t *testing.T) {
+	var payload []byte
+	for i := range 5000 {
+		payload = append(payload, defineStruct(int64(100+i), "T"+strconv.Itoa(i), field{"X", idInt})...)
+	}
+	payload = append(payload, withID(sumLaterFrame, 100)[frameHeaderBytes:]...)
+	var err error
+	cost := allocated(func() { err = scanMessages(payload, wireStreams[reflect.TypeFor[*Request]()], new(peerTypes)) })
+	assert.ErrorContains(t, err, "a type definition that is not one of ours")
+	// Read, the 5,000 would cost some 400 KB; the bound leaves room for
+	// what other goroutines allocate meanwhile.
 	assert.Less(t, cost, uint64(32<<10), "allocated to refuse it")
 }
 
@@ -974,18 +992,18 @@ func TestWireStreamsAreFixed(t *testing.T) {
 		{&Response{}, responses},
 	} {
 		payload := encodeFrames(t, tt.first)[0][frameHeaderBytes:]
-		var defs frameDefinitions
+		var types peerTypes
 		for len(payload) > 0 {
 			n, size := gobUint(payload)
 			msg := payload[size : size+int(n)]
 			if id, _ := gobUint(msg); id&1 == 1 {
-				require.NoError(t, defs.add(msg, nil))
+				require.NoError(t, types.add(msg))
 			}
 			payload = payload[size+int(n):]
 		}
 		said := map[string]bool{}
-		for _, def := range defs.defs[:defs.n] {
-			said[string(defs.describe(nil, def, nil))] = true
+		for _, typ := range types.types {
+			said[string(types.describe(nil, typ))] = true
 		}
 		assert.Equal(t, tt.stream.defs, said, "%+v", tt.first)
 	}
