@@ -260,19 +260,77 @@ func TestClientCloseFailsCallInFlight(t *testing.T) {
 	select {
 	case err := <-failed:
 		assert.ErrorIs(t, err, ErrBroken)
-		assert.ErrorContains(t, err, "the client was closed")
+		assert.ErrorIs(t, err, ErrClientClosed)
 	case <-time.After(rpctest.Backstop):
 		t.Fatal("Close did not fail the call in flight")
 	}
 	assert.NoError(t, <-closed)
 }
 
+// TestClientClose closes a client from many goroutines at once: one Close
+// closes the connection and returns nil, every other returns
+// ErrClientClosed, as net/rpc's returns ErrShutdown. A call made after
+// Close fails with an error that is both ErrBroken and ErrClientClosed.
 func TestClientClose(t *testing.T) {
 	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
-	require.NoError(t, c.Close())
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() { errs <- c.Close() }()
+	}
+	var closedIt int
+	for range cap(errs) {
+		if err := <-errs; err == nil {
+			closedIt++
+		} else {
+			assert.ErrorIs(t, err, ErrClientClosed)
+		}
+	}
+	assert.Equal(t, 1, closedIt, "Close calls that returned nil")
+
 	_, err := c.Add(t.Context(), 1, 2, 3)
 	assert.ErrorIs(t, err, ErrBroken)
-	assert.NoError(t, c.Close(), "closing twice is harmless")
+	assert.ErrorIs(t, err, ErrClientClosed)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
+}
+
+// TestClientCloseBroken closes a client whose connection a failed call has
+// closed already: the first Close has nothing left to close and returns
+// nil, and from then on the client says it was closed.
+func TestClientCloseBroken(t *testing.T) {
+	c := dial(t, oneShotServer(t, `{"res": 6}`))
+	_, err := c.Add(t.Context(), 1, 2, 3)
+	require.NoError(t, err)
+	_, err = c.Add(t.Context(), 1, 2, 3)
+	require.Error(t, err, "the server hung up")
+	_, err = c.Add(t.Context(), 1, 2, 3)
+	require.ErrorIs(t, err, ErrBroken)
+	require.NotErrorIs(t, err, ErrClientClosed, "broken, but not closed")
+
+	assert.NoError(t, c.Close())
+	_, err = c.Add(t.Context(), 1, 2, 3)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.ErrorIs(t, err, ErrClientClosed)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
+}
+
+// closeFails is a connection whose Close fails.
+type closeFails struct{ net.Conn }
+
+var errCloseFails = errors.New("close failed")
+
+func (c closeFails) Close() error {
+	c.Conn.Close()
+	return errCloseFails
+}
+
+// TestClientCloseError checks that the first Close returns the error that
+// closing the connection gave.
+func TestClientCloseError(t *testing.T) {
+	conn, other := net.Pipe()
+	defer other.Close()
+	c := NewClient(closeFails{conn})
+	assert.ErrorIs(t, c.Close(), errCloseFails)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
 }
 
 func TestDialRefused(t *testing.T) {

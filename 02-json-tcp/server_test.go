@@ -251,7 +251,7 @@ func TestIdleFloodBlocksNobody(t *testing.T) {
 	c, err := Dial(ctx, addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(ctx, 1, 2, 3)
+	sum, err := DemoClient{c}.Add(ctx, 1, 2, 3)
 	require.NoError(t, err)
 	assert.Equal(t, 6, sum)
 }
@@ -487,7 +487,7 @@ func TestManyConnections(t *testing.T) {
 			}
 			defer c.Close()
 			for j := range calls {
-				sum, err := c.Add(t.Context(), i, j, 1000*i)
+				sum, err := DemoClient{c}.Add(t.Context(), i, j, 1000*i)
 				if err != nil {
 					return err
 				}

@@ -406,7 +406,7 @@ func TestIdleFloodBlocksNobody(t *testing.T) {
 	c, err := Dial(ctx, addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(ctx, 2, 4)
+	sum, err := DemoClient{c}.Add(ctx, 2, 4)
 	require.NoError(t, err)
 	assert.Equal(t, 6, sum)
 }
@@ -660,7 +660,7 @@ func TestManyConnections(t *testing.T) {
 			}
 			defer c.Close()
 			for j := range calls {
-				sum, err := c.Add(t.Context(), i, 1000*j)
+				sum, err := DemoClient{c}.Add(t.Context(), i, 1000*j)
 				if err != nil {
 					return err
 				}

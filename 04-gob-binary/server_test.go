@@ -410,7 +410,7 @@ func TestIdleFloodBlocksNobody(t *testing.T) {
 	c, err := Dial(ctx, addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(ctx, 2, 4)
+	sum, err := DemoClient{c}.Add(ctx, 2, 4)
 	require.NoError(t, err)
 	assert.Equal(t, 6, sum)
 }
