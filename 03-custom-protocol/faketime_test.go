@@ -91,6 +91,29 @@ func (c *closeWatchConn) Close() error {
 	return err
 }
 
+// pipeClient returns a client, with the demo's typed stubs, over a new
+// connection of l; it is closed when the test ends.
+func pipeClient(t *testing.T, l *pipeListener) DemoClient {
+	t.Helper()
+	conn, _ := l.dial(t)
+	c := NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	return DemoClient{c}
+}
+
+// pipeHoldingServer is holdingServer over a pipeListener: a demo server
+// whose calls wait inside until the test ends, and a channel that receives
+// once for each call that has reached the server.
+func pipeHoldingServer(t *testing.T) (*pipeListener, chan struct{}) {
+	t.Helper()
+	srv := NewDemoServer()
+	entered, release := holdCalls(srv)
+	l := newPipeListener()
+	serve(t, srv, l)
+	t.Cleanup(release) // runs before the server's shutdown, which waits for held calls
+	return l, entered
+}
+
 // halfCloseConn is a pipe end that records CloseWrite: the call by which a
 // server makes a TCP connection send its FIN before it hangs up. (A pipe
 // cannot half-close; this only records the call.)
