@@ -67,12 +67,24 @@ type pipeAddr struct{}
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
 
+// newPipe returns the two ends of a net.Pipe; the client's is closed when
+// the test ends. A read or write on the client's end that nothing will
+// ever answer fails at its deadline, an hour of fake time away, instead of
+// deadlocking the bubble: synctest would then panic, and the package's
+// later tests would not run.
+func newPipe(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	client, server = net.Pipe()
+	t.Cleanup(func() { client.Close() })
+	require.NoError(t, client.SetDeadline(time.Now().Add(time.Hour)))
+	return client, server
+}
+
 // dial returns the client's end of a new connection, closed when the test
 // ends, and a channel that is closed when the server closes its end.
 func (l *pipeListener) dial(t *testing.T) (net.Conn, <-chan struct{}) {
 	t.Helper()
-	client, server := net.Pipe()
-	t.Cleanup(func() { client.Close() })
+	client, server := newPipe(t)
 	watched := &closeWatchConn{Conn: server, closed: make(chan struct{})}
 	select {
 	case l.queue <- watched:
@@ -124,8 +136,7 @@ func (c *halfCloseConn) CloseWrite() error {
 // end records CloseWrite, and is returned to watch.
 func (l *pipeListener) dialHalfClose(t *testing.T) (net.Conn, *halfCloseConn) {
 	t.Helper()
-	client, server := net.Pipe()
-	t.Cleanup(func() { client.Close() })
+	client, server := newPipe(t)
 	watched := &halfCloseConn{
 		closeWatchConn: &closeWatchConn{Conn: server, closed: make(chan struct{})},
 		wroteClosed:    make(chan struct{}),
@@ -169,6 +180,25 @@ func waitClosed(t *testing.T, closed <-chan struct{}, start time.Time, limit tim
 	}
 }
 
+// trickle writes p to conn one byte every interval, in a goroutine, until
+// it is all written or the server hangs up. The test waits for it to end.
+func trickle(t *testing.T, conn net.Conn, p []byte, interval time.Duration) {
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		for i := range len(p) {
+			if _, err := conn.Write(p[i : i+1]); err != nil {
+				return
+			}
+			time.Sleep(interval)
+		}
+	}()
+}
+
 // writeString writes s to a pipe. The write returns once the server has read
 // it all.
 func writeString(t *testing.T, conn net.Conn, s string) {
@@ -190,16 +220,7 @@ func TestHeaderTimeout(t *testing.T) {
 		serve(t, srv, l)
 		conn, closed := l.dial(t)
 		start := time.Now()
-		trickled := make(chan struct{})
-		go func() {
-			defer close(trickled)
-			for _, b := range []byte("GET /add?a=1&b=2 HTTP/1.1\r\n") { // 27 s of bytes
-				if _, err := conn.Write([]byte{b}); err != nil {
-					return // the server hung up
-				}
-				time.Sleep(time.Second)
-			}
-		}()
+		trickle(t, conn, []byte("GET /add?a=1&b=2 HTTP/1.1\r\n"), time.Second) // 27 s of bytes
 
 		require.NoError(t, conn.SetReadDeadline(start.Add(2*srv.HeaderTimeout)))
 		answer, err := io.ReadAll(conn)
@@ -207,7 +228,6 @@ func TestHeaderTimeout(t *testing.T) {
 		assert.Equal(t, srv.HeaderTimeout, time.Since(start), "the answer and the close came at the header timeout")
 		assert.True(t, strings.HasPrefix(string(answer), "HTTP/1.1 400 Bad Request\r\n"), "got %q", answer)
 		assert.Equal(t, srv.HeaderTimeout, waitClosed(t, closed, start, 2*srv.HeaderTimeout))
-		<-trickled
 	})
 }
 

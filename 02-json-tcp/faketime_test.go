@@ -63,12 +63,24 @@ type pipeAddr struct{}
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
 
+// newPipe returns the two ends of a net.Pipe; the client's is closed when
+// the test ends. A read or write on the client's end that nothing will
+// ever answer fails at its deadline, an hour of fake time away, instead of
+// deadlocking the bubble: synctest would then panic, and the package's
+// later tests would not run.
+func newPipe(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	client, server = net.Pipe()
+	t.Cleanup(func() { client.Close() })
+	require.NoError(t, client.SetDeadline(time.Now().Add(time.Hour)))
+	return client, server
+}
+
 // dial returns the client's end of a new connection, closed when the test
 // ends, and a channel that is closed when the server closes its end.
 func (l *pipeListener) dial(t *testing.T) (net.Conn, <-chan struct{}) {
 	t.Helper()
-	client, server := net.Pipe()
-	t.Cleanup(func() { client.Close() })
+	client, server := newPipe(t)
 	watched := &closeWatchConn{Conn: server, closed: make(chan struct{})}
 	select {
 	case l.queue <- watched:
@@ -132,8 +144,7 @@ func (c *halfCloseConn) CloseWrite() error {
 // end records CloseWrite, and is returned to watch.
 func (l *pipeListener) dialHalfClose(t *testing.T) (net.Conn, *halfCloseConn) {
 	t.Helper()
-	client, server := net.Pipe()
-	t.Cleanup(func() { client.Close() })
+	client, server := newPipe(t)
 	watched := &halfCloseConn{
 		closeWatchConn: &closeWatchConn{Conn: server, closed: make(chan struct{})},
 		wroteClosed:    make(chan struct{}),
@@ -348,6 +359,7 @@ func TestShutdownGivesAnswersCloseLinger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := NewDemoServer()
 		entered, release := holdCalls(srv)
+		defer release() // so that a test that fails early still ends its bubble
 		l := newPipeListener()
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
@@ -434,6 +446,7 @@ func TestShutdownRefusalHangsUpPolitely(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := NewDemoServer()
 		entered, release := holdCalls(srv)
+		defer release() // so that a test that fails early still ends its bubble
 		l := newPipeListener()
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
