@@ -16,7 +16,7 @@ import (
 // run against the standard library's net/rpc/jsonrpc, in the same process
 // and run, so that one benchstat table compares the two.
 
-func benchClient(b *testing.B) *Client {
+func benchClient(b *testing.B) DemoClient {
 	return dial(b, serve(b, NewDemoServer(), rpctest.Listen(b)))
 }
 
@@ -35,7 +35,7 @@ func BenchmarkAdd(b *testing.B) {
 // connections are dialled before the timer starts.
 func BenchmarkAddParallel(b *testing.B) {
 	addr := serve(b, NewDemoServer(), rpctest.Listen(b))
-	clients := make(chan *Client, runtime.GOMAXPROCS(0))
+	clients := make(chan DemoClient, runtime.GOMAXPROCS(0))
 	for range cap(clients) {
 		clients <- dial(b, addr)
 	}

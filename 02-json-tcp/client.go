@@ -16,8 +16,9 @@ import (
 )
 
 // Client is the client stub. Call sends a call by name over one TCP
-// connection and waits for its answer; Add and Echo are typed stubs on top
-// of it, which read like local Go functions.
+// connection and waits for its answer. It knows no procedure by name:
+// DemoClient, beside the demo service in service.go, puts typed stubs on
+// top of it, which read like local Go functions.
 //
 // A Client may be used by many goroutines at once, but its calls take turns:
 // one call is on the wire at a time, because an answer carries nothing that
@@ -37,13 +38,18 @@ type Client struct {
 	frames *frameReader // reads answers from conn
 	out    bytes.Buffer // the request being sent; reused from call to call
 
-	mu     sync.Mutex // protects broken
+	mu     sync.Mutex // protects broken, closed
 	broken error      // why the connection is unusable, or nil
+	closed bool       // Close has been called
 }
 
 // ErrBroken is returned for calls on a Client whose connection failed or
 // was closed. Dial a new Client.
 var ErrBroken = errors.New("client connection is broken")
+
+// ErrClientClosed is returned by every call of Close after the first, and,
+// with ErrBroken, by every call made after Close.
+var ErrClientClosed = errors.New("client closed")
 
 // Option changes how Dial builds a Client.
 type Option func(*clientOptions)
@@ -182,7 +188,8 @@ func (c *Client) brokenErr() error {
 
 // breakConn marks the client broken because of err, closes the connection,
 // and returns err. If Close came first, its closing the connection is what
-// made the call fail, and the call gets ErrBroken.
+// made the call fail, and the call gets Close's error: ErrBroken and
+// ErrClientClosed.
 func (c *Client) breakConn(err error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -194,36 +201,30 @@ func (c *Client) breakConn(err error) error {
 	return err
 }
 
-// Close closes the connection at once. It may be called at any time: a
-// call on the wire fails with ErrBroken, and so does every later call.
+// Close may be called at any time, from any goroutine. The first call
+// closes the connection at once and returns the error closing it gave (nil
+// if a failed call had closed it already); a call on the wire then fails,
+// and so does every later call, with an error that is both ErrBroken and
+// ErrClientClosed. Every later Close returns ErrClientClosed, as net/rpc's
+// returns ErrShutdown.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.broken != nil {
+	if c.closed {
+		return ErrClientClosed
+	}
+	c.closed = true
+	alreadyClosed := c.broken != nil // breakConn closed the connection
+	c.broken = fmt.Errorf("%w: %w", ErrBroken, ErrClientClosed)
+	if alreadyClosed {
 		return nil
 	}
-	c.broken = fmt.Errorf("%w: the client was closed", ErrBroken)
 	return c.conn.Close()
 }
 
-// Add is a typed stub for the demo server's add(a, b, c=10). Go has no
-// default arguments, so the Go signature takes all three; Call can leave c
-// out to get the server's default.
-func (c *Client) Add(ctx context.Context, a, b, cc int) (int, error) {
-	var sum int
-	err := c.callInto(ctx, &sum, "add", a, b, cc)
-	return sum, err
-}
-
-// Echo is a typed stub for the demo server's echo(x), for strings.
-func (c *Client) Echo(ctx context.Context, s string) (string, error) {
-	var out string
-	err := c.callInto(ctx, &out, "echo", s)
-	return out, err
-}
-
 // callInto calls method with positional args and decodes the result into
-// the value result points to.
+// the value result points to. It is what a typed stub is made of, such as
+// DemoClient's in service.go.
 func (c *Client) callInto(ctx context.Context, result any, method string, args ...any) error {
 	res, err := c.Call(ctx, method, args, nil)
 	if err != nil {

@@ -42,3 +42,38 @@ func ExampleClient_Call() {
 	// "你好, Ada!" <nil>
 	// greet: server answered: greet: no parameter named 'nmae'
 }
+
+// The demo server, called through DemoClient's typed stubs over a general
+// Client; then the Client is closed, twice.
+func ExampleDemoClient() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := jsontcp.NewDemoServer()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() { _ = srv.Shutdown(context.Background()); <-served }()
+
+	ctx := context.Background()
+	c, err := jsontcp.Dial(ctx, l.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	demo := jsontcp.DemoClient{Client: c}
+	sum, err := demo.Add(ctx, 1, 2, 3)
+	fmt.Println(sum, err)
+	echoed, err := demo.Echo(ctx, "你好")
+	fmt.Println(echoed, err)
+
+	fmt.Println(c.Close())
+	fmt.Println(c.Close())
+	_, err = demo.Add(ctx, 1, 2, 3)
+	fmt.Println(err)
+	// Output:
+	// 6 <nil>
+	// 你好 <nil>
+	// <nil>
+	// client closed
+	// add: client connection is broken: client closed
+}

@@ -31,13 +31,14 @@ func serve(t testing.TB, srv *Server, l net.Listener) string {
 	return l.Addr().String()
 }
 
-// dial returns a client of the server at addr, closed when the test ends.
-func dial(t testing.TB, addr string, opts ...Option) *Client {
+// dial returns a client of the server at addr, with the demo's typed
+// stubs, closed when the test ends.
+func dial(t testing.TB, addr string, opts ...Option) DemoClient {
 	t.Helper()
 	c, err := Dial(context.Background(), addr, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
-	return c
+	return DemoClient{c}
 }
 
 // methodList is what srv says, after "there are: ", to a call that names

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -173,21 +174,26 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 // TestServerClosesSilentConnections checks both read timeouts: a new
 // connection has FirstRequestTimeout to send its first request, and
 // IdleTimeout for each later one. Each server makes the other timeout an
-// hour, so a server that mixed the two up would fail.
+// hour, so a server that mixed the two up would fail. This is the real-TCP
+// check, bounded at 20 times the timeout; TestFirstRequestTimeout and
+// TestIdleTimeout check the exact moments in fake time.
 func TestServerClosesSilentConnections(t *testing.T) {
 	server := func(first, idle time.Duration) string {
 		srv := NewDemoServer()
 		srv.FirstRequestTimeout, srv.IdleTimeout = first, idle
 		return serve(t, srv, rpctest.Listen(t))
 	}
-	addr := server(100*time.Millisecond, time.Hour)
+	const timeout = 100 * time.Millisecond
+	addr := server(timeout, time.Hour)
 
 	never, answers := rawConn(t, addr)
+	require.NoError(t, never.SetReadDeadline(time.Now().Add(20*timeout)))
 	_, err := answers.next()
 	assert.ErrorIs(t, err, io.EOF, "a connection that never sends is closed")
 	never.Close()
 
-	half, answers := rawConn(t, server(time.Hour, 100*time.Millisecond))
+	half, answers := rawConn(t, server(time.Hour, timeout))
+	require.NoError(t, half.SetReadDeadline(time.Now().Add(20*timeout)))
 	// One request and half of the next, in one write: nothing is sent
 	// after the server may have closed, so it closes cleanly.
 	write(t, half, `{"method_name": "add", "method_args": [1, 2]}`+`{"method_name": "add", "meth`)
@@ -251,7 +257,7 @@ func TestIdleFloodBlocksNobody(t *testing.T) {
 	c, err := Dial(ctx, addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(ctx, 1, 2, 3)
+	sum, err := DemoClient{c}.Add(ctx, 1, 2, 3)
 	require.NoError(t, err)
 	assert.Equal(t, 6, sum)
 }
@@ -420,33 +426,48 @@ func TestShutdownDoesNotWaitForSlowReaders(t *testing.T) {
 	assert.NoError(t, <-shutdown, "Shutdown waited for a client that does not read")
 }
 
-// TestShutdownDeadline holds a call past Shutdown's deadline: Shutdown
-// closes the connection and returns the context's error, while the call
-// is still stuck in its function.
+// TestShutdownDeadline holds a call past Shutdown's deadline: at the
+// deadline, Shutdown closes the call's connection, so its caller learns at
+// once, and returns the context's error, while the call is still stuck in
+// its function. It runs in fake time over a net.Pipe (see faketime_test.go),
+// so it checks the exact moment, and a Shutdown that leaves the connection
+// open fails at the bounded wait, by name, instead of hanging.
 func TestShutdownDeadline(t *testing.T) {
-	srv := NewDemoServer()
-	entered, release := holdCalls(srv)
-	l := rpctest.Listen(t)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer()
+		entered, release := holdCalls(srv)
+		defer release() // so that a test that fails early still ends its bubble
+		l := newPipeListener()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
 
-	c := dial(t, l.Addr().String())
-	failed := make(chan error, 1)
-	go func() {
-		_, err := c.Add(context.Background(), 1, 2, 3)
-		failed <- err
-	}()
-	<-entered
+		conn, _ := l.dial(t)
+		c := NewClient(conn)
+		defer c.Close()
+		failed := make(chan error, 1)
+		go func() {
+			_, err := DemoClient{c}.Add(context.Background(), 1, 2, 3)
+			failed <- err
+		}()
+		<-entered
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the deadline has passed already
-	shutdown := make(chan error, 1)
-	go func() { shutdown <- srv.Shutdown(ctx) }()
-	assert.Error(t, <-failed, "the call's connection was closed under it")
-	assert.ErrorIs(t, <-shutdown, context.Canceled, "Shutdown does not wait for a call that is stuck")
-	assert.NoError(t, <-served)
-	release()
-	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
+		const grace = 2 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		start := time.Now()
+		assert.ErrorIs(t, srv.Shutdown(ctx), context.DeadlineExceeded, "Shutdown does not wait for a call that is stuck")
+		assert.Equal(t, grace, time.Since(start), "Shutdown returned at its deadline")
+		select {
+		case err := <-failed:
+			assert.Error(t, err, "the call's connection was closed under it")
+			assert.Equal(t, grace, time.Since(start), "the call failed at Shutdown's deadline")
+		case <-time.After(2 * grace):
+			t.Errorf("%v after Shutdown's deadline, the call's connection is still open", 2*grace)
+		}
+		assert.NoError(t, <-served)
+		release()
+		assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
+	})
 }
 
 // TestClientVanishes has a client give up and hang up while its call is
@@ -463,8 +484,18 @@ func TestClientVanishes(t *testing.T) {
 		<-entered
 		cancel() // the client closes its connection: it is broken now
 	}()
-	_, err := dial(t, addr).Add(ctx, 1, 2, 0)
-	require.ErrorIs(t, err, context.Canceled)
+	c := dial(t, addr)
+	failed := make(chan error, 1)
+	go func() {
+		_, err := c.Add(ctx, 1, 2, 0)
+		failed <- err
+	}()
+	select {
+	case err := <-failed:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(rpctest.Backstop): // TestClientCancel checks "at once"
+		t.Fatal("the cancelled call did not return")
+	}
 	release()
 
 	sum, err := dial(t, addr).Add(t.Context(), 1, 2, 0)
@@ -487,7 +518,7 @@ func TestManyConnections(t *testing.T) {
 			}
 			defer c.Close()
 			for j := range calls {
-				sum, err := c.Add(t.Context(), i, j, 1000*i)
+				sum, err := DemoClient{c}.Add(t.Context(), i, j, 1000*i)
 				if err != nil {
 					return err
 				}

@@ -1,6 +1,7 @@
 package jsontcp
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -60,4 +61,30 @@ func NewDemoServer() *Server {
 		}
 	}
 	return s
+}
+
+// DemoClient is a Client of the demo server, with a typed stub for each of
+// its procedures. The general Client calls any procedure by name and knows
+// none of them; the stubs that know one server's procedures belong beside
+// that server's code, as gRPC generates a typed client from each service's
+// definition, over a connection shared by all of them.
+//
+//	c, err := jsontcp.Dial(ctx, addr)
+//	sum, err := jsontcp.DemoClient{Client: c}.Add(ctx, 1, 2, 3) // 6
+type DemoClient struct{ *Client }
+
+// Add is a typed stub for the demo server's add(a, b, c=10). Go has no
+// default arguments, so the Go signature takes all three; Call can leave c
+// out to get the server's default.
+func (c DemoClient) Add(ctx context.Context, a, b, cc int) (int, error) {
+	var sum int
+	err := c.callInto(ctx, &sum, "add", a, b, cc)
+	return sum, err
+}
+
+// Echo is a typed stub for the demo server's echo(x), for strings.
+func (c DemoClient) Echo(ctx context.Context, s string) (string, error) {
+	var out string
+	err := c.callInto(ctx, &out, "echo", s)
+	return out, err
 }

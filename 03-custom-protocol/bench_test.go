@@ -15,7 +15,7 @@ import (
 // BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes, sent
 // and answered with no parsing at all, in the same run.
 
-func benchClient(b *testing.B) *Client {
+func benchClient(b *testing.B) DemoClient {
 	return dial(b, serve(b, NewDemoServer(), rpctest.Listen(b)))
 }
 
@@ -36,7 +36,7 @@ func BenchmarkAdd(b *testing.B) {
 // from the benchmark's own goroutine.
 func BenchmarkAddParallel(b *testing.B) {
 	addr := serve(b, NewDemoServer(), rpctest.Listen(b))
-	clients := make(chan *Client, runtime.GOMAXPROCS(0))
+	clients := make(chan DemoClient, runtime.GOMAXPROCS(0))
 	for range cap(clients) {
 		clients <- dial(b, addr)
 	}

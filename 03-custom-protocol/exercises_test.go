@@ -25,7 +25,7 @@ func serveService(t *testing.T, service any) *Client {
 	skipped, err := srv.Register(service)
 	require.NoError(t, err)
 	assert.Empty(t, skipped, "Register skipped methods")
-	return dial(t, serve(t, srv, rpctest.Listen(t)))
+	return dial(t, serve(t, srv, rpctest.Listen(t))).Client
 }
 
 // Exercise 1: mul(a, b) on the demo server, with the same care for

@@ -21,7 +21,7 @@ import (
 // goroutine in the parallel ones on both sides. BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes,
 // sent and answered with no decoding at all, in the same run.
 
-func benchClient(b *testing.B) *Client {
+func benchClient(b *testing.B) DemoClient {
 	return dial(b, serve(b, NewDemoServer(), rpctest.Listen(b)))
 }
 
@@ -40,7 +40,7 @@ func BenchmarkAdd(b *testing.B) {
 // connections are dialled before the timer starts.
 func BenchmarkAddParallel(b *testing.B) {
 	addr := serve(b, NewDemoServer(), rpctest.Listen(b))
-	clients := make(chan *Client, runtime.GOMAXPROCS(0))
+	clients := make(chan DemoClient, runtime.GOMAXPROCS(0))
 	for range cap(clients) {
 		clients <- dial(b, addr)
 	}

@@ -9,7 +9,9 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -129,22 +131,97 @@ func holdingServer(t *testing.T) (addr string, entered chan struct{}) {
 
 // TestClientCancel cancels a call while the server holds it. The call
 // returns context.Canceled at once; since its answer may still come, the
-// connection cannot be trusted, and later calls fail with ErrBroken.
+// connection cannot be trusted, and later calls fail with ErrBroken. It
+// runs in fake time (see faketime_test.go), so "at once" is exact, and a
+// call that went on waiting for its answer fails the bounded wait.
 func TestClientCancel(t *testing.T) {
-	addr, entered := holdingServer(t)
-	c := dial(t, addr)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	go func() {
+	synctest.Test(t, func(t *testing.T) {
+		l, entered := pipeHoldingServer(t)
+		c := pipeClient(t, l)
+		ctx, cancel := context.WithCancel(t.Context())
+		failed := make(chan error, 1)
+		go func() {
+			_, err := c.Add(ctx, 1, 2)
+			failed <- err
+		}()
 		<-entered
+		cancelled := time.Now()
 		cancel()
-	}()
-	_, err := c.Add(ctx, 1, 2)
-	assert.ErrorIs(t, err, context.Canceled)
+		select {
+		case err := <-failed:
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Zero(t, time.Since(cancelled), "the call returned at once")
+		case <-time.After(time.Second):
+			t.Fatal("a cancelled call went on waiting for its answer")
+		}
 
-	_, err = c.Add(t.Context(), 1, 2)
-	assert.ErrorIs(t, err, ErrBroken)
-	assert.ErrorContains(t, err, "context canceled")
+		_, err := c.Add(t.Context(), 1, 2)
+		assert.ErrorIs(t, err, ErrBroken)
+		assert.ErrorContains(t, err, "context canceled")
+	})
+}
+
+// deadlineGate is a connection whose SetDeadline, when given a time rather
+// than none, waits until open is closed: it holds a cancelled call's
+// context.AfterFunc at the moment it would cut the connection's deadline
+// short.
+type deadlineGate struct {
+	net.Conn
+	open chan struct{}
+}
+
+func (c *deadlineGate) SetDeadline(t time.Time) error {
+	if !t.IsZero() {
+		<-c.open
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// TestClientCancelDoesNotCutNextCall cancels a call just as its answer
+// arrives: the AfterFunc that cuts the connection's deadline short has
+// started, and the answer is read before it acts. The call must wait for
+// the AfterFunc to finish before it gives up the turn; otherwise the
+// AfterFunc's deadline lands on the next call, which then fails for no
+// fault of its own and breaks the client.
+func TestClientCancelDoesNotCutNextCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer()
+		answer := make(chan struct{}) // each send lets one call be answered
+		srv.beforeAnswer = func() { <-answer }
+		l := newPipeListener()
+		serve(t, srv, l)
+		conn, _ := l.dial(t)
+		gate := &deadlineGate{Conn: conn, open: make(chan struct{})}
+		c := DemoClient{NewClient(gate)}
+		defer c.Close()
+
+		ctx, cancel := context.WithCancel(t.Context())
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Add(ctx, 1, 2)
+			first <- err
+		}()
+		synctest.Wait() // the first call is in the server
+		cancel()
+		synctest.Wait() // its AfterFunc waits at the gate
+		answer <- struct{}{}
+		synctest.Wait() // its answer is read
+
+		second := make(chan error, 1)
+		go func() {
+			sum, err := c.Add(t.Context(), 1, 2)
+			if err == nil && sum != 3 {
+				err = fmt.Errorf("sum %d", sum)
+			}
+			second <- err
+		}()
+		synctest.Wait()
+		close(gate.open) // the AfterFunc cuts the deadline short now
+		synctest.Wait()
+		answer <- struct{}{}
+		assert.NoError(t, <-second, "the second call was cut short by the first's cancel")
+		<-first
+	})
 }
 
 func TestClientDeadline(t *testing.T) {
@@ -157,18 +234,27 @@ func TestClientDeadline(t *testing.T) {
 }
 
 // TestClientCancelledBeforeSending checks that a call whose context has
-// already ended is not sent, and does not break the client.
+// already ended is not sent, and does not break the client. Call's wait
+// for its turn sees the ended context and the free turn at once, and
+// takes either, at even odds; after the turn, roundTrip's check is what
+// keeps the call off the wire. Twenty calls reach that check in all but
+// one run in a million.
 func TestClientCancelledBeforeSending(t *testing.T) {
-	l := rpctest.Listen(t)
-	c := dial(t, serve(t, NewDemoServer(), l))
+	srv := NewDemoServer()
+	var ran atomic.Int64
+	srv.beforeAnswer = func() { ran.Add(1) }
+	c := dial(t, serve(t, srv, rpctest.Listen(t)))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := c.Add(ctx, 1, 2)
-	assert.ErrorIs(t, err, context.Canceled)
+	for range 20 {
+		_, err := c.Add(ctx, 1, 2)
+		require.ErrorIs(t, err, context.Canceled)
+	}
 
 	sum, err := c.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
+	assert.Equal(t, int64(1), ran.Load(), "calls the server ran")
 }
 
 // oneShotServer answers the first request on each connection with answer
@@ -254,60 +340,127 @@ func TestClientMaxAnswerBytes(t *testing.T) {
 
 // TestClientWaitingCallHonoursContext holds one call inside the server; a
 // second call on the same client, waiting for its turn, must give up at
-// its own deadline rather than wait for the first.
+// its own deadline, exactly, rather than wait for the first. It runs in
+// fake time (see faketime_test.go).
 func TestClientWaitingCallHonoursContext(t *testing.T) {
-	addr, entered := holdingServer(t)
-	c := dial(t, addr)
-	go func() { _, _ = c.Add(context.Background(), 1, 2) }() // held until the test ends
-	<-entered
+	synctest.Test(t, func(t *testing.T) {
+		l, entered := pipeHoldingServer(t)
+		c := pipeClient(t, l)
+		go func() { _, _ = c.Add(context.Background(), 1, 2) }() // held until the test ends
+		<-entered
 
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	failed := make(chan error, 1)
-	go func() {
-		_, err := c.Add(ctx, 4, 5)
-		failed <- err
-	}()
-	select {
-	case err := <-failed:
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.ErrorContains(t, err, "waiting for the connection")
-	case <-time.After(rpctest.Backstop):
-		t.Fatal("a call waiting for its turn ignored its deadline")
-	}
+		const timeout = 50 * time.Millisecond
+		ctx, cancel := context.WithTimeout(t.Context(), timeout)
+		defer cancel()
+		start := time.Now()
+		failed := make(chan error, 1)
+		go func() {
+			_, err := c.Add(ctx, 4, 5)
+			failed <- err
+		}()
+		select {
+		case err := <-failed:
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.ErrorContains(t, err, "waiting for the connection")
+			assert.Equal(t, timeout, time.Since(start))
+		case <-time.After(2 * timeout):
+			t.Fatal("a call waiting for its turn ignored its deadline")
+		}
+	})
 }
 
 // TestClientCloseFailsCallInFlight closes a client while its call is held
-// inside the server: the call fails at once with ErrBroken, and Close does
-// not wait for it.
+// inside the server: the call fails at once with ErrBroken and
+// ErrClientClosed, and Close does not wait for it. It runs in fake time
+// (see faketime_test.go), so "at once" is exact.
 func TestClientCloseFailsCallInFlight(t *testing.T) {
-	addr, entered := holdingServer(t)
-	c := dial(t, addr)
-	failed := make(chan error, 1)
-	go func() {
-		_, err := c.Add(context.Background(), 1, 2)
-		failed <- err
-	}()
-	<-entered
+	synctest.Test(t, func(t *testing.T) {
+		l, entered := pipeHoldingServer(t)
+		c := pipeClient(t, l)
+		failed := make(chan error, 1)
+		go func() {
+			_, err := c.Add(context.Background(), 1, 2)
+			failed <- err
+		}()
+		<-entered
 
-	closed := make(chan error, 1)
-	go func() { closed <- c.Close() }()
-	select {
-	case err := <-failed:
-		assert.ErrorIs(t, err, ErrBroken)
-		assert.ErrorContains(t, err, "the client was closed")
-	case <-time.After(rpctest.Backstop):
-		t.Fatal("Close did not fail the call in flight")
-	}
-	assert.NoError(t, <-closed)
+		start := time.Now()
+		assert.NoError(t, c.Close(), "Close returned without waiting for the call")
+		select {
+		case err := <-failed:
+			assert.ErrorIs(t, err, ErrBroken)
+			assert.ErrorIs(t, err, ErrClientClosed)
+			assert.Zero(t, time.Since(start), "the call failed at once")
+		case <-time.After(time.Second):
+			t.Fatal("Close did not fail the call in flight")
+		}
+	})
 }
 
+// TestClientClose closes a client from many goroutines at once: one Close
+// closes the connection and returns nil, every other returns
+// ErrClientClosed, as net/rpc's returns ErrShutdown. A call made after
+// Close fails with an error that is both ErrBroken and ErrClientClosed.
 func TestClientClose(t *testing.T) {
 	c := dial(t, serve(t, NewDemoServer(), rpctest.Listen(t)))
-	require.NoError(t, c.Close())
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() { errs <- c.Close() }()
+	}
+	var closedIt int
+	for range cap(errs) {
+		if err := <-errs; err == nil {
+			closedIt++
+		} else {
+			assert.ErrorIs(t, err, ErrClientClosed)
+		}
+	}
+	assert.Equal(t, 1, closedIt, "Close calls that returned nil")
+
 	_, err := c.Add(t.Context(), 1, 2)
 	assert.ErrorIs(t, err, ErrBroken)
-	assert.NoError(t, c.Close(), "closing twice is harmless")
+	assert.ErrorIs(t, err, ErrClientClosed)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
+}
+
+// TestClientCloseBroken closes a client whose connection a failed call has
+// closed already: the first Close has nothing left to close and returns
+// nil, and from then on the client says it was closed.
+func TestClientCloseBroken(t *testing.T) {
+	c := dial(t, oneShotServer(t, answerFrame(t, intAnswer(3))))
+	_, err := c.Add(t.Context(), 1, 2)
+	require.NoError(t, err)
+	_, err = c.Add(t.Context(), 1, 2)
+	require.Error(t, err, "the server hung up")
+	_, err = c.Add(t.Context(), 1, 2)
+	require.ErrorIs(t, err, ErrBroken)
+	require.NotErrorIs(t, err, ErrClientClosed, "broken, but not closed")
+
+	assert.NoError(t, c.Close())
+	_, err = c.Add(t.Context(), 1, 2)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.ErrorIs(t, err, ErrClientClosed)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
+}
+
+// closeFails is a connection whose Close fails.
+type closeFails struct{ net.Conn }
+
+var errCloseFails = errors.New("close failed")
+
+func (c closeFails) Close() error {
+	c.Conn.Close()
+	return errCloseFails
+}
+
+// TestClientCloseError checks that the first Close returns the error that
+// closing the connection gave.
+func TestClientCloseError(t *testing.T) {
+	conn, other := net.Pipe()
+	defer other.Close()
+	c := NewClient(closeFails{conn})
+	assert.ErrorIs(t, c.Close(), errCloseFails)
+	assert.ErrorIs(t, c.Close(), ErrClientClosed)
 }
 
 func TestDialRefused(t *testing.T) {

@@ -1258,7 +1258,7 @@ func TestHalfSentHeaders(t *testing.T) {
 func TestIdleAfterLargeMessages(t *testing.T) {
 	const conns, size = 40, 100 << 10
 	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
-	clients := make([]*Client, conns)
+	clients := make([]DemoClient, conns)
 	for i := range clients {
 		clients[i] = dial(t, addr)
 		_, err := clients[i].Echo(t.Context(), "warm up: the types and gob's engines")

@@ -48,3 +48,38 @@ func ExampleServer_Register() {
 	// Hello, Ada, Grace: 你好! <nil>
 	// repeat: server answered: no function "repeat"; there are: say_hello
 }
+
+// The demo server, called through DemoClient's typed stubs over a general
+// Client; then the Client is closed, twice.
+func ExampleDemoClient() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := gobrpc.NewDemoServer()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() { _ = srv.Shutdown(context.Background()); <-served }()
+
+	ctx := context.Background()
+	c, err := gobrpc.Dial(ctx, l.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	demo := gobrpc.DemoClient{Client: c}
+	sum, err := demo.Add(ctx, 1, 2)
+	fmt.Println(sum, err)
+	echoed, err := demo.Echo(ctx, "你好")
+	fmt.Println(echoed, err)
+
+	fmt.Println(c.Close())
+	fmt.Println(c.Close())
+	_, err = demo.Add(ctx, 1, 2)
+	fmt.Println(err)
+	// Output:
+	// 3 <nil>
+	// 你好 <nil>
+	// <nil>
+	// client closed
+	// add: client connection is broken: client closed
+}

@@ -24,7 +24,7 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		// The client is dropped after its call, and its buffers with it;
 		// the server's side of the connection stays open and idle.
-		got, err := NewClient(conn).Echo(t.Context(), big)
+		got, err := DemoClient{NewClient(conn)}.Echo(t.Context(), big)
 		require.NoError(t, err)
 		require.Len(t, got, size)
 	}

@@ -1,6 +1,7 @@
 package gobrpc
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -92,4 +93,24 @@ func NewDemoServer() *Server {
 		panic(fmt.Sprintf("register the demo service: %v, skipped %v", err, skipped))
 	}
 	return s
+}
+
+// DemoClient is a Client of the demo server, with a typed stub for each of
+// its procedures. The general Client calls any procedure by name and knows
+// none of them; the stubs that know one server's procedures belong beside
+// that server's code, as gRPC generates a typed client from each service's
+// definition, over a connection shared by all of them.
+//
+//	c, err := gobrpc.Dial(ctx, addr)
+//	sum, err := gobrpc.DemoClient{Client: c}.Add(ctx, 1, 2) // 3
+type DemoClient struct{ *Client }
+
+// Add is a typed stub for the demo server's add(a, b).
+func (c DemoClient) Add(ctx context.Context, a, b int) (int, error) {
+	return callAs[int](ctx, c.Client, "add", a, b)
+}
+
+// Echo is a typed stub for the demo server's echo(s).
+func (c DemoClient) Echo(ctx context.Context, s string) (string, error) {
+	return callAs[string](ctx, c.Client, "echo", s)
 }

@@ -101,7 +101,7 @@ func Stage02() System {
 type stage02Client struct{ *jsontcp.Client }
 
 func (c stage02Client) Add(ctx context.Context, a, b int) (int, error) {
-	return c.Client.Add(ctx, a, b, 0)
+	return jsontcp.DemoClient{Client: c.Client}.Add(ctx, a, b, 0)
 }
 
 func (c stage02Client) Echo(ctx context.Context, text string) (string, error) {
@@ -120,7 +120,11 @@ func Stage03() System {
 		Name:  "03-custom-protocol",
 		Serve: func(l net.Listener) func() error { return serveStage(custom.NewDemoServer(), l) },
 		Dial: func(ctx context.Context, addr string) (Client, error) {
-			return custom.Dial(ctx, addr)
+			c, err := custom.Dial(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return custom.DemoClient{Client: c}, nil
 		},
 		Shared: "turns",
 	}
@@ -132,7 +136,11 @@ func Stage04() System {
 		Name:  "04-gob-binary",
 		Serve: func(l net.Listener) func() error { return serveStage(gobrpc.NewDemoServer(), l) },
 		Dial: func(ctx context.Context, addr string) (Client, error) {
-			return gobrpc.Dial(ctx, addr)
+			c, err := gobrpc.Dial(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return gobrpc.DemoClient{Client: c}, nil
 		},
 		Shared: "turns",
 	}

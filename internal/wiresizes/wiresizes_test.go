@@ -32,17 +32,17 @@ func TestWireSizes(t *testing.T) {
 		calls func(conn net.Conn) []func(context.Context) error
 	}{
 		{"02, JSON", jsontcp.NewDemoServer(), func(conn net.Conn) []func(context.Context) error {
-			c := jsontcp.NewClient(conn)
+			c := jsontcp.DemoClient{Client: jsontcp.NewClient(conn)}
 			add := func(ctx context.Context) error { return want(3)(c.Add(ctx, 1, 2, 0)) }
 			return []func(context.Context) error{add, add, echo(c.Echo, "hello"), echo(c.Echo, kib)}
 		}},
 		{"03, text", customproto.NewDemoServer(), func(conn net.Conn) []func(context.Context) error {
-			c := customproto.NewClient(conn)
+			c := customproto.DemoClient{Client: customproto.NewClient(conn)}
 			add := func(ctx context.Context) error { return want(3)(c.Add(ctx, 1, 2)) }
 			return []func(context.Context) error{add, add, echo(c.Echo, "hello"), echo(c.Echo, kib)}
 		}},
 		{"04, gob", gobrpc.NewDemoServer(), func(conn net.Conn) []func(context.Context) error {
-			c := gobrpc.NewClient(conn)
+			c := gobrpc.DemoClient{Client: gobrpc.NewClient(conn)}
 			add := func(ctx context.Context) error { return want(3)(c.Add(ctx, 1, 2)) }
 			return []func(context.Context) error{add, add, echo(c.Echo, "hello"), echo(c.Echo, kib)}
 		}},

@@ -158,7 +158,7 @@ func dialPool(ctx context.Context, addr string, n int) (add loadgen.AddFunc, clo
 	add = func(ctx context.Context, a, b int) (int, error) {
 		c := <-pool
 		defer func() { pool <- c }()
-		return c.Add(ctx, a, b, 0)
+		return jsontcp.DemoClient{Client: c}.Add(ctx, a, b, 0)
 	}
 	return add, closeAll, nil
 }

@@ -157,7 +157,7 @@ func dialPool(ctx context.Context, addr string, n int) (add loadgen.AddFunc, clo
 	add = func(ctx context.Context, a, b int) (int, error) {
 		c := <-pool
 		defer func() { pool <- c }()
-		return c.Add(ctx, a, b)
+		return customproto.DemoClient{Client: c}.Add(ctx, a, b)
 	}
 	return add, closeAll, nil
 }

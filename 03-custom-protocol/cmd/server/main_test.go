@@ -47,7 +47,7 @@ func TestRun(t *testing.T) {
 	c, err := customproto.Dial(t.Context(), addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := customproto.DemoClient{Client: c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 
@@ -67,7 +67,7 @@ func TestSIGTERM(t *testing.T) {
 	c, err := customproto.Dial(t.Context(), addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(t.Context(), 20, 22)
+	sum, err := customproto.DemoClient{Client: c}.Add(t.Context(), 20, 22)
 	require.NoError(t, err)
 	assert.Equal(t, 42, sum)
 

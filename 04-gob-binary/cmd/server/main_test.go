@@ -46,7 +46,7 @@ func TestRun(t *testing.T) {
 	c, err := gobrpc.Dial(t.Context(), addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(t.Context(), 1, 2)
+	sum, err := gobrpc.DemoClient{Client: c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
 
@@ -66,7 +66,7 @@ func TestSIGTERM(t *testing.T) {
 	c, err := gobrpc.Dial(t.Context(), addr)
 	require.NoError(t, err)
 	defer c.Close()
-	sum, err := c.Add(t.Context(), 20, 22)
+	sum, err := gobrpc.DemoClient{Client: c}.Add(t.Context(), 20, 22)
 	require.NoError(t, err)
 	assert.Equal(t, 42, sum)
 
