@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"go/ast"
+	"go/build/constraint"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -505,6 +506,50 @@ func TestStagesStandAlone(t *testing.T) {
 		})
 		require.NoError(t, err)
 	}
+}
+
+// TestExercisesTagOnlyAdds checks that no Go file is built only without the
+// exercises tag: make test runs one go vet, with the tag, and that vets
+// every file only while the tag adds files and takes none away.
+func TestExercisesTagOnlyAdds(t *testing.T) {
+	root := root(t)
+	files := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		files++
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ParseComments|parser.PackageClauseOnly)
+		if err != nil {
+			return err
+		}
+		for _, group := range f.Comments {
+			for _, c := range group.List {
+				expr, err := constraint.Parse(c.Text)
+				if err != nil {
+					continue // not a build constraint
+				}
+				for _, race := range []bool{false, true} {
+					with := expr.Eval(func(tag string) bool { return tag == "exercises" || tag == "race" && race })
+					without := expr.Eval(func(tag string) bool { return tag == "race" && race })
+					if without && !with {
+						rel, _ := filepath.Rel(root, path)
+						t.Errorf("%s: %s builds it only without the exercises tag, which make test's one go vet sets", rel, c.Text)
+						break
+					}
+				}
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.NotZero(t, files)
 }
 
 // modulePath is the module's import path, from go.mod.
