@@ -56,45 +56,111 @@ var (
 func TestDiffFigures(t *testing.T) {
 	root := root(t)
 	strict := os.Getenv("RPC_LESSONCHECK") == "strict"
-	var docs []*doc
-	for _, path := range markdownFiles(t, root) {
-		d := readDoc(t, root, path)
-		if slices.ContainsFunc(d.lines, func(l string) bool {
-			return outputRE.MatchString(strings.TrimSpace(l)) || figureRE.MatchString(l)
-		}) {
-			docs = append(docs, d)
-		}
-	}
-	require.NotEmpty(t, docs, "no lesson takes a figure from make diff: is the marker convention still in use?")
 	if _, err := exec.LookPath("make"); err != nil {
 		if strict {
 			t.Fatal("make is not on PATH, and RPC_LESSONCHECK=strict: the figures taken from make diff cannot be checked")
 		}
 		t.Skip("make is not on PATH: the figures taken from make diff are not checked (RPC_LESSONCHECK=strict makes this a failure)")
 	}
+	r := checkDiffFigures(t, root, strict, rpctest.Updating())
+	require.NotZero(t, r.files, "no lesson takes a figure from make diff: is the marker convention still in use?")
+	for _, f := range r.failures {
+		t.Error(f)
+	}
+	if len(r.skipped) > 0 {
+		// After an Error above, the test still fails: a skip does not undo it.
+		t.Skip(strings.Join(r.skipped, "\n"))
+	}
+}
+
+// diffFigures is what checkDiffFigures found.
+type diffFigures struct {
+	files    int      // markdown files with figures from make diff
+	failures []string // figures that are wrong, one message each
+	skipped  []string // figures about stages the learner changed
+}
+
+// checkDiffFigures checks the figures from make diff in every markdown file
+// under root. Unless strict, a figure about a stage that differs from the
+// course's commit is skipped. With update, it writes every figure as make
+// diff gives it now instead, and reports no failure.
+func checkDiffFigures(t *testing.T, root string, strict, update bool) diffFigures {
+	t.Helper()
 	run := makeDiff(t, root)
-	if !strict && !rpctest.Updating() { // -update writes what the stages are now
+	if !strict && !update { // -update writes what the stages are now
 		run = unlessChanged(findCourseBase(root), run)
 	}
-	var skipped []string
-	for _, d := range docs {
-		r := checkFigures(d, run)
-		skipped = append(skipped, r.skipped...)
-		if !rpctest.Updating() {
-			for _, f := range r.failures {
-				t.Error(f)
-			}
+	var r diffFigures
+	for _, path := range markdownFiles(t, root) {
+		d := readDoc(t, root, path)
+		if !slices.ContainsFunc(d.lines, func(l string) bool {
+			return outputRE.MatchString(strings.TrimSpace(l)) || figureRE.MatchString(l)
+		}) {
 			continue
 		}
-		if len(r.failures) > 0 {
-			require.NoError(t, os.WriteFile(filepath.Join(root, d.path), []byte(strings.Join(r.fixed, "\n")), 0o644))
-			t.Logf("rewrote %s, where %d figures were out of date", d.path, len(r.failures))
+		r.files++
+		found := checkFigures(d, run)
+		r.skipped = append(r.skipped, found.skipped...)
+		if !update {
+			r.failures = append(r.failures, found.failures...)
+		} else if len(found.failures) > 0 {
+			require.NoError(t, os.WriteFile(filepath.Join(root, d.path), []byte(strings.Join(found.fixed, "\n")), 0o644))
+			t.Logf("rewrote %s, where %d figures were out of date", d.path, len(found.failures))
 		}
 	}
-	if len(skipped) > 0 {
-		// After an Error above, the test still fails: a skip does not undo it.
-		t.Skip(strings.Join(skipped, "\n"))
+	return r
+}
+
+// TestDiffFiguresOfALearner plays a learner on a small course of its own,
+// two stages, the course's Makefile and a lesson with a figure of their
+// diff, in a git repository: the figure is checked while the stages are
+// the course's, skipped once the learner changes one, committed or not,
+// checked again in strict mode, and rewritten by -update.
+func TestDiffFiguresOfALearner(t *testing.T) {
+	for _, tool := range []string{"git", "make"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not on PATH: the learner's repository cannot be played", tool)
+		}
 	}
+	makefile, err := os.ReadFile(filepath.Join(root(t), "Makefile"))
+	require.NoError(t, err)
+	course := t.TempDir()
+	git(t, course, "init", "-q", "-b", "main")
+	writeFile(t, course, "Makefile", string(makefile))
+	writeFile(t, course, "01-a/README.md", "# 01\n")
+	writeFile(t, course, "01-a/a.go", "package a\n")
+	writeFile(t, course, "02-b/README.md", "# 02\n")
+	writeFile(t, course, "02-b/a.go", "package a\n\nfunc f() {}\n")
+	// Two lines added to a.go: the diff has 2 files, +2 -0.
+	lesson := "# 02\n\n2<!-- added: make diff FROM=01 TO=02 CODE=1 SUMMARY=1 --> lines added.\n"
+	writeFile(t, course, "docs/02-b.md", lesson)
+	git(t, course, "add", ".")
+	git(t, course, "commit", "-q", "-m", "the course")
+
+	learner := t.TempDir()
+	git(t, learner, "clone", "-q", course, ".")
+	check := func(name string, strict bool, failures, skipped int) {
+		t.Helper()
+		r := checkDiffFigures(t, learner, strict, false)
+		assert.Equal(t, 1, r.files, name)
+		assert.Len(t, r.failures, failures, "%s: failures %q", name, r.failures)
+		assert.Len(t, r.skipped, skipped, "%s: skipped %q", name, r.skipped)
+	}
+	check("as cloned", false, 0, 0)
+	check("as cloned, strict", true, 0, 0)
+
+	writeFile(t, learner, "02-b/a.go", "package a\n\nfunc f() {}\n\nfunc g() {}\n")
+	check("changed", false, 0, 1)
+	check("changed, strict", true, 1, 0)
+	git(t, learner, "commit", "-q", "-a", "-m", "exercise 1")
+	check("committed", false, 0, 1)
+	check("committed, strict", true, 1, 0)
+
+	checkDiffFigures(t, learner, false, true)
+	data, err := os.ReadFile(filepath.Join(learner, "docs", "02-b.md"))
+	require.NoError(t, err)
+	assert.Equal(t, strings.Replace(lesson, "2<!--", "4<!--", 1), string(data), "-update")
+	check("after -update, strict", true, 0, 0)
 }
 
 // diffRunner returns what a make diff command prints.

@@ -238,7 +238,15 @@ func TestQuotesOfALearnersChange(t *testing.T) {
 	check("changed, not committed", false, 0, 1)
 	check("changed, not committed, strict", true, 1, 0)
 
+	base := findCourseBase(learner)
+	assert.True(t, base.changed("01-x"), "a change not committed")
+	assert.False(t, base.changed("docs"), "nothing changed")
+	writeFile(t, learner, "docs/notes.md", "mine\n")
+	assert.True(t, base.changed("docs"), "a file git does not track")
+	require.NoError(t, os.Remove(filepath.Join(learner, "docs", "notes.md")))
+
 	git(t, learner, "commit", "-q", "-a", "-m", "exercise 1")
+	assert.True(t, findCourseBase(learner).changed("01-x"), "a change committed")
 	check("committed on main", false, 0, 1)
 	check("committed on main, strict", true, 1, 0)
 	r := checkQuotes(t, learner, false)
