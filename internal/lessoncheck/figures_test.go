@@ -52,7 +52,9 @@ var (
 // A learner doing the exercises changes the stages, and with them what
 // make diff prints: as with quotes (see TestQuotedCode), a figure about
 // stages that differ from the course's commit is skipped with a message
-// saying so, unless RPC_LESSONCHECK=strict, as in CI, or -update.
+// saying so, unless RPC_LESSONCHECK=strict, as in CI. -update leaves it
+// alone too: a learner's make golden rewrites their golden files, not the
+// lessons.
 func TestDiffFigures(t *testing.T) {
 	root := root(t)
 	strict := os.Getenv("RPC_LESSONCHECK") == "strict"
@@ -82,12 +84,12 @@ type diffFigures struct {
 
 // checkDiffFigures checks the figures from make diff in every markdown file
 // under root. Unless strict, a figure about a stage that differs from the
-// course's commit is skipped. With update, it writes every figure as make
-// diff gives it now instead, and reports no failure.
+// course's commit is skipped. With update, it writes the figures it checks
+// as make diff gives them now instead, and reports no failure.
 func checkDiffFigures(t *testing.T, root string, strict, update bool) diffFigures {
 	t.Helper()
 	run := makeDiff(t, root)
-	if !strict && !update { // -update writes what the stages are now
+	if !strict {
 		run = unlessChanged(findCourseBase(root), run)
 	}
 	var r diffFigures
@@ -115,7 +117,8 @@ func checkDiffFigures(t *testing.T, root string, strict, update bool) diffFigure
 // two stages, the course's Makefile and a lesson with a figure of their
 // diff, in a git repository: the figure is checked while the stages are
 // the course's, skipped once the learner changes one, committed or not,
-// checked again in strict mode, and rewritten by -update.
+// checked again in strict mode, left alone by -update, and rewritten by
+// -update in strict mode.
 func TestDiffFiguresOfALearner(t *testing.T) {
 	for _, tool := range []string{"git", "make"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -159,7 +162,11 @@ func TestDiffFiguresOfALearner(t *testing.T) {
 	checkDiffFigures(t, learner, false, true)
 	data, err := os.ReadFile(filepath.Join(learner, "docs", "02-b.md"))
 	require.NoError(t, err)
-	assert.Equal(t, strings.Replace(lesson, "2<!--", "4<!--", 1), string(data), "-update")
+	assert.Equal(t, lesson, string(data), "-update, a learner's: the lesson is left alone")
+	checkDiffFigures(t, learner, true, true)
+	data, err = os.ReadFile(filepath.Join(learner, "docs", "02-b.md"))
+	require.NoError(t, err)
+	assert.Equal(t, strings.Replace(lesson, "2<!--", "4<!--", 1), string(data), "-update, strict")
 	check("after -update, strict", true, 0, 0)
 }
 
@@ -287,7 +294,7 @@ func checkFigures(d *doc, run diffRunner) figureResult {
 	skippedAt, skippedWhy := map[string][]string{}, map[string]error{}
 	fail := func(i int, format string, args ...any) {
 		r.failures = append(r.failures, fmt.Sprintf("%s:%d: ", d.path, i+1)+fmt.Sprintf(format, args...)+
-			"\nIf the stages changed, run `go test ./internal/lessoncheck/ -update` (or make golden) and review the diff.")
+			"\nIf the stages changed, run `RPC_LESSONCHECK=strict go test ./internal/lessoncheck/ -update` and review the diff.")
 	}
 	// figure returns what kind counts in command's output, or false after
 	// saying why there is no figure.
