@@ -2,14 +2,12 @@ package lessoncheck
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
-	"go/ast"
+	"go/build/constraint"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -69,7 +67,12 @@ func readDoc(t *testing.T, root, path string) *doc {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, path))
 	require.NoError(t, err)
-	d := &doc{path: path, lines: strings.Split(string(data), "\n")}
+	return parseDoc(path, string(data))
+}
+
+// parseDoc reads text, the contents of the markdown file at path.
+func parseDoc(path, text string) *doc {
+	d := &doc{path: path, lines: strings.Split(text, "\n")}
 	d.fenced = make([]bool, len(d.lines))
 	fence := "" // the fence of the block we are in, if any
 	for i, line := range d.lines {
@@ -171,280 +174,6 @@ func headingAnchors(d *doc) []string {
 	return anchors
 }
 
-// quoteRE matches the marker a lesson puts before a code block it quotes:
-//
-//	<!-- code: 01-http-add/server.go Server.ServeHTTP -->
-//
-// The path is relative to the repository's root; the symbol is optional.
-var quoteRE = regexp.MustCompile(`^<!-- code: (\S+)(?: (\S+))? -->$`)
-
-// TestQuotedCode checks that every code block a markdown file quotes from a
-// source file still matches that file. See docs/README.md for the rules.
-//
-// A quote that no longer matches is a defect in the lesson, with one
-// exception: a learner doing the exercises changes the code the lessons
-// quote, and a red "these lines are not in the source" would read as if they
-// had broken the docs. So when the quoted file has uncommitted changes, the
-// quote is skipped with a message saying so, unless RPC_LESSONCHECK=strict
-// (CI sets it, and so should anyone editing a lesson or its code, or a stale
-// quote could hide behind their own uncommitted change). Once the change is
-// committed or undone, the quote is checked again.
-func TestQuotedCode(t *testing.T) {
-	root := root(t)
-	strict := os.Getenv("RPC_LESSONCHECK") == "strict"
-	var skipped []string
-	quotes := 0
-	for _, path := range markdownFiles(t, root) {
-		d := readDoc(t, root, path)
-		for i, line := range d.lines {
-			m := quoteRE.FindStringSubmatch(strings.TrimSpace(line))
-			if m == nil || d.fenced[i] {
-				continue
-			}
-			quotes++
-			where := fmt.Sprintf("%s:%d: quote of %s %s", path, i+1, m[1], m[2])
-			block, err := d.blockAfter(i)
-			if err != nil {
-				t.Errorf("%s: %v", where, err)
-				continue
-			}
-			source, err := sourceLines(root, m[1], m[2])
-			if err == nil {
-				err = matchExcerpt(block, source)
-			}
-			if err == nil {
-				continue
-			}
-			if skip := staleQuote(path, m[1], m[2], uncommitted(root, m[1]), strict); skip != "" {
-				skipped = append(skipped, skip)
-				continue
-			}
-			t.Errorf("%s: %v", where, err)
-		}
-	}
-	assert.NotZero(t, quotes, "no lesson quotes any code: is the marker convention still in use?")
-	if len(skipped) > 0 {
-		// After an Errorf above, the test still fails: a skip does not undo it.
-		t.Skip(strings.Join(skipped, "\n"))
-	}
-}
-
-// staleQuote decides what a quote that does not match its source means. It
-// returns the message to skip it with, or "" when it is a failure: when the
-// quoted file is unchanged since the last commit (the lesson is out of
-// date), or in strict mode (RPC_LESSONCHECK=strict, as in CI).
-func staleQuote(mdPath, file, symbol string, changed, strict bool) string {
-	if !changed || strict {
-		return ""
-	}
-	who := mdPath
-	if m := lessonRE.FindStringSubmatch(filepath.ToSlash(mdPath)); m != nil {
-		who = "lesson " + m[1]
-	}
-	what := file
-	if symbol != "" {
-		what += " " + symbol
-	}
-	return fmt.Sprintf("%s quotes code you changed (%s): expected while you do the exercises; "+
-		"the check runs again once your change is committed or undone (CI always runs it)", who, what)
-}
-
-// lessonRE matches a lesson's path and captures its number.
-var lessonRE = regexp.MustCompile(`^docs/(\d\d)-[a-z0-9-]+\.md$`)
-
-// uncommitted reports whether file (relative to root) differs from the last
-// commit. Without git, or outside a repository, nothing counts as changed,
-// so every quote is checked.
-func uncommitted(root, file string) bool {
-	// Outside a repository, git diff turns into git diff --no-index and
-	// exits 1, as for a change: ask first whether there is a commit at all.
-	if exec.Command("git", "-C", root, "rev-parse", "--verify", "--quiet", "HEAD").Run() != nil {
-		return false
-	}
-	err := exec.Command("git", "-C", root, "diff", "--quiet", "HEAD", "--", file).Run()
-	var exit *exec.ExitError
-	return errors.As(err, &exit) && exit.ExitCode() == 1
-}
-
-func TestStaleQuote(t *testing.T) {
-	const want = "lesson 01 quotes code you changed (01-http-add/server.go Server.ServeHTTP): " +
-		"expected while you do the exercises; the check runs again once your change is committed or undone (CI always runs it)"
-	assert.Equal(t, want, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", true, false),
-		"changed, not strict: skipped")
-	assert.Empty(t, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", true, true),
-		"changed, strict: a failure")
-	assert.Empty(t, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", false, false),
-		"unchanged: a failure")
-	assert.Empty(t, staleQuote("docs/01-http-add.md", "01-http-add/server.go", "Server.ServeHTTP", false, true),
-		"unchanged, strict: a failure")
-	assert.Equal(t, "README.md quotes code you changed (01-http-add/testdata/demo.golden): "+
-		"expected while you do the exercises; the check runs again once your change is committed or undone (CI always runs it)",
-		staleQuote("README.md", "01-http-add/testdata/demo.golden", "", true, false), "not a lesson, no symbol")
-}
-
-// blockAfter returns the lines of the fenced code block that follows the
-// marker on line i, with only blank lines between them.
-func (d *doc) blockAfter(i int) ([]string, error) {
-	j := i + 1
-	for j < len(d.lines) && strings.TrimSpace(d.lines[j]) == "" {
-		j++
-	}
-	if j == len(d.lines) || !strings.HasPrefix(strings.TrimSpace(d.lines[j]), "```") {
-		return nil, fmt.Errorf("no fenced code block right after the marker")
-	}
-	// A block inside a list item is indented; as in CommonMark, the
-	// fence's indentation is not part of the code.
-	indent := d.lines[j][:len(d.lines[j])-len(strings.TrimLeft(d.lines[j], " "))]
-	var block []string
-	for k := j + 1; k < len(d.lines); k++ {
-		if !d.fenced[k] || strings.HasPrefix(strings.TrimSpace(d.lines[k]), "```") {
-			return block, nil
-		}
-		block = append(block, strings.TrimPrefix(d.lines[k], indent))
-	}
-	return nil, fmt.Errorf("code block never ends")
-}
-
-// sourceLines returns the lines of file, or of one declaration in it (with
-// its doc comment) when symbol is given: "Name" for a function, type,
-// variable or constant, "Type.Method" for a method.
-func sourceLines(root, file, symbol string) ([]string, error) {
-	path := filepath.Join(root, filepath.FromSlash(file))
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	lines := strings.Split(string(data), "\n")
-	if symbol == "" {
-		return lines, nil
-	}
-	if !strings.HasSuffix(file, ".go") {
-		return nil, fmt.Errorf("a symbol can only be named in a .go file")
-	}
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, path, data, parser.ParseComments)
-	if err != nil {
-		return nil, err
-	}
-	for _, decl := range f.Decls {
-		if declares(decl, symbol) {
-			start := decl.Pos()
-			if doc := declDoc(decl); doc != nil {
-				start = doc.Pos()
-			}
-			return lines[fset.Position(start).Line-1 : fset.Position(decl.End()).Line], nil
-		}
-	}
-	return nil, fmt.Errorf("%s declares no %s", file, symbol)
-}
-
-func declares(decl ast.Decl, symbol string) bool {
-	switch decl := decl.(type) {
-	case *ast.FuncDecl:
-		name := decl.Name.Name
-		if decl.Recv != nil && len(decl.Recv.List) == 1 {
-			name = receiverName(decl.Recv.List[0].Type) + "." + name
-		}
-		return name == symbol
-	case *ast.GenDecl:
-		for _, spec := range decl.Specs {
-			switch spec := spec.(type) {
-			case *ast.TypeSpec:
-				if spec.Name.Name == symbol {
-					return true
-				}
-			case *ast.ValueSpec:
-				for _, n := range spec.Names {
-					if n.Name == symbol {
-						return true
-					}
-				}
-			}
-		}
-	}
-	return false
-}
-
-func receiverName(expr ast.Expr) string {
-	switch e := expr.(type) {
-	case *ast.StarExpr:
-		return receiverName(e.X)
-	case *ast.IndexExpr:
-		return receiverName(e.X)
-	case *ast.Ident:
-		return e.Name
-	}
-	return ""
-}
-
-func declDoc(decl ast.Decl) *ast.CommentGroup {
-	switch decl := decl.(type) {
-	case *ast.FuncDecl:
-		return decl.Doc
-	case *ast.GenDecl:
-		return decl.Doc
-	}
-	return nil
-}
-
-// isElision reports whether an excerpt line stands for lines left out.
-func isElision(line string) bool {
-	s := strings.TrimSpace(line)
-	return s == "// ..." || s == "..." || s == "# ..."
-}
-
-// matchExcerpt checks that excerpt appears in source: the runs of lines
-// between elision lines must each appear, whole and unchanged, in order.
-func matchExcerpt(excerpt, source []string) error {
-	var runs [][]string
-	var run []string
-	for _, line := range excerpt {
-		if isElision(line) {
-			if len(run) > 0 {
-				runs = append(runs, run)
-			}
-			run = nil
-			continue
-		}
-		run = append(run, line)
-	}
-	if len(run) > 0 {
-		runs = append(runs, run)
-	}
-	if len(runs) == 0 {
-		return fmt.Errorf("the code block is empty")
-	}
-	from := 0
-	for _, run := range runs {
-		at := index(source[from:], run)
-		if at < 0 {
-			return fmt.Errorf("these lines are not in the source (in this order, unchanged):\n%s", strings.Join(run, "\n"))
-		}
-		from += at + len(run)
-	}
-	return nil
-}
-
-// index returns where run starts in lines, or -1.
-func index(lines, run []string) int {
-	for i := 0; i+len(run) <= len(lines); i++ {
-		if slices.Equal(lines[i:i+len(run)], run) {
-			return i
-		}
-	}
-	return -1
-}
-
-func TestMatchExcerpt(t *testing.T) {
-	source := []string{"func f() {", "\ta := 1", "\tb := 2", "\treturn a + b", "}"}
-	assert.NoError(t, matchExcerpt([]string{"func f() {", "\t// ...", "\treturn a + b", "}"}, source))
-	assert.NoError(t, matchExcerpt(source, source))
-	assert.Error(t, matchExcerpt([]string{"\tb := 2", "\t// ...", "\ta := 1"}, source), "out of order")
-	assert.Error(t, matchExcerpt([]string{"\ta := 1", "\treturn a + b"}, source), "a gap with no elision mark")
-	assert.Error(t, matchExcerpt([]string{"    a := 1"}, source), "indentation changed")
-	assert.Error(t, matchExcerpt([]string{"// ..."}, source), "nothing quoted")
-}
-
 var stageRE = regexp.MustCompile(`^(\d\d)-[a-z0-9-]+$`)
 
 // TestStageShape checks that every stage has the parts the course promises:
@@ -505,6 +234,50 @@ func TestStagesStandAlone(t *testing.T) {
 		})
 		require.NoError(t, err)
 	}
+}
+
+// TestExercisesTagOnlyAdds checks that no Go file is built only without the
+// exercises tag: make test runs one go vet, with the tag, and that vets
+// every file only while the tag adds files and takes none away.
+func TestExercisesTagOnlyAdds(t *testing.T) {
+	root := root(t)
+	files := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		files++
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ParseComments|parser.PackageClauseOnly)
+		if err != nil {
+			return err
+		}
+		for _, group := range f.Comments {
+			for _, c := range group.List {
+				expr, err := constraint.Parse(c.Text)
+				if err != nil {
+					continue // not a build constraint
+				}
+				for _, race := range []bool{false, true} {
+					with := expr.Eval(func(tag string) bool { return tag == "exercises" || tag == "race" && race })
+					without := expr.Eval(func(tag string) bool { return tag == "race" && race })
+					if without && !with {
+						rel, _ := filepath.Rel(root, path)
+						t.Errorf("%s: %s builds it only without the exercises tag, which make test's one go vet sets", rel, c.Text)
+						break
+					}
+				}
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.NotZero(t, files)
 }
 
 // modulePath is the module's import path, from go.mod.

@@ -104,12 +104,40 @@ func Python(t testing.TB, modules ...string) string {
 		missing("python3 is not on PATH")
 	}
 	for _, mod := range modules {
-		out, err := exec.Command(py, "-c", "import "+mod).CombinedOutput()
-		if err != nil {
-			missing("python3 cannot import %s: %s", mod, strings.TrimSpace(string(out)))
+		if why := cannotImport(py, mod); why != "" {
+			missing("python3 cannot import %s: %s", mod, why)
 		}
 	}
 	return py
+}
+
+// imports remembers what python3 said when asked to import each module, ""
+// for a module it imports, so that a test binary starts Python to ask once:
+// each start costs about a third of a second.
+var imports struct {
+	sync.Mutex
+	why map[string]string // "py module" -> "" or the error
+}
+
+func cannotImport(py, mod string) string {
+	imports.Lock()
+	defer imports.Unlock()
+	key := py + " " + mod
+	if why, ok := imports.why[key]; ok {
+		return why
+	}
+	why := ""
+	if out, err := exec.Command(py, "-c", "import "+mod).CombinedOutput(); err != nil {
+		why = strings.TrimSpace(string(out))
+		if why == "" {
+			why = err.Error()
+		}
+	}
+	if imports.why == nil {
+		imports.why = map[string]string{}
+	}
+	imports.why[key] = why
+	return why
 }
 
 // RunPython runs a Python program to its end and returns what it printed on

@@ -85,3 +85,24 @@ func TestGolden(t *testing.T) {
 	Golden(r, path, []byte("changed\n"))
 	assert.Contains(t, r.errored, "x.golden differs")
 }
+
+// TestPythonAsksOnce checks that a test binary asks a Python once whether
+// it can import a module: each start of Python costs a third of a second,
+// and the interop tests of a package all ask. The "Python" here is a
+// script that counts its starts and imports nothing.
+func TestPythonAsksOnce(t *testing.T) {
+	dir := t.TempDir()
+	starts := filepath.Join(dir, "starts")
+	py := filepath.Join(dir, "python3")
+	script := "#!/bin/sh\necho x >> " + starts + "\necho \"ModuleNotFoundError: $2\" >&2\nexit 1\n"
+	if err := os.WriteFile(py, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		assert.Equal(t, "ModuleNotFoundError: import some_module", cannotImport(py, "some_module"))
+	}
+	assert.Equal(t, "ModuleNotFoundError: import other_module", cannotImport(py, "other_module"))
+	data, err := os.ReadFile(starts)
+	assert.NoError(t, err)
+	assert.Equal(t, "x\nx\n", string(data), "one start for each module")
+}
