@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"reflect"
 	"strconv"
 	"strings"
@@ -129,7 +130,8 @@ type frameReader struct {
 	inside bool                   // a byte of the frame being read has arrived
 	buf    []byte                 // the payload being read; reused from frame to frame while small
 	// admit, if set, is called with a frame's length once it is read and
-	// within max, before any of the payload is: the server takes its
+	// within max, before any of the payload is, and before the frame
+	// takes a buffer from largeBuffers or grows one: the server takes its
 	// budget there. If admit fails, next returns its error.
 	admit func(size int) error
 }
@@ -187,10 +189,7 @@ func (f *frameReader) next() ([]byte, error) {
 	}
 	for len(f.buf) < size {
 		if len(f.buf) == cap(f.buf) {
-			// Room for as much again as has arrived, at least 4 KiB,
-			// and never past the frame: the buffer is at most twice
-			// what the sender has sent.
-			f.grow(min(size, max(2*len(f.buf), readBufferBytes)))
+			f.grow(size)
 		}
 		got, err := f.r.Read(f.buf[len(f.buf):min(cap(f.buf), size)])
 		f.buf = f.buf[:len(f.buf)+got]
@@ -202,11 +201,20 @@ func (f *frameReader) next() ([]byte, error) {
 	return f.buf, nil
 }
 
-// grow makes room in f.buf for size bytes.
+// grow makes room in f.buf for more of a frame of size bytes: as much
+// again as has arrived, at least readBufferBytes, and never past the
+// frame, so the buffer is at most twice what the sender has sent. Past
+// maxKeptBuffer the room is rounded up to a power of two, if that keeps
+// within twice what has arrived and within the limit, so that after its
+// frame the buffer can serve any frame up to that size (see largeBuffers).
 func (f *frameReader) grow(size int) {
-	// Exactly size: slices.Grow would round up to the allocator's next
+	n := min(size, max(2*len(f.buf), readBufferBytes))
+	if large := largeSize(n); n > maxKeptBuffer && large <= 2*len(f.buf) {
+		n = min(large, f.max)
+	}
+	// Exactly n: slices.Grow would round up to the allocator's next
 	// size class, past the frame and even past the limit.
-	grown := make([]byte, len(f.buf), size)
+	grown := make([]byte, len(f.buf), n)
 	copy(grown, f.buf)
 	f.buf = grown
 }
@@ -224,19 +232,30 @@ func (f *frameReader) release() {
 // message, between that message and the next large one, on any
 // connection, either way: frames read and frames written. A connection
 // that waits for its next message holds none of them, and the garbage
-// collector empties the pool within two cycles.
-var largeBuffers sync.Pool
+// collector empties the pools within two cycles.
+//
+// There is a pool for each power of two, and a buffer goes to the pool of
+// the largest power of two it holds, so that any buffer the pool of the
+// next power of two up from n hands out has room for n bytes. With a
+// single pool, a buffer grown to the exact size of one frame was often a
+// few bytes short of the next, was put back, and the frame made a new
+// one: one lookup in ten missed so in an echo of 64 KiB, which then took
+// longer than net/rpc's.
+var largeBuffers [64]sync.Pool // of *[]byte
+
+// largeSize returns the least power of two that is n or more: the size a
+// large buffer is made in, so that largeBuffers can give it to any frame
+// of up to that size.
+func largeSize(n int) int {
+	return 1 << bits.Len(uint(n-1))
+}
 
 // getLarge returns an empty buffer with room for n bytes from
 // largeBuffers, or nil if it has none that big. It never allocates: a
 // caller that gets nil grows its buffer as bytes arrive.
 func getLarge(n int) []byte {
-	p, ok := largeBuffers.Get().(*[]byte)
+	p, ok := largeBuffers[bits.Len(uint(n-1))].Get().(*[]byte)
 	if !ok {
-		return nil
-	}
-	if cap(*p) < n {
-		largeBuffers.Put(p)
 		return nil
 	}
 	return (*p)[:0]
@@ -245,7 +264,7 @@ func getLarge(n int) []byte {
 // putLarge hands b, which grew past maxKeptBuffer, to largeBuffers. The
 // caller must not use b after.
 func putLarge(b []byte) {
-	largeBuffers.Put(&b)
+	largeBuffers[bits.Len(uint(cap(b)))-1].Put(&b)
 }
 
 // unexpectedEOF turns the end of the stream in the middle of a frame into
@@ -673,16 +692,19 @@ func (s *wireStream) encodeValue(frame *frameWriter, v any) error {
 // frameWriter collects what gob writes for one frame. gob writes each
 // message whole, in one call, so the room a frame needs is known before
 // it grows: past maxKeptBuffer, it takes a buffer from largeBuffers if
-// one is big enough.
+// one is big enough, and makes one of largeSize if not, which can go
+// back to largeBuffers for the next large frame.
 type frameWriter struct {
 	buf []byte
 }
 
 func (w *frameWriter) Write(p []byte) (int, error) {
 	if need := len(w.buf) + len(p); need > cap(w.buf) && need > maxKeptBuffer {
-		if large := getLarge(need); large != nil {
-			w.buf = append(large, w.buf...)
+		large := getLarge(need)
+		if large == nil {
+			large = make([]byte, 0, largeSize(need))
 		}
+		w.buf = append(large, w.buf...)
 	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil

@@ -270,6 +270,98 @@ func TestFrameReaderLimit(t *testing.T) {
 	assert.Equal(t, []string{exact}, msgs, "a frame of exactly the limit is allowed")
 }
 
+// roomReader hands out its data as fast as it is asked for, and notes how
+// much room each read offered, and where in the data it was.
+type roomReader struct {
+	data  []byte
+	off   int
+	reads [][2]int // offset, room
+}
+
+func (r *roomReader) Read(p []byte) (int, error) {
+	if r.off == len(r.data) {
+		return 0, io.EOF
+	}
+	r.reads = append(r.reads, [2]int{r.off, len(p)})
+	n := copy(p, r.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// TestFrameReaderGrowsWithWhatArrives reads a small frame, then a frame of
+// 3 MB, through a reader that notes the room each read offers: once past
+// its first 4 KiB, a frame is never offered more room than it has already
+// sent, so its buffer is never more than twice that, whatever size the
+// buffer the small frame left. A buffer past 64 KiB is rounded up to a
+// power of two only within the same bound. (A frame that finds a large
+// buffer in largeBuffers reads into all of it: no other test leaves one
+// of 4 MiB there.)
+func TestFrameReaderGrowsWithWhatArrives(t *testing.T) {
+	const small, large = 5000, 3_000_000
+	r := &roomReader{data: join(frame(make([]byte, small)), frame(make([]byte, large)))}
+	f := newFrameReader(r, 4<<20)
+	for _, size := range []int{small, large} {
+		got, err := f.next()
+		require.NoError(t, err)
+		require.Len(t, got, size)
+		if size == small {
+			assert.Equal(t, small, cap(got), "the buffer is never made past the frame while small")
+		}
+	}
+	start := frameHeaderBytes + small + frameHeaderBytes // where the large frame's payload starts
+	for _, read := range r.reads {
+		if arrived := read[0] - start; arrived > 0 {
+			assert.LessOrEqual(t, read[1], max(arrived, readBufferBytes), "room offered with %d bytes of the frame arrived", arrived)
+		}
+	}
+}
+
+// TestLargeBuffersFitTheirClass checks what lets a large buffer serve the
+// next large frame, whatever its exact size: the frame reader and the
+// frame writer make large buffers a power of two (within twice what has
+// arrived), and largeBuffers hands out of each pool only buffers that
+// hold any size the pool is for. Before, buffers were made to the exact
+// size of their frame, a request's a few bytes short of its answer's, and
+// one lookup in ten for a 64 KiB echo found a buffer too small and grew a
+// new one. The sizes here, past a MiB, are of pools no other test uses.
+func TestLargeBuffersFitTheirClass(t *testing.T) {
+	const size = 1<<20 + 100
+	payload := bytes.Repeat([]byte{'x'}, size)
+	f := newFrameReader(bytes.NewReader(frame(payload)), 2<<20)
+	got, err := f.next()
+	require.NoError(t, err)
+	require.Len(t, got, size)
+	assert.Equal(t, 2<<20, cap(got), "the reader's buffer for a frame of %d bytes", size)
+	f.release()
+
+	e := newEncoder()
+	out, err := e.encode(&Response{Data: Value{Type: typeStr, Str: strings.Repeat("x", size)}})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, cap(out), largeSize(len(out)), "the writer's buffer for a frame of %d bytes", len(out))
+	e.release()
+
+	// Buffers of 3 KiB, a size no frame has, go to the pool of 2 KiB:
+	// asked for more than 2 KiB, the pools hand out none of them.
+	for range 8 {
+		putLarge(make([]byte, 0, 3<<10))
+	}
+	for _, n := range []int{3 << 10, 4 << 10, 2<<10 + 1} {
+		for range 8 {
+			if b := getLarge(n); b != nil {
+				assert.GreaterOrEqual(t, cap(b), n, "a buffer for %d bytes", n)
+			}
+		}
+	}
+	var found int
+	for range 8 {
+		if b := getLarge(2 << 10); b != nil {
+			assert.GreaterOrEqual(t, cap(b), 2<<10)
+			found++
+		}
+	}
+	assert.NotZero(t, found, "the buffers of 3 KiB, asked for 2 KiB")
+}
+
 func TestGobUint(t *testing.T) {
 	for _, tt := range []struct {
 		in   []byte
