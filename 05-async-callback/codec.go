@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"reflect"
 	"strconv"
 	"strings"
@@ -72,9 +73,11 @@ const (
 // init shows gob our wire types, in a fixed order, as the package starts.
 // gob numbers a type when the process first meets it, and the numbers are
 // in the bytes: fixed here, they keep the transcripts the same whatever a
-// program or a test encodes first. What our encoder writes for each type
-// is also what a decoder of that type accepts from a peer (see
-// wireStreams).
+// program or a test encodes first. They are this process's numbers only:
+// a program that links a package whose init defines gob types before ours
+// numbers ours after them, and so may a peer. So what a decoder accepts
+// from a peer is what our encoder's definitions say, names, fields and
+// types, whatever numbers the peer gave them (see wireStreams).
 func init() {
 	for _, v := range []any{&Request{}, &Response{}} {
 		stream, err := newWireStream(v)
@@ -129,7 +132,8 @@ type frameReader struct {
 	inside bool                   // a byte of the frame being read has arrived
 	buf    []byte                 // the payload being read; reused from frame to frame while small
 	// admit, if set, is called with a frame's length once it is read and
-	// within max, before any of the payload is: the server takes its
+	// within max, before any of the payload is, and before the frame
+	// takes a buffer from largeBuffers or grows one: the server takes its
 	// budget there. If admit fails, next returns its error.
 	admit func(size int) error
 }
@@ -187,10 +191,7 @@ func (f *frameReader) next() ([]byte, error) {
 	}
 	for len(f.buf) < size {
 		if len(f.buf) == cap(f.buf) {
-			// Room for as much again as has arrived, at least 4 KiB,
-			// and never past the frame: the buffer is at most twice
-			// what the sender has sent.
-			f.grow(min(size, max(2*len(f.buf), readBufferBytes)))
+			f.grow(size)
 		}
 		got, err := f.r.Read(f.buf[len(f.buf):min(cap(f.buf), size)])
 		f.buf = f.buf[:len(f.buf)+got]
@@ -202,11 +203,20 @@ func (f *frameReader) next() ([]byte, error) {
 	return f.buf, nil
 }
 
-// grow makes room in f.buf for size bytes.
+// grow makes room in f.buf for more of a frame of size bytes: as much
+// again as has arrived, at least readBufferBytes, and never past the
+// frame, so the buffer is at most twice what the sender has sent. Past
+// maxKeptBuffer the room is rounded up to a power of two, if that keeps
+// within twice what has arrived and within the limit, so that after its
+// frame the buffer can serve any frame up to that size (see largeBuffers).
 func (f *frameReader) grow(size int) {
-	// Exactly size: slices.Grow would round up to the allocator's next
+	n := min(size, max(2*len(f.buf), readBufferBytes))
+	if large := largeSize(n); n > maxKeptBuffer && large <= 2*len(f.buf) {
+		n = min(large, f.max)
+	}
+	// Exactly n: slices.Grow would round up to the allocator's next
 	// size class, past the frame and even past the limit.
-	grown := make([]byte, len(f.buf), size)
+	grown := make([]byte, len(f.buf), n)
 	copy(grown, f.buf)
 	f.buf = grown
 }
@@ -224,19 +234,30 @@ func (f *frameReader) release() {
 // message, between that message and the next large one, on any
 // connection, either way: frames read and frames written. A connection
 // that waits for its next message holds none of them, and the garbage
-// collector empties the pool within two cycles.
-var largeBuffers sync.Pool
+// collector empties the pools within two cycles.
+//
+// There is a pool for each power of two, and a buffer goes to the pool of
+// the largest power of two it holds, so that any buffer the pool of the
+// next power of two up from n hands out has room for n bytes. With a
+// single pool, a buffer grown to the exact size of one frame was often a
+// few bytes short of the next, was put back, and the frame made a new
+// one: one lookup in ten missed so in an echo of 64 KiB, which then took
+// longer than net/rpc's.
+var largeBuffers [64]sync.Pool // of *[]byte
+
+// largeSize returns the least power of two that is n or more: the size a
+// large buffer is made in, so that largeBuffers can give it to any frame
+// of up to that size.
+func largeSize(n int) int {
+	return 1 << bits.Len(uint(n-1))
+}
 
 // getLarge returns an empty buffer with room for n bytes from
 // largeBuffers, or nil if it has none that big. It never allocates: a
 // caller that gets nil grows its buffer as bytes arrive.
 func getLarge(n int) []byte {
-	p, ok := largeBuffers.Get().(*[]byte)
+	p, ok := largeBuffers[bits.Len(uint(n-1))].Get().(*[]byte)
 	if !ok {
-		return nil
-	}
-	if cap(*p) < n {
-		largeBuffers.Put(p)
 		return nil
 	}
 	return (*p)[:0]
@@ -245,7 +266,7 @@ func getLarge(n int) []byte {
 // putLarge hands b, which grew past maxKeptBuffer, to largeBuffers. The
 // caller must not use b after.
 func putLarge(b []byte) {
-	largeBuffers.Put(&b)
+	largeBuffers[bits.Len(uint(cap(b)))-1].Put(&b)
 }
 
 // unexpectedEOF turns the end of the stream in the middle of a frame into
@@ -265,17 +286,19 @@ func unexpectedEOF(err error) error {
 // field and gob accepts definitions inside the values it skips; define
 // a field of recursive slices and gob recurses once per level to skip it;
 // define a struct of 90,000 fields and gob compiles, and keeps, a decoder
-// for it. Our types are fixed, so the definitions a peer needs are known
-// byte for byte: a decoder accepts those and no others, before gob reads
-// any of them.
+// for it. Our types are fixed, so the definitions a peer needs are known,
+// field by field: a decoder accepts those and no others, before gob reads
+// any of them. It compares what a definition says (describeDefinition),
+// not its bytes: the bytes hold the type ids of the process that sent it,
+// and those depend on what else that process links and encodes.
 type wireStream struct {
-	typ     reflect.Type    // what decode and encode take: *Request, *Response
-	defs    map[string]bool // each definition message, its bytes after the length
-	first   []byte          // the definition messages, lengths first, as a stream's first frame starts
-	valueID uint64          // the type id of the values, as gob writes it
-	// empty is the message of the type's zero value, length first: handed
-	// to gob after a large message, so that gob drops the large one.
-	empty []byte
+	typ   reflect.Type    // what decode and encode take: *Request, *Response
+	name  string          // the type's name, as gob writes it: Request, Response
+	defs  map[string]bool // what each definition says, as describeDefinition writes it
+	first []byte          // the definition messages, lengths first, as a stream's first frame starts
+	// zero is the message of the type's zero value, after its type id:
+	// handed to gob after a large message, so that gob drops the large one.
+	zero []byte
 	// checkValue, if set, reads a value's message before gob does.
 	checkValue func(value []byte) error
 	// started holds *startedGob: gob encoders that have defined the
@@ -292,42 +315,53 @@ var wireStreams = map[reflect.Type]*wireStream{}
 // type and of every type inside it, and the value. gob defines a struct's
 // field types whatever their values, so the definitions of the first
 // message of a stream are the same for every Request, or every Response.
+// It reads its own definitions as a decoder reads a peer's, so a
+// definition our encoder writes and a decoder refuses stops the package
+// from starting.
 func newWireStream(v any) (*wireStream, error) {
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
 		return nil, err
 	}
 	stream := &wireStream{typ: reflect.TypeOf(v), defs: map[string]bool{}}
+	var types peerTypes // ours, as a peer's are read
 	for payload := buf.Bytes(); len(payload) > 0; {
 		n, size := gobUint(payload)
 		msg := payload[size : size+int(n)]
-		id, _ := gobUint(msg)
-		if id&1 == 1 {
-			stream.defs[string(msg)] = true
+		if id, idSize := gobUint(msg); id&1 == 1 {
+			if err := types.add(msg); err != nil {
+				return nil, err
+			}
 			stream.first = append(stream.first, payload[:size+int(n)]...)
 		} else {
-			stream.valueID, stream.empty = id, bytes.Clone(payload[:size+int(n)])
+			stream.name, _ = types.nameOf(toInt(id))
+			stream.zero = bytes.Clone(msg[idSize:])
 		}
 		payload = payload[size+int(n):]
+	}
+	for _, t := range types.types {
+		stream.defs[string(types.describe(nil, t))] = true
 	}
 	return stream, nil
 }
 
 // scanMessages checks that payload is what one gob Encode call of stream's
 // type writes: whole gob messages, each its length and then that many
-// bytes, all of them definitions the stream knows but the last, which
-// carries a value of the stream's type.
+// bytes, all of them definitions of stream's types but the last, which
+// carries a value of the stream's type. peer holds what the peer's stream
+// has defined before this frame, and gets what this one defines.
 //
 // A gob message starts with a type id: negative for a definition of the
 // type, positive for a value of it. Reading only these headers, and
 // comparing definitions with ours, before gob reads anything, keeps a
 // frame from holding half a message, two values, or a type we did not
-// write. (A known definition sent twice is gob's to refuse: it does, at
-// no cost.)
+// write. (A definition of an id the stream has defined before is gob's to
+// refuse: it does, before it reads the definition. So is a value of a type
+// the stream never defined.)
 //
 // It returns the value's message, after its type id, as far as it found
 // one, so that a caller can read the ID of a request it refused.
-func scanMessages(payload []byte, stream *wireStream) (value []byte, err error) {
+func scanMessages(payload []byte, stream *wireStream, peer *peerTypes) (value []byte, err error) {
 	for len(payload) > 0 {
 		n, size := gobUint(payload)
 		if size == 0 || n == 0 || n > uint64(len(payload)-size) {
@@ -340,20 +374,262 @@ func scanMessages(payload []byte, stream *wireStream) (value []byte, err error) 
 		case size == 0:
 			return nil, fmt.Errorf("%w: a gob message with no type id", errMalformed)
 		case id&1 == 1: // gob writes a negative int with its lowest bit set
-			if !stream.defs[string(msg)] {
-				return nil, fmt.Errorf("%w: a type definition that is not one of ours", errMalformed)
+			if err := peer.add(msg); err != nil {
+				return nil, err
 			}
 		case len(payload) > 0:
 			return msg[size:], fmt.Errorf("%w: more after the value that ends a frame", errMalformed)
-		case id != stream.valueID:
-			return nil, fmt.Errorf("%w: a value of type %d, where type %d was wanted", errMalformed, toInt(id), toInt(stream.valueID))
-		case stream.checkValue != nil:
-			return msg[size:], stream.checkValue(msg[size:])
 		default:
+			if err := peer.check(stream); err != nil {
+				return nil, err
+			}
+			switch name, _ := peer.nameOf(toInt(id)); {
+			case name == "":
+				return msg[size:], nil // gob's to refuse
+			case name != stream.name:
+				return nil, fmt.Errorf("%w: a value of type %d (%s), where %s was wanted", errMalformed, toInt(id), name, stream.name)
+			case stream.checkValue != nil:
+				return msg[size:], stream.checkValue(msg[size:])
+			}
 			return msg[size:], nil
 		}
 	}
 	return nil, fmt.Errorf("%w: a frame that defines types and carries no value", errMalformed)
+}
+
+// errNotOurs refuses a type definition: the frame defines a type that our
+// encoder does not, and the connection is closed.
+var errNotOurs = fmt.Errorf("%w: a type definition that is not one of ours", errMalformed)
+
+// firstUserID is the first type id gob gives a type of a program's own.
+// Below it are gob's own types, numbered the same in every process.
+const firstUserID = 64
+
+// gobTypeNames names gob's own types that a definition may refer to, by
+// the ids every process gives them.
+var gobTypeNames = [...]string{1: "bool", 2: "int", 3: "uint", 4: "float", 5: "bytes", 6: "string", 7: "complex", 8: "interface"}
+
+// maxDefinitionBytes bounds a definition message, after its length. Ours
+// are under 60 bytes; a peer's say the same, with ids of its own, of up
+// to 5 bytes each where ours take 2.
+const maxDefinitionBytes = 256
+
+// maxStreamTypes bounds the types a stream may define: more than any
+// stream of ours has.
+const maxStreamTypes = 8
+
+// peerTypes is what a peer's gob stream has defined: our types, each by
+// its name and the id the peer gave it. gob numbers types per process, so
+// the ids are the peer's own. Each name and each id is defined once.
+//
+// A frame's definitions may refer to each other in any order (gob defines
+// Request before the []Value it holds), so add takes them as they come,
+// and check reads them all once the frame's value arrives. A frame whose
+// definitions are not ours ends the stream, so what add took is never
+// needed again.
+type peerTypes struct {
+	types   []peerType
+	checked int // types[checked:] are the frame's, not checked yet
+}
+
+type peerType struct {
+	name string // as gob writes it: Request, []asyncrpc.Value, Value
+	id   int64  // the type id the peer gave it
+	body []byte // the definition after its id, in the frame, until checked
+}
+
+// add reads msg, a definition message, and adds the type it defines for
+// check. It refuses a definition that cannot be one of ours: too long, of
+// an id below firstUserID or past gob's, not of the form
+// describeDefinition reads, or a second definition of a name. A
+// definition of an id defined before it skips: gob refuses it, before it
+// reads it.
+func (p *peerTypes) add(msg []byte) error {
+	u, size := gobUint(msg)
+	id := -toInt(u)
+	if _, ok := p.nameOf(id); ok {
+		return nil
+	}
+	if len(msg) > maxDefinitionBytes || id < firstUserID || id > math.MaxInt32 || len(p.types) == maxStreamTypes {
+		return errNotOurs
+	}
+	_, name, defined, ok := describeDefinition(nil, msg[size:], appendID)
+	if !ok || defined != id {
+		return errNotOurs
+	}
+	if _, ok := p.idOf(string(name)); ok {
+		return fmt.Errorf("%w: two definitions of %s", errMalformed, name)
+	}
+	p.types = append(p.types, peerType{name: string(name), id: id, body: msg[size:]})
+	return nil
+}
+
+// check checks the types added since the last check against stream's
+// definitions: each must say what one of them says, its types named as
+// the peer's definitions name them. Then the types the peer has defined
+// are ours, each under an id of the peer's choosing.
+func (p *peerTypes) check(stream *wireStream) error {
+	var desc []byte
+	for _, t := range p.types[p.checked:] {
+		if desc = p.describe(desc[:0], t); !stream.defs[string(desc)] {
+			if len(desc) > maxDefinitionBytes {
+				desc = append(desc[:maxDefinitionBytes], "..."...)
+			}
+			return fmt.Errorf("%w: %s", errNotOurs, desc)
+		}
+	}
+	for i := range p.types[p.checked:] {
+		p.types[p.checked+i].body = nil // the frame's buffer is not ours to keep
+	}
+	p.checked = len(p.types)
+	return nil
+}
+
+// nameOf returns the name of the type the peer gave id to.
+func (p *peerTypes) nameOf(id int64) (string, bool) {
+	for _, t := range p.types {
+		if t.id == id {
+			return t.name, true
+		}
+	}
+	return "", false
+}
+
+// idOf returns the id the peer gave the type of that name.
+func (p *peerTypes) idOf(name string) (int64, bool) {
+	for _, t := range p.types {
+		if t.name == name {
+			return t.id, true
+		}
+	}
+	return 0, false
+}
+
+// describe appends what the definition of t says to dst, naming each type
+// it refers to as gob or the peer's definitions name it.
+func (p *peerTypes) describe(dst []byte, t peerType) []byte {
+	desc, _, _, _ := describeDefinition(dst, t.body, func(dst []byte, id int64) []byte {
+		if id > 0 && id < int64(len(gobTypeNames)) && gobTypeNames[id] != "" {
+			return append(dst, gobTypeNames[id]...)
+		}
+		if name, ok := p.nameOf(id); ok {
+			return append(dst, name...)
+		}
+		return appendID(dst, id)
+	})
+	return desc
+}
+
+// appendID names a type by its id alone: type 99.
+func appendID(dst []byte, id int64) []byte {
+	return strconv.AppendInt(append(dst, "type "...), id, 10)
+}
+
+// describeDefinition appends to dst what a gob type definition says, and
+// returns it, with the type's name and the id the definition gives it.
+// body is the definition message after its type id; typeName appends the
+// name of a type the definition refers to by id. What it writes names
+// each type and field as gob does, and the kinds as Go would:
+//
+//	struct Request {ID uint; Func string; Params []asyncrpc.Value}
+//	slice []asyncrpc.Value of Value
+//
+// gob writes a type as a wireType, a struct with a field for each kind
+// of type, of which one is set: SliceT, its second field, or StructT, its
+// third, for the two kinds our wire is made of. Each starts with a
+// CommonType: the Name and the Id. A slice then has the id of its
+// elements, Elem; a struct has Field, a slice of fields, each a Name and
+// an Id. A struct is written as the fields that are set, each as the step
+// from the field before it and then its value, and a 0 at the end. It
+// reads exactly that, as gob's encoder writes it, and reports anything
+// else as not ok. A name may hold only letters, digits and _.[], so that
+// what it writes cannot be read two ways.
+func describeDefinition(dst, body []byte, typeName func(dst []byte, id int64) []byte) (desc, name []byte, id int64, ok bool) {
+	r := definitionReader{rest: body, ok: true}
+	kind := r.uint() // the step to the field of wireType that is set
+	r.expect(1)      // CommonType
+	r.expect(1)      //   Name
+	name = r.name()
+	r.expect(1) //   Id
+	id = r.int()
+	r.expect(0) // end of CommonType
+	switch kind {
+	case 2: // SliceT
+		dst = append(append(append(dst, "slice "...), name...), " of "...)
+		r.expect(1) // Elem
+		dst = typeName(dst, r.int())
+		r.expect(0) // end of SliceT
+	case 3: // StructT
+		dst = append(append(append(dst, "struct "...), name...), " {"...)
+		r.expect(1) // Field
+		for i := range r.uint() {
+			if !r.ok {
+				break
+			}
+			if i > 0 {
+				dst = append(dst, "; "...)
+			}
+			r.expect(1) // Name
+			dst = append(append(dst, r.name()...), ' ')
+			r.expect(1) // Id
+			dst = typeName(dst, r.int())
+			r.expect(0) // end of the field
+		}
+		dst = append(dst, '}')
+		r.expect(0) // end of StructT
+	default:
+		r.ok = false
+	}
+	r.expect(0) // end of wireType
+	return dst, name, id, r.ok && len(r.rest) == 0
+}
+
+// definitionReader reads the integers and names of a definition, in
+// order. After the first thing it cannot read, or that is not what was
+// expected, ok is false and every read returns nothing.
+type definitionReader struct {
+	rest []byte
+	ok   bool
+}
+
+func (r *definitionReader) uint() uint64 {
+	u, size := gobUint(r.rest)
+	if !r.ok || size == 0 {
+		r.ok = false
+		return 0
+	}
+	r.rest = r.rest[size:]
+	return u
+}
+
+func (r *definitionReader) int() int64 {
+	return toInt(r.uint())
+}
+
+// expect reads an unsigned integer, which must be u.
+func (r *definitionReader) expect(u uint64) {
+	if r.uint() != u {
+		r.ok = false
+	}
+}
+
+// name reads a string, which must be a name: not empty, and only letters,
+// digits and _.[] in it.
+func (r *definitionReader) name() []byte {
+	n := r.uint()
+	if !r.ok || n == 0 || n > uint64(len(r.rest)) {
+		r.ok = false
+		return nil
+	}
+	name := r.rest[:n]
+	r.rest = r.rest[n:]
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.[]", c) >= 0) {
+			r.ok = false
+			return nil
+		}
+	}
+	return name
 }
 
 // toInt reads a signed integer from the unsigned one gob writes for it:
@@ -437,12 +713,36 @@ func gobUint(p []byte) (u uint64, size int) {
 	return u, 1 + n
 }
 
+// appendGobUint appends u as gob writes an unsigned integer; see gobUint.
+func appendGobUint(b []byte, u uint64) []byte {
+	if u < 0x80 {
+		return append(b, byte(u))
+	}
+	n := (bits.Len64(u) + 7) / 8
+	b = append(b, byte(-n))
+	for i := n - 1; i >= 0; i-- {
+		b = append(b, byte(u>>(8*i)))
+	}
+	return b
+}
+
+// appendGobInt appends i as gob writes a signed integer: the sign in the
+// lowest bit.
+func appendGobInt(b []byte, i int64) []byte {
+	if i < 0 {
+		return appendGobUint(b, uint64(^i)<<1|1)
+	}
+	return appendGobUint(b, uint64(i)<<1)
+}
+
 // decoder reads the values of one gob stream that arrives in frames: the
 // server's requests, or the client's answers.
 type decoder struct {
 	frames *frameReader
 	src    bytes.Reader // the payload being decoded
 	gob    *gob.Decoder // reads src; remembers the types the stream has defined
+	peer   peerTypes    // the same types, as scanMessages knows them: our names, the peer's ids
+	zero   [16]byte     // room for the message of a zero value (see zeroValue)
 	// skipLarge makes decode read and drop a later frame over the limit,
 	// when it can read the ID of the value the frame carries (see skip).
 	skipLarge bool
@@ -480,14 +780,14 @@ func (d *decoder) decode(v any) error {
 		return err
 	}
 	defer d.frames.release()
-	value, err := scanMessages(payload, stream)
+	value, err := scanMessages(payload, stream, &d.peer)
 	if err == nil {
 		d.src.Reset(payload)
 		err = d.gob.Decode(v)
 		if err == nil && len(payload) > maxKeptBuffer {
 			// gob keeps the last message it read until it reads another:
 			// give it a small one, the zero value, to keep instead.
-			d.src.Reset(stream.empty)
+			d.src.Reset(d.zeroValue(stream))
 			err = d.gob.Decode(reflect.New(reflect.TypeOf(v).Elem()).Interface())
 		}
 		d.src.Reset(nil)
@@ -502,6 +802,16 @@ func (d *decoder) decode(v any) error {
 	return err
 }
 
+// zeroValue returns the message of the zero value of stream's type, length
+// first, with the type id the peer gave the type. Call it only once the
+// stream has carried a value.
+func (d *decoder) zeroValue(stream *wireStream) []byte {
+	id, _ := d.peer.idOf(stream.name)
+	msg := append(appendGobInt(d.zero[1:1], id), stream.zero...)
+	d.zero[0] = byte(len(msg)) // at most 9 + 1 bytes: one byte of length
+	return d.zero[:1+len(msg)]
+}
+
 // skipIDBytes is as much of a frame as skip reads to find the ID of its
 // value: the gob message's length and its type id, at most 9 bytes each,
 // the step of 1 to the ID, and the ID, at most 9 bytes.
@@ -510,19 +820,22 @@ const skipIDBytes = 28
 // skip reads the frame that next refused as too large, if the stream can
 // go on without it, and drops it. It can when the frame is not the
 // stream's first, which defines the types the later ones use, and when
-// its first bytes are a value of the stream's type with an ID: a later
-// frame from our encoder carries the value alone, and gob writes the ID,
-// the first field, first. Then skip sets v's ID, reads the rest of the
-// frame through the bufio.Reader's own buffer, holding none of it, and
-// returns large, marked skipped. Otherwise it returns large as it was: the
-// stream is refused.
+// its first bytes are a value of the stream's type, under the id the
+// peer gave it, with an ID: a later frame from our encoder carries the
+// value alone, and gob writes the ID, the first field, first. Then skip
+// sets v's ID, reads the rest of the frame through the bufio.Reader's own
+// buffer, holding none of it (it grows no frame buffer, takes none from
+// largeBuffers, and admit is never called for it: a frame over the limit
+// takes no budget), and returns large, marked skipped. Otherwise it
+// returns large as it was: the stream is refused.
 func (d *decoder) skip(v any, stream *wireStream, large *frameTooLarge) error {
 	var start [skipIDBytes]byte
 	n := min(int(large.size), len(start))
 	if _, err := io.ReadFull(d.frames.r, start[:n]); err != nil {
 		return unexpectedEOF(err)
 	}
-	id := valueID(start[:n], stream)
+	typeID, _ := d.peer.idOf(stream.name) // defined: the stream has carried a value
+	id := valueID(start[:n], typeID)
 	if id == 0 {
 		return large
 	}
@@ -537,17 +850,17 @@ func (d *decoder) skip(v any, stream *wireStream, large *frameTooLarge) error {
 
 // valueID reads the ID of the value whose gob message starts start, or
 // returns 0 if start is not the beginning of a message that carries a
-// value of stream's type, its ID first.
-func valueID(start []byte, stream *wireStream) uint64 {
+// value of the type the peer numbered typeID, its ID first.
+func valueID(start []byte, typeID int64) uint64 {
 	n, size := gobUint(start)
 	if size == 0 || n == 0 {
 		return 0
 	}
-	typeID, typeSize := gobUint(start[size:])
-	if typeSize == 0 || typeID != stream.valueID {
+	id, idSize := gobUint(start[size:])
+	if idSize == 0 || toInt(id) != typeID {
 		return 0
 	}
-	return peekID(start[size+typeSize:])
+	return peekID(start[size+idSize:])
 }
 
 // waiting reports whether the decoder is between frames: no byte of the
@@ -673,16 +986,19 @@ func (s *wireStream) encodeValue(frame *frameWriter, v any) error {
 // frameWriter collects what gob writes for one frame. gob writes each
 // message whole, in one call, so the room a frame needs is known before
 // it grows: past maxKeptBuffer, it takes a buffer from largeBuffers if
-// one is big enough.
+// one is big enough, and makes one of largeSize if not, which can go
+// back to largeBuffers for the next large frame.
 type frameWriter struct {
 	buf []byte
 }
 
 func (w *frameWriter) Write(p []byte) (int, error) {
 	if need := len(w.buf) + len(p); need > cap(w.buf) && need > maxKeptBuffer {
-		if large := getLarge(need); large != nil {
-			w.buf = append(large, w.buf...)
+		large := getLarge(need)
+		if large == nil {
+			large = make([]byte, 0, largeSize(need))
 		}
+		w.buf = append(large, w.buf...)
 	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil

@@ -270,6 +270,110 @@ func TestFrameReaderLimit(t *testing.T) {
 	assert.Equal(t, []string{exact}, msgs, "a frame of exactly the limit is allowed")
 }
 
+// roomReader hands out its data as fast as it is asked for, and notes how
+// much room each read offered, and where in the data it was.
+type roomReader struct {
+	data  []byte
+	off   int
+	reads [][2]int // offset, room
+}
+
+func (r *roomReader) Read(p []byte) (int, error) {
+	if r.off == len(r.data) {
+		return 0, io.EOF
+	}
+	r.reads = append(r.reads, [2]int{r.off, len(p)})
+	n := copy(p, r.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// TestFrameReaderGrowsWithWhatArrives reads a small frame, then a frame of
+// 3 MB, through a reader that notes the room each read offers: once past
+// its first 4 KiB, a frame is never offered more room than it has already
+// sent, so its buffer is never more than twice that, whatever size the
+// buffer the small frame left. A buffer past 64 KiB is rounded up to a
+// power of two only within the same bound. (A frame that finds a large
+// buffer in largeBuffers reads into all of it: no other test leaves one
+// of 4 MiB there.)
+func TestFrameReaderGrowsWithWhatArrives(t *testing.T) {
+	const small, large = 5000, 3_000_000
+	r := &roomReader{data: join(frame(make([]byte, small)), frame(make([]byte, large)))}
+	f := newFrameReader(r, 4<<20)
+	for _, size := range []int{small, large} {
+		got, err := f.next()
+		require.NoError(t, err)
+		require.Len(t, got, size)
+		if size == small {
+			assert.Equal(t, small, cap(got), "the buffer is never made past the frame while small")
+		}
+	}
+	start := frameHeaderBytes + small + frameHeaderBytes // where the large frame's payload starts
+	for _, read := range r.reads {
+		if arrived := read[0] - start; arrived > 0 {
+			assert.LessOrEqual(t, read[1], max(arrived, readBufferBytes), "room offered with %d bytes of the frame arrived", arrived)
+		}
+	}
+}
+
+// TestFrameReaderKeepsWithinTheLimit reads a frame just under a limit
+// that is not a power of two: the buffer is rounded up only as far as the
+// limit, never past it.
+func TestFrameReaderKeepsWithinTheLimit(t *testing.T) {
+	const limit, size = 100_000, 99_000
+	f := newFrameReader(bytes.NewReader(frame(make([]byte, size))), limit)
+	got, err := f.next()
+	require.NoError(t, err)
+	require.Len(t, got, size)
+	assert.Equal(t, limit, cap(got), "the buffer of a frame of %d bytes, with a limit of %d", size, limit)
+}
+
+// TestLargeBuffersFitTheirClass checks what lets a large buffer serve the
+// next large frame, whatever its exact size: the frame reader and the
+// frame writer make large buffers a power of two (within twice what has
+// arrived), and largeBuffers hands out of each pool only buffers that
+// hold any size the pool is for. Before, buffers were made to the exact
+// size of their frame, a request's a few bytes short of its answer's, and
+// one lookup in ten for a 64 KiB echo found a buffer too small and grew a
+// new one. The sizes here, past a MiB, are of pools no other test uses.
+func TestLargeBuffersFitTheirClass(t *testing.T) {
+	const size = 1<<20 + 100
+	payload := bytes.Repeat([]byte{'x'}, size)
+	f := newFrameReader(bytes.NewReader(frame(payload)), 2<<20)
+	got, err := f.next()
+	require.NoError(t, err)
+	require.Len(t, got, size)
+	assert.Equal(t, 2<<20, cap(got), "the reader's buffer for a frame of %d bytes", size)
+	f.release()
+
+	e := newEncoder()
+	out, err := e.encode(&Response{Data: Value{Type: typeStr, Str: strings.Repeat("x", size)}})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, cap(out), largeSize(len(out)), "the writer's buffer for a frame of %d bytes", len(out))
+	e.release()
+
+	// Buffers of 3 KiB, a size no frame has, go to the pool of 2 KiB:
+	// asked for more than 2 KiB, the pools hand out none of them.
+	for range 8 {
+		putLarge(make([]byte, 0, 3<<10))
+	}
+	for _, n := range []int{3 << 10, 4 << 10, 2<<10 + 1} {
+		for range 8 {
+			if b := getLarge(n); b != nil {
+				assert.GreaterOrEqual(t, cap(b), n, "a buffer for %d bytes", n)
+			}
+		}
+	}
+	var found int
+	for range 8 {
+		if b := getLarge(2 << 10); b != nil {
+			assert.GreaterOrEqual(t, cap(b), 2<<10)
+			found++
+		}
+	}
+	assert.NotZero(t, found, "the buffers of 3 KiB, asked for 2 KiB")
+}
+
 func TestGobUint(t *testing.T) {
 	for _, tt := range []struct {
 		in   []byte
@@ -300,29 +404,36 @@ func TestScanMessages(t *testing.T) {
 	valueDef := firstDefs[requestDefBytes+sliceDefBytes:] // the definition of Value
 	tests := []struct {
 		name    string
+		before  []byte // the payload of a frame the stream carried first, if any
 		payload []byte
 		stream  *wireStream
 		wantErr string
 	}{
-		{"our first call", frames[0][4:], requests, ""},
-		{"our next call", frames[1][4:], requests, ""},
-		{"our first answer", answers[0][4:], responses, ""},
-		{"a definition of ours, then a value", join(valueDef, valueOnly), requests, ""},
-		{"only definitions", valueDef, requests, "a frame that defines types and carries no value"},
-		{"two values", join(valueOnly, valueOnly), requests, "more after the value that ends a frame"},
-		{"a definition after the value", join(valueOnly, valueDef), requests, "more after the value that ends a frame"},
-		{"a message longer than the frame", []byte{9, 0x02}, requests, "a gob message whose length does not fit in its frame"},
-		{"a message of 0 bytes", []byte{0}, requests, "a gob message whose length does not fit in its frame"},
-		{"a length that is not a number", []byte{0xf7, 0x02}, requests, "a gob message whose length does not fit in its frame"},
-		{"no type id", []byte{1, 0xff}, requests, "a gob message with no type id"},
-		{"cut in the last message", frames[0][4 : len(frames[0])-1], requests, "a gob message whose length does not fit in its frame"},
-		{"a definition that is not ours", []byte{2, 0x01, 0}, requests, "a type definition that is not one of ours"},
-		{"our answer's definitions, to the server", answers[0][4:], requests, "a type definition that is not one of ours"},
-		{"a value of another type", []byte{3, 0xff, 0x82, 0}, requests, "a value of type 65, where type 64 was wanted"},
-		{"65 arguments", encodeFrames(t, &Request{ID: 1, Func: "f", Params: make([]Value, maxArgs+1)})[0][4:], requests, "more than 64 arguments"},
+		{"our first call", nil, frames[0][4:], requests, ""},
+		{"our next call", frames[0][4:], frames[1][4:], requests, ""},
+		{"our first answer", nil, answers[0][4:], responses, ""},
+		{"a definition of ours, then a value", nil, join(valueDef, valueOnly), requests, ""},
+		{"only definitions", nil, valueDef, requests, "a frame that defines types and carries no value"},
+		{"two values", nil, join(valueOnly, valueOnly), requests, "more after the value that ends a frame"},
+		{"a definition after the value", nil, join(valueOnly, valueDef), requests, "more after the value that ends a frame"},
+		{"a message longer than the frame", nil, []byte{9, 0x02}, requests, "a gob message whose length does not fit in its frame"},
+		{"a message of 0 bytes", nil, []byte{0}, requests, "a gob message whose length does not fit in its frame"},
+		{"a length that is not a number", nil, []byte{0xf7, 0x02}, requests, "a gob message whose length does not fit in its frame"},
+		{"no type id", nil, []byte{1, 0xff}, requests, "a gob message with no type id"},
+		{"cut in the last message", nil, frames[0][4 : len(frames[0])-1], requests, "a gob message whose length does not fit in its frame"},
+		{"a definition that is not ours", nil, []byte{2, 0x01, 0}, requests, "a type definition that is not one of ours"},
+		{"our answer's definitions, to the server", nil, answers[0][4:], requests,
+			"a type definition that is not one of ours: struct Response {ID uint; Data Value; Error string}"},
+		{"a value of another type", frames[0][4:], []byte{3, 0xff, 0x82, 0}, requests, "a value of type 65 (Value), where Request was wanted"},
+		{"65 arguments", nil, encodeFrames(t, &Request{ID: 1, Func: "f", Params: make([]Value, maxArgs+1)})[0][4:], requests, "more than 64 arguments"},
 	}
 	for _, tt := range tests {
-		_, err := scanMessages(tt.payload, tt.stream)
+		var peer peerTypes
+		if tt.before != nil {
+			_, err := scanMessages(tt.before, tt.stream, &peer)
+			require.NoError(t, err, tt.name)
+		}
+		_, err := scanMessages(tt.payload, tt.stream, &peer)
 		if tt.wantErr != "" {
 			assert.ErrorIs(t, err, errMalformed, tt.name)
 			assert.ErrorContains(t, err, tt.wantErr, tt.name)
@@ -408,6 +519,239 @@ func TestDecoderAcceptsOurDefinitions(t *testing.T) {
 		}
 		assert.Equal(t, tt.want, got, tt.name)
 	}
+}
+
+// TestDefinitionBuilders checks the helpers the tests below build
+// definitions with against the bytes our own encoder writes.
+func TestDefinitionBuilders(t *testing.T) {
+	assert.Equal(t, hex.Dump(firstDefs), hex.Dump(numbered(64, 65, 66)))
+	assert.Equal(t, hex.Dump(sumLaterFrame), hex.Dump(withTypeID(sumLaterFrame, 64)))
+}
+
+// TestDecoderAcceptsOtherNumbers serves our client's calls as processes
+// that numbered our types otherwise write them. gob numbers types in the
+// order a process first meets them, so the ids depend on what else the
+// process links: a program that links a package whose init defines gob
+// types before ours gives Request 68, not 64. The definitions say the same
+// thing under other ids, and the decoder accepts them, then values of the
+// id the peer gave Request, large ones too: after a large value it hands
+// gob the zero value under the peer's id.
+func TestDecoderAcceptsOtherNumbers(t *testing.T) {
+	large := encodeFrames(t, &sumRequest, &Request{ID: 3, Func: "echo", Params: []Value{{Type: typeStr, Str: strings.Repeat("x", 100<<10)}}})[1]
+	for _, tt := range []struct {
+		name                  string
+		request, value, slice int64
+	}{
+		{"as our own process numbers them", 64, 65, 66},
+		{"after four types of another package's", 68, 69, 70},
+		{"met in another order", 65, 66, 64},
+		{"with ids of 3, 4 and 5 bytes", 300, 70_000, math.MaxInt32},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sum := withTypeID(sumLaterFrame, tt.request)
+			stream := join(frame(join(numbered(tt.request, tt.value, tt.slice), sum[frameHeaderBytes:])), sum, withTypeID(large, tt.request), sum)
+			d := newDecoder(bytes.NewReader(stream), 1<<20)
+			for i := range 4 {
+				var req Request
+				require.NoError(t, d.decode(&req), "frame %d", i)
+				if i == 2 {
+					assert.Equal(t, uint64(3), req.ID)
+					assert.Equal(t, "echo", req.Func)
+					assert.Len(t, req.Params[0].Str, 100<<10)
+					continue
+				}
+				assert.Equal(t, *withID(sumRequest, 2), req, "frame %d", i)
+			}
+			assert.Equal(t, []peerType{{name: "Request", id: tt.request}, {name: "[]asyncrpc.Value", id: tt.slice}, {name: "Value", id: tt.value}}, d.peer.types)
+		})
+	}
+}
+
+// TestDecoderRefusesOtherDefinitions sends definitions that differ from
+// ours in what they say, not only in their ids, and definitions that do
+// not number our types consistently: each is refused, before gob reads it.
+// Only gob's own answer to an id defined twice is left to gob.
+func TestDecoderRefusesOtherDefinitions(t *testing.T) {
+	const request, value, slice = 68, 69, 70 // as a process that met 4 other types first numbers ours
+	requestDef := func(fields ...field) []byte { return defineStruct(request, "Request", fields...) }
+	valueDef := func(fields ...field) []byte { return defineStruct(value, "Value", fields...) }
+	ourRequest := requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice})
+	ourSlice := defineSlice(slice, "[]asyncrpc.Value", value)
+	ourValue := valueDef(field{"Type", idUint}, field{"Int", idInt}, field{"Float", idFloat}, field{"Str", idString})
+	sum := withTypeID(sumLaterFrame, request)[frameHeaderBytes:]
+	firstFrame := func(defs ...[]byte) []byte { return frame(join(join(defs...), sum)) }
+	selfless := bytes.Clone(ourRequest) // defines id 71, with a CommonType that says 68
+	copy(selfless[1:], appendGobInt(nil, -71))
+	_, size := gobUint(ourRequest)
+	cut := lengthFirst(ourRequest[size : len(ourRequest)-1]) // without the 0 that ends its wireType
+	const notOurs = "malformed message: a type definition that is not one of ours"
+	for _, tt := range []struct {
+		name    string
+		stream  []byte
+		wantErr string
+	}{
+		{"a field of another name", firstFrame(requestDef(field{"ID", idUint}, field{"Funk", idString}, field{"Params", slice}), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Funk string; Params []asyncrpc.Value}"},
+		{"a field of another type", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idInt}, field{"Params", slice}), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func int; Params []asyncrpc.Value}"},
+		{"an ID that may be negative", firstFrame(requestDef(field{"ID", idInt}, field{"Func", idString}, field{"Params", slice}), ourSlice, ourValue),
+			notOurs + ": struct Request {ID int; Func string; Params []asyncrpc.Value}"},
+		{"a field of another of our types", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", value}), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params Value}"},
+		{"a field more", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}, field{"X", idInt}), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params []asyncrpc.Value; X int}"},
+		{"a field fewer", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string}"},
+		// Stage 04's client sends this: its calls carry no ID to answer by.
+		{"stage 04's Request, without the ID", firstFrame(requestDef(field{"Func", idString}, field{"Params", slice}), ourSlice, ourValue),
+			notOurs + ": struct Request {Func string; Params []asyncrpc.Value}"},
+		{"the fields in another order", firstFrame(requestDef(field{"Func", idString}, field{"ID", idUint}, field{"Params", slice}), ourSlice, ourValue),
+			notOurs + ": struct Request {Func string; ID uint; Params []asyncrpc.Value}"},
+		{"a type of another name", firstFrame(defineStruct(request, "Reqvest", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}), ourSlice, ourValue),
+			notOurs + ": struct Reqvest {ID uint; Func string; Params []asyncrpc.Value}"},
+		{"Value's Int a uint", firstFrame(ourRequest, ourSlice, valueDef(field{"Type", idUint}, field{"Int", idUint}, field{"Float", idFloat}, field{"Str", idString})),
+			notOurs + ": struct Value {Type uint; Int uint; Float float; Str string}"},
+		{"a Value that holds a Value", firstFrame(ourRequest, ourSlice, valueDef(field{"Type", idUint}, field{"Int", idInt}, field{"Float", idFloat}, field{"Str", value})),
+			notOurs + ": struct Value {Type uint; Int int; Float float; Str Value}"},
+		{"a slice of Requests", firstFrame(ourRequest, defineSlice(slice, "[]asyncrpc.Value", request), ourValue),
+			notOurs + ": slice []asyncrpc.Value of Request"},
+		{"stage 04's slice of Values", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}), defineSlice(slice, "[]gobrpc.Value", value), ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params []gobrpc.Value}"},
+		{"a field of a type the stream never defines", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", 99}), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params type 99}"},
+		{"a name that is not a name", firstFrame(defineStruct(request, "Request {ID uint}", field{"X", idInt}), ourSlice, ourValue),
+			notOurs},
+		// One field, named "Func string; Params": described without the
+		// rule on names, it would read as our two.
+		{"a field name that reads as two fields", firstFrame(requestDef(field{"ID", idUint}, field{"Func string; Params", slice}), ourSlice, ourValue),
+			notOurs},
+		{"a definition longer than any of ours", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}, field{strings.Repeat("X", 250), idInt}), ourSlice, ourValue),
+			notOurs},
+		{"an id among gob's own", firstFrame(numbered(63, value, slice)), notOurs},
+		{"an id past gob's", firstFrame(numbered(math.MaxInt32+1, value, slice)), notOurs},
+		{"a definition of an id that says it is another", firstFrame(selfless, ourSlice, ourValue), notOurs},
+		// gob would read it: a struct may end where its message does.
+		{"a definition cut short of its last byte", firstFrame(cut, ourSlice, ourValue), notOurs},
+		{"Request defined twice, under two ids", firstFrame(ourRequest, ourSlice, ourValue, defineStruct(80, "Request", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice})),
+			"malformed message: two definitions of Request"},
+		{"Request defined again in a later frame", join(firstFrame(ourRequest, ourSlice, ourValue), frame(join(defineStruct(80, "Request", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}), withTypeID(sumLaterFrame, 80)[frameHeaderBytes:]))),
+			"malformed message: two definitions of Request"},
+		{"a value of Value, where a Request is wanted", join(firstFrame(ourRequest, ourSlice, ourValue), withTypeID(sumLaterFrame, value)),
+			"malformed message: a value of type 69 (Value), where Request was wanted"},
+		{"an id defined twice: gob's to refuse", firstFrame(ourRequest, ourSlice, ourValue, ourValue),
+			"malformed message: gob: duplicate type received"},
+	} {
+		d := newDecoder(bytes.NewReader(tt.stream), 1<<20)
+		var err error
+		for err == nil {
+			var req Request
+			err = d.decode(&req)
+		}
+		assert.ErrorContains(t, err, tt.wantErr, tt.name)
+		assert.ErrorIs(t, err, errMalformed, tt.name)
+	}
+}
+
+// TestLongDefinitionIsNotRead sends a definition longer than any of ours
+// could be, 100 KiB of field name: it is refused from its length, before
+// it is read or described.
+func TestLongDefinitionIsNotRead(t *testing.T) {
+	long := defineStruct(68, "Request", field{strings.Repeat("X", 100<<10), idString})
+	payload := join(long, withTypeID(sumLaterFrame, 68)[frameHeaderBytes:])
+	var err error
+	cost := allocated(func() { _, err = scanMessages(payload, wireStreams[reflect.TypeFor[*Request]()], new(peerTypes)) })
+	assert.ErrorContains(t, err, "a type definition that is not one of ours")
+	// Read, it would cost the 100 KiB of its description at least; the
+	// bound leaves room for what other goroutines allocate meanwhile.
+	assert.Less(t, cost, uint64(32<<10), "allocated to refuse it")
+}
+
+// TestManyDefinitionsAreNotRead sends a frame of 5,000 definitions of
+// types of no use to us, each a name of its own: the decoder stops
+// reading them after the most types a stream of ours may define, and
+// refuses the frame, having kept none.
+func TestManyDefinitionsAreNotRead(t *testing.T) {
+	var payload []byte
+	for i := range 5000 {
+		payload = append(payload, defineStruct(int64(100+i), "T"+strconv.Itoa(i), field{"X", idInt})...)
+	}
+	payload = append(payload, withTypeID(sumLaterFrame, 100)[frameHeaderBytes:]...)
+	var err error
+	cost := allocated(func() { _, err = scanMessages(payload, wireStreams[reflect.TypeFor[*Request]()], new(peerTypes)) })
+	assert.ErrorContains(t, err, "a type definition that is not one of ours")
+	// Read, the 5,000 would cost some 400 KB; the bound leaves room for
+	// what other goroutines allocate meanwhile.
+	assert.Less(t, cost, uint64(32<<10), "allocated to refuse it")
+}
+
+// field is a field of a struct type, as a definition names it: its name
+// and the id of its type.
+type field struct {
+	name string
+	id   int64
+}
+
+// defineStruct returns the message that defines a struct type, length
+// first, as gob writes it: the id it defines, then its wireType, whose
+// StructT holds the CommonType (the name and the id again) and the fields.
+func defineStruct(id int64, name string, fields ...field) []byte {
+	msg := appendGobInt(nil, -id)
+	msg = append(msg, 0x03, 0x01, 0x01)                          // StructT; CommonType; Name
+	msg = append(appendGobUint(msg, uint64(len(name))), name...) //   the name
+	msg = appendGobInt(append(msg, 0x01), id)                    //   Id
+	msg = appendGobUint(append(msg, 0x00, 0x01), uint64(len(fields)))
+	for _, f := range fields {
+		msg = append(appendGobUint(append(msg, 0x01), uint64(len(f.name))), f.name...)
+		msg = append(appendGobInt(append(msg, 0x01), f.id), 0x00)
+	}
+	return lengthFirst(append(msg, 0x00, 0x00)) // end of StructT, of wireType
+}
+
+// defineSlice returns the message that defines a slice type, length
+// first: the id it defines, then its wireType, whose SliceT holds the
+// CommonType and the id of the elements.
+func defineSlice(id int64, name string, elem int64) []byte {
+	msg := appendGobInt(nil, -id)
+	msg = append(msg, 0x02, 0x01, 0x01) // SliceT; CommonType; Name
+	msg = append(appendGobUint(msg, uint64(len(name))), name...)
+	msg = appendGobInt(append(msg, 0x01), id)
+	msg = appendGobInt(append(msg, 0x00, 0x01), elem) // Elem
+	return lengthFirst(append(msg, 0x00, 0x00))
+}
+
+// lengthFirst returns msg with its length in front, as gob writes a
+// message.
+func lengthFirst(msg []byte) []byte {
+	return append(appendGobUint(nil, uint64(len(msg))), msg...)
+}
+
+// The ids gob gives its own types that ours use, in every process.
+const (
+	idInt    = 2
+	idUint   = 3
+	idFloat  = 4
+	idString = 6
+)
+
+// numbered returns the definitions our client's first frame starts with,
+// in gob's order, as a process that gave Request, Value and []Value these
+// ids writes them.
+func numbered(request, value, slice int64) []byte {
+	return join(
+		defineStruct(request, "Request", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}),
+		defineSlice(slice, "[]asyncrpc.Value", value),
+		defineStruct(value, "Value", field{"Type", idUint}, field{"Int", idInt}, field{"Float", idFloat}, field{"Str", idString}),
+	)
+}
+
+// withTypeID returns a later frame of ours, which carries a value alone,
+// with the id of the value's type changed to id, as a process that
+// numbered the type id writes it. (withID, above, sets a Request's ID.)
+func withTypeID(later []byte, id int64) []byte {
+	msg := later[frameHeaderBytes:]
+	n, size := gobUint(msg)
+	_, idSize := gobUint(msg[size:])
+	return frame(lengthFirst(join(appendGobInt(nil, id), msg[size+idSize:size+int(n)])))
 }
 
 // manyTypes returns the payload of a frame that defines n types of no use
@@ -692,39 +1036,53 @@ func TestDecodeAnswer(t *testing.T) {
 }
 
 // TestWireStreamsAreFixed checks that the first frame of a stream defines
-// the same types, byte for byte, whatever the first value is: gob defines
-// a struct's field types whatever their values hold. So the definitions a
-// decoder accepts, taken from the zero value at init, are every definition
-// our encoder ever writes.
+// the same types whatever the first value is: gob defines a struct's field
+// types whatever their values hold. So the definitions a decoder accepts,
+// taken from the zero value at init, are every definition our encoder
+// ever writes. It checks too what they say, as the decoder compares them.
 func TestWireStreamsAreFixed(t *testing.T) {
+	requests, responses := wireStreams[reflect.TypeFor[*Request]()], wireStreams[reflect.TypeFor[*Response]()]
 	for _, tt := range []struct {
 		first  any
 		stream *wireStream
 	}{
-		{&Request{ID: 1, Func: "get_time"}, wireStreams[reflect.TypeFor[*Request]()]},
-		{&sumRequest, wireStreams[reflect.TypeFor[*Request]()]},
-		{&Request{ID: 1 << 40, Func: "echo", Params: []Value{{Type: typeStr, Str: "x"}}}, wireStreams[reflect.TypeFor[*Request]()]},
-		{&Request{ID: 3, Func: "sum", Params: []Value{{Type: typeFloat, Float: 1.5}, {Type: typeInt, Int: -1}}}, wireStreams[reflect.TypeFor[*Request]()]},
-		{&Request{Func: "f", Params: make([]Value, maxArgs)}, wireStreams[reflect.TypeFor[*Request]()]},
-		{&Response{ID: 1, Data: Value{Type: typeInt, Int: 3}}, wireStreams[reflect.TypeFor[*Response]()]},
-		{&Response{Data: Value{Type: typeStr, Str: "Wed Jan 16 22:05:31 2019"}}, wireStreams[reflect.TypeFor[*Response]()]},
-		{&Response{Error: "no"}, wireStreams[reflect.TypeFor[*Response]()]},
-		{&Response{}, wireStreams[reflect.TypeFor[*Response]()]},
+		{&Request{ID: 1, Func: "get_time"}, requests},
+		{&sumRequest, requests},
+		{&Request{ID: 1 << 40, Func: "echo", Params: []Value{{Type: typeStr, Str: "x"}}}, requests},
+		{&Request{ID: 3, Func: "sum", Params: []Value{{Type: typeFloat, Float: 1.5}, {Type: typeInt, Int: -1}}}, requests},
+		{&Request{Func: "f", Params: make([]Value, maxArgs)}, requests},
+		{&Response{ID: 1, Data: Value{Type: typeInt, Int: 3}}, responses},
+		{&Response{Data: Value{Type: typeStr, Str: "Wed Jan 16 22:05:31 2019"}}, responses},
+		{&Response{Error: "no"}, responses},
+		{&Response{}, responses},
 	} {
 		payload := encodeFrames(t, tt.first)[0][frameHeaderBytes:]
-		defs := map[string]bool{}
+		var types peerTypes
 		for len(payload) > 0 {
 			n, size := gobUint(payload)
 			msg := payload[size : size+int(n)]
 			if id, _ := gobUint(msg); id&1 == 1 {
-				defs[string(msg)] = true
+				require.NoError(t, types.add(msg))
 			}
 			payload = payload[size+int(n):]
 		}
-		assert.Equal(t, tt.stream.defs, defs, "%+v", tt.first)
+		said := map[string]bool{}
+		for _, typ := range types.types {
+			said[string(types.describe(nil, typ))] = true
+		}
+		assert.Equal(t, tt.stream.defs, said, "%+v", tt.first)
 	}
-	assert.Len(t, wireStreams[reflect.TypeFor[*Request]()].defs, 3, "Request, []Value, Value")
-	assert.Len(t, wireStreams[reflect.TypeFor[*Response]()].defs, 2, "Response, Value")
+	assert.Equal(t, map[string]bool{
+		"struct Request {ID uint; Func string; Params []asyncrpc.Value}": true,
+		"slice []asyncrpc.Value of Value":                                true,
+		"struct Value {Type uint; Int int; Float float; Str string}":     true,
+	}, requests.defs)
+	assert.Equal(t, map[string]bool{
+		"struct Response {ID uint; Data Value; Error string}":        true,
+		"struct Value {Type uint; Int int; Float float; Str string}": true,
+	}, responses.defs)
+	assert.Equal(t, "Request", requests.name)
+	assert.Equal(t, "Response", responses.name)
 }
 
 // The types a foreign gob client declares to attack the server: each is
@@ -805,27 +1163,6 @@ func firstValueID(stream []byte) []byte {
 		payload = payload[size+int(n):]
 	}
 	return id
-}
-
-// appendGobUint appends u as gob writes an unsigned integer; see gobUint.
-func appendGobUint(b []byte, u uint64) []byte {
-	if u < 0x80 {
-		return append(b, byte(u))
-	}
-	be := binary.BigEndian.AppendUint64(nil, u)
-	for be[0] == 0 {
-		be = be[1:]
-	}
-	return append(append(b, byte(-len(be))), be...)
-}
-
-// appendGobInt appends i as gob writes a signed integer: the sign in the
-// lowest bit.
-func appendGobInt(b []byte, i int64) []byte {
-	if i < 0 {
-		return appendGobUint(b, uint64(^i)<<1|1)
-	}
-	return appendGobUint(b, uint64(i)<<1)
 }
 
 // nodesStream returns a call of a requestWithNodes with X unset, which

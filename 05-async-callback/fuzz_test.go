@@ -2,7 +2,9 @@ package asyncrpc
 
 import (
 	"bytes"
+	"encoding/gob"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"slices"
@@ -27,6 +29,9 @@ func frameSeeds(f *testing.F) [][]byte {
 		// of slices to skip; a Request of many fields; more arguments
 		// than a call may have, a byte each.
 		anyTypesStream(f, 2, 3), nodesStream(f, 100), wideStream(f, 50), emptyValuesStream(1000),
+		// Our first call and the next, as a process that numbered our
+		// types otherwise writes them (see TestDecoderAcceptsOtherNumbers).
+		join(frame(join(numbered(68, 69, 70), withTypeID(sumLaterFrame, 68)[frameHeaderBytes:])), withTypeID(sumLaterFrame, 68)),
 	}
 }
 
@@ -205,6 +210,101 @@ func FuzzHandle(f *testing.F) {
 		got := throughWire(t, new(newResponse(res, err)))
 		if _, err := decodeAnswer(&got); err != nil && !errors.As(err, new(*ServerError)) {
 			t.Fatalf("the client cannot read the answer %+v: %v", got, err)
+		}
+	})
+}
+
+// The types gob describes a type with, as gob itself declares them (its
+// wireType, in encoding/gob's type.go), with int64 for each id: gob reads
+// a definition into these, and FuzzDescribeDefinition has gob read the
+// same bytes into these copies, to compare with what describeDefinition
+// read.
+type (
+	gobWireType struct {
+		ArrayT *struct{ CommonType gobCommonType }
+		SliceT *struct {
+			CommonType gobCommonType
+			Elem       int64
+		}
+		StructT *struct {
+			CommonType gobCommonType
+			Field      []struct {
+				Name string
+				Id   int64
+			}
+		}
+		MapT             *struct{ CommonType gobCommonType }
+		GobEncoderT      *struct{ CommonType gobCommonType }
+		BinaryMarshalerT *struct{ CommonType gobCommonType }
+		TextMarshalerT   *struct{ CommonType gobCommonType }
+	}
+	gobCommonType struct {
+		Name string
+		Id   int64
+	}
+)
+
+// FuzzDescribeDefinition feeds describeDefinition arbitrary definitions.
+// It must never panic, and what it accepts, gob must read the same way:
+// gob decodes the same bytes as a value of its own wireType (type id 16,
+// the same in every process) into a copy of that type, and the kind, the
+// name, the id and every field must be what describeDefinition said. So a
+// definition the decoder takes for one of ours cannot mean something else
+// to gob.
+func FuzzDescribeDefinition(f *testing.F) {
+	for _, defs := range [][]byte{firstDefs, numbered(68, 69, 70), numbered(300, 70_000, 1<<31-1), encodeFrames(f, &Response{})[0][frameHeaderBytes:]} {
+		for len(defs) > 0 {
+			n, size := gobUint(defs)
+			msg := defs[size : size+int(n)]
+			if id, idSize := gobUint(msg); id&1 == 1 {
+				f.Add(msg[idSize:])
+			}
+			defs = defs[size+int(n):]
+		}
+	}
+	// Our definitions of Value and []Value, each as a wireType of every
+	// other kind: an array, a map, a type with an encoding method.
+	for kind := byte(1); kind <= 7; kind++ {
+		for _, def := range [][]byte{defineStruct(69, "Value", field{"Str", idString}), defineSlice(70, "[]asyncrpc.Value", 69)} {
+			n, size := gobUint(def)
+			msg := def[size : size+int(n)]
+			_, idSize := gobUint(msg)
+			f.Add(append([]byte{kind}, msg[idSize+1:]...))
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		desc, name, id, ok := describeDefinition(nil, body, appendID)
+		if !ok {
+			return
+		}
+		var wire gobWireType
+		msg := join(appendGobInt(nil, 16), body) // a value of gob's wireType
+		if err := gob.NewDecoder(bytes.NewReader(lengthFirst(msg))).Decode(&wire); err != nil {
+			t.Fatalf("described %q (name %q, id %d), and gob cannot read it: %v", desc, name, id, err)
+		}
+		var said []byte
+		var common gobCommonType
+		switch {
+		case wire.ArrayT != nil || wire.MapT != nil || wire.GobEncoderT != nil || wire.BinaryMarshalerT != nil || wire.TextMarshalerT != nil:
+			t.Fatalf("described %q, and gob reads a type of another kind: %+v", desc, wire)
+		case wire.SliceT != nil && wire.StructT == nil:
+			common = wire.SliceT.CommonType
+			said = appendID(fmt.Appendf(nil, "slice %s of ", common.Name), wire.SliceT.Elem)
+		case wire.StructT != nil && wire.SliceT == nil:
+			common = wire.StructT.CommonType
+			said = fmt.Appendf(nil, "struct %s {", common.Name)
+			for i, f := range wire.StructT.Field {
+				if i > 0 {
+					said = append(said, "; "...)
+				}
+				said = appendID(append(append(said, f.Name...), ' '), f.Id)
+			}
+			said = append(said, '}')
+		default:
+			t.Fatalf("described %q, and gob reads %+v", desc, wire)
+		}
+		if string(said) != string(desc) || common.Name != string(name) || common.Id != id {
+			t.Fatalf("described %q, name %q, id %d; gob reads %q, name %q, id %d", desc, name, id, said, common.Name, common.Id)
 		}
 	})
 }

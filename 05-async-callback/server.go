@@ -75,13 +75,15 @@ var errZeroID = fmt.Errorf("%w: a request with ID 0; a call's ID is never 0", er
 // connection stops reading until an answer is written. For the demo
 // service an answer is never larger than its request (echo's is the same
 // string), and the writers hold at most one encoded copy of the answers
-// they write: 64 MiB more. Between messages, a connection keeps at most
-// 256 KiB (TestIdleConnectionKeepsAtMost: three buffers of up to 64 KiB,
-// the frame read, gob's copy of it and the answers' frame; 4 KiB read
-// ahead; its reader's and writer's goroutines), and there are at most
-// MaxConns (1024) connections: 256 MiB. So the heap in use stays under
-// about 384 MiB at the defaults, and the process may grow to about twice
-// that, since Go's collector lets the heap double before it collects.
+// they write, in buffers of up to twice its size (a large one is made a
+// power of two: see largeBuffers): 128 MiB more. Between messages, a
+// connection keeps at most 256 KiB (TestIdleConnectionKeepsAtMost: three
+// buffers of up to 64 KiB, the frame read, gob's copy of it and the
+// answers' frame; 4 KiB read ahead; its reader's and writer's
+// goroutines), and there are at most MaxConns (1024) connections:
+// 256 MiB. So the heap in use stays under about 448 MiB at the defaults,
+// and the process may grow to about twice that, since Go's collector
+// lets the heap double before it collects.
 // Measured (cmd/server's TestPeersThatNeverReadPeakRSS), peers that keep
 // echoes of nearly 128 KiB in flight and never read an answer made
 // cmd/server's peak RSS 32 MiB with 1 peer, 174 MiB with 100 and 193 MiB

@@ -110,6 +110,48 @@ func TestDecoderSkipsLargeFrames(t *testing.T) {
 	}
 }
 
+// TestDecoderSkipsUnderThePeersNumbers skips a later call that is too
+// large from a peer whose process numbered our Request 68, not 64 (see
+// TestDecoderAcceptsOtherNumbers): the frame's value is a Request when it
+// carries the id the peer gave Request, whatever id this process gave it.
+// A value of type 64 is then not a Request, and its frame is not skipped.
+func TestDecoderSkipsUnderThePeersNumbers(t *testing.T) {
+	const size, max = 64 << 10, 1 << 10
+	sumValue := frame(sumFirstFrame[len(sumFirstFrame)-sumValueBytes:]) // call 1, as a later frame
+	first := frame(join(numbered(68, 69, 70), withTypeID(sumValue, 68)[frameHeaderBytes:]))
+	for _, tt := range []struct {
+		name    string
+		typeID  int64
+		skipped bool
+	}{
+		{"a Request, numbered 68 by the peer", 68, true},
+		{"a value of type 64, which the peer gave no type", 64, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := join(appendGobUint(nil, size-5), appendGobInt(nil, tt.typeID), []byte{1, 9})
+			stream := join(first, binary.BigEndian.AppendUint32(nil, size), start, make([]byte, size-len(start)), withTypeID(sumLaterFrame, 68))
+			d := newDecoder(bytes.NewReader(stream), max)
+			d.skipLarge = true
+			var req Request
+			require.NoError(t, d.decode(&req))
+			require.Equal(t, sumRequest, req)
+			req = Request{}
+			err := d.decode(&req)
+			var large *frameTooLarge
+			require.ErrorAs(t, err, &large)
+			assert.Equal(t, tt.skipped, large.skipped, "skipped")
+			if !tt.skipped {
+				assert.Zero(t, req.ID, "the ID the refusal carries")
+				return
+			}
+			assert.Equal(t, uint64(9), req.ID, "the ID the refusal carries")
+			req = Request{}
+			require.NoError(t, d.decode(&req), "the frame after the one skipped")
+			assert.Equal(t, *withID(sumRequest, 2), req)
+		})
+	}
+}
+
 // TestDecoderSkipsOnlyWhenTold checks that a decoder not told to skip,
 // the client's, refuses a later frame over its limit from its length
 // alone, as before.

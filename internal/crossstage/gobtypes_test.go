@@ -74,6 +74,45 @@ func TestStage04ServesItsClientBesideStage05(t *testing.T) {
 	assert.Empty(t, got[2].Error)
 }
 
+// TestStage05ServesItsClientBesideStage04 is the same for stage 05: its
+// demo, served from this binary, answers the bytes stage 05's own client
+// sends, from its golden wire transcript. Today it is stage 05 whose types
+// this binary numbers after stage 04's, so this is the test that failed
+// when the decoder compared definitions byte for byte: the first answer
+// refused the stream, "a type definition that is not one of ours". Stage
+// 05 answers in the order the calls end, so the answers are matched to
+// the calls by their IDs.
+func TestStage05ServesItsClientBesideStage04(t *testing.T) {
+	ids := map[string]int64{
+		"04": typeID(t, &gobrpc.Request{}),
+		"05": typeID(t, &asyncrpc.Request{}),
+	}
+	t.Logf("type ids of Request in this binary: %v (a program that links one stage alone gives it 64)", ids)
+	require.True(t, ids["04"] != 64 || ids["05"] != 64, "this binary must number one stage's types as a program of its own would not")
+
+	sent := goldenSent(t, filepath.Join("..", "..", "05-async-callback", "testdata", "wire.golden"),
+		"sum(1, 2), sum(1.1, 2) and get_time() in one write, calls 1, 2 and 3")
+	addr := serve(t, asyncrpc.NewDemoServer(asyncrpc.Service{}))
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+	_, err = conn.Write(sent)
+	require.NoError(t, err)
+
+	answers := gob.NewDecoder(&framesReader{r: bufio.NewReader(conn)})
+	got := map[uint64]asyncrpc.Response{}
+	for range 3 {
+		var resp asyncrpc.Response
+		require.NoError(t, answers.Decode(&resp), "the answers so far: %+v", got)
+		got[resp.ID] = resp
+	}
+	assert.Equal(t, asyncrpc.Response{ID: 1, Data: asyncrpc.Value{Type: 1, Int: 3}}, got[1], "sum(1, 2)")
+	assert.Equal(t, asyncrpc.Response{ID: 2, Data: asyncrpc.Value{Type: 2, Float: 3.1}}, got[2], "sum(1.1, 2)")
+	assert.Equal(t, uint8(3), got[3].Data.Type, "get_time(): %+v", got[3])
+	assert.Empty(t, got[3].Error)
+}
+
 // typeID returns the type id this process gave v's type: the id gob
 // writes first in the value that ends a stream's first message.
 func typeID(t *testing.T, v any) int64 {
