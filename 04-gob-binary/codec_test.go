@@ -282,6 +282,18 @@ func TestFrameReaderGrowsWithWhatArrives(t *testing.T) {
 	}
 }
 
+// TestFrameReaderKeepsWithinTheLimit reads a frame just under a limit
+// that is not a power of two: the buffer is rounded up only as far as the
+// limit, never past it.
+func TestFrameReaderKeepsWithinTheLimit(t *testing.T) {
+	const limit, size = 100_000, 99_000
+	f := newFrameReader(bytes.NewReader(frame(make([]byte, size))), limit)
+	got, err := f.next()
+	require.NoError(t, err)
+	require.Len(t, got, size)
+	assert.Equal(t, limit, cap(got), "the buffer of a frame of %d bytes, with a limit of %d", size, limit)
+}
+
 // TestLargeBuffersFitTheirClass checks what lets a large buffer serve the
 // next large frame, whatever its exact size: the frame reader and the
 // frame writer make large buffers a power of two (within twice what has
@@ -529,6 +541,8 @@ func TestDecoderRefusesOtherDefinitions(t *testing.T) {
 	firstFrame := func(defs ...[]byte) []byte { return frame(join(join(defs...), sum)) }
 	selfless := bytes.Clone(ourRequest) // defines id 71, with a CommonType that says 68
 	copy(selfless[1:], appendGobInt(nil, -71))
+	_, size := gobUint(ourRequest)
+	cut := lengthFirst(ourRequest[size : len(ourRequest)-1]) // without the 0 that ends its wireType
 	const notOurs = "malformed message: a type definition that is not one of ours"
 	for _, tt := range []struct {
 		name    string
@@ -568,6 +582,8 @@ func TestDecoderRefusesOtherDefinitions(t *testing.T) {
 		{"an id among gob's own", firstFrame(numbered(63, value, slice)), notOurs},
 		{"an id past gob's", firstFrame(numbered(math.MaxInt32+1, value, slice)), notOurs},
 		{"a definition of an id that says it is another", firstFrame(selfless, ourSlice, ourValue), notOurs},
+		// gob would read it: a struct may end where its message does.
+		{"a definition cut short of its last byte", firstFrame(cut, ourSlice, ourValue), notOurs},
 		{"Request defined twice, under two ids", firstFrame(ourRequest, ourSlice, ourValue, defineStruct(80, "Request", field{"Func", idString}, field{"Params", slice})),
 			"malformed message: two definitions of Request"},
 		{"Request defined again in a later frame", join(firstFrame(ourRequest, ourSlice, ourValue), frame(join(defineStruct(80, "Request", field{"Func", idString}, field{"Params", slice}), withID(sumLaterFrame, 80)[frameHeaderBytes:]))),
