@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	httpadd "github.com/rpc-from-scratch/course/01-http-add"
@@ -36,12 +37,17 @@ func serveStage(s stageServer, l net.Listener) func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := s.Shutdown(ctx)
-		if serr := <-done; err == nil && !errors.Is(serr, http.ErrServerClosed) {
-			err = serr // net/http's Serve says it was shut down; the stages' return nil
+		if serr := <-done; err == nil && serr != nil && !slices.ContainsFunc(serverClosed, func(closed error) bool { return errors.Is(serr, closed) }) {
+			err = serr
 		}
 		return err
 	}
 }
+
+// serverClosed holds what a Serve returns once it was shut down: net/http's
+// http.ErrServerClosed (stage 01's too), and each stage's ErrServerClosed.
+// Stages 05 and 06 return nil.
+var serverClosed = []error{http.ErrServerClosed, jsontcp.ErrServerClosed, custom.ErrServerClosed, gobrpc.ErrServerClosed}
 
 // Stage01 is the HTTP add server. It has no echo: the article's server
 // offers add only, and so does the stage. Its client keeps a pool of

@@ -45,7 +45,8 @@ type server interface {
 }
 
 // serve runs srv on a free loopback port until the test ends, then shuts
-// it down and checks that Serve returned nil. It returns the address.
+// it down and checks that Serve returned its stage's ErrServerClosed. It
+// returns the address.
 func serve(t *testing.T, srv server) string {
 	t.Helper()
 	l := rpctest.Listen(t)
@@ -55,9 +56,19 @@ func serve(t *testing.T, srv server) string {
 		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
 		defer cancel()
 		assert.NoError(t, srv.Shutdown(ctx))
-		assert.NoError(t, <-served)
+		assertServerClosed(t, <-served)
 	})
 	return l.Addr().String()
+}
+
+// assertServerClosed checks what a Serve returned after Shutdown. Each
+// stage's ErrServerClosed says "<package>: server closed" (stage 01's is
+// net/http's "http: Server closed"); a stage that has none yet returns nil.
+func assertServerClosed(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		assert.True(t, strings.HasSuffix(strings.ToLower(err.Error()), ": server closed"), "Serve returned %v", err)
+	}
 }
 
 // TestStage01StubCallsStage06 calls stage 06's /add with stage 01's Go
