@@ -123,11 +123,13 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 // that has been idle the longest, which is evicted: closed, once its
 // goodbye is said (see serveConn). Idle means waiting for a request with
 // not one byte of it read: a connection reading a request, running a call
-// or writing an answer is never evicted. If none is idle, the new
+// or writing an answer is never evicted. Connections that have not yet
+// been answered go first, so that a flood of connections that send
+// nothing makes room among its own, and a caller's connection is evicted
+// only when no such one is idle. If none is idle at all, the new
 // connection waits, accepted and unread, until a slot frees or a
 // connection becomes idle, and Serve accepts nothing more meanwhile. So a
-// flood of connections that send nothing cannot keep a caller out: each
-// new one takes the place of one that has waited longer.
+// flood of silent connections cannot keep a caller out.
 //
 // Out of file descriptors, it evicts the connection idle the longest, if
 // there is one, and tries again after a pause that doubles from 5 ms to
@@ -263,6 +265,10 @@ type servedConn struct {
 	// compare-and-swap, so exactly one wins the race between a request's
 	// first byte and an eviction.
 	idle atomic.Int64
+	// answered is set by the connection's goroutine once it has written an
+	// answer. Such a connection is evicted only when no unanswered one is
+	// idle, and its goodbye is polite.
+	answered atomic.Bool
 }
 
 const (
@@ -344,8 +350,9 @@ func (s *Server) takeSlot() bool {
 	}
 }
 
-// evictIdle evicts the connection idle the longest: it marks it evicted
-// and wakes its goroutine, which says goodbye and closes it. The evicted
+// evictIdle evicts the connection idle the longest, among those not yet
+// answered if any of them is idle: it marks it evicted and wakes its
+// goroutine, which says goodbye and closes it. The evicted
 // connection's slot becomes the caller's, and it holds a token of goodbyes
 // instead until it is closed. If no connection is idle, or MaxConns
 // evicted connections are still closing, it returns false and a channel
@@ -361,9 +368,11 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 	for {
 		var oldest *servedConn
 		var since int64
+		var answered bool
 		for c := range s.conns {
-			if t := c.idle.Load(); t > 0 && (oldest == nil || t < since) {
-				oldest, since = c, t
+			t, a := c.idle.Load(), c.answered.Load()
+			if t > 0 && (oldest == nil || answered && !a || a == answered && t < since) {
+				oldest, since, answered = c, t, a
 			}
 		}
 		if oldest == nil {
@@ -414,16 +423,15 @@ func (s *Server) serveConn(c *servedConn) {
 		return // closed, silent for too long, or evicted, before its first byte
 	}
 	var out []byte
-	wrote := false // an answer has been written
 	for {
 		msg, err := form.next()
 		if err != nil {
 			switch {
 			case c.idle.Load() == evicted:
-				// A connection that wrote may still have an answer on its
-				// way to the client; one that never wrote has nothing to
-				// lose, and its slot is needed now.
-				if wrote {
+				// A connection that answered may still have an answer on
+				// its way to the client; one that never did has nothing
+				// to lose, and its slot is needed now.
+				if c.answered.Load() {
 					s.hangUp(conn, s.linger)
 				}
 			case errors.Is(err, errTooLarge) || errors.Is(err, errMalformed):
@@ -449,7 +457,7 @@ func (s *Server) serveConn(c *servedConn) {
 		if !s.answer(conn, form, &out, res, callErr) || !s.waitForRequest(conn, s.IdleTimeout) {
 			return
 		}
-		wrote = true
+		c.answered.Store(true)
 		if !requestBegun(r) {
 			s.setIdle(c)
 		}
@@ -505,13 +513,13 @@ func (s *Server) write(conn net.Conn, p []byte) bool {
 
 // hangUp closes conn politely after an answer that refused its stream, or
 // refused a call because the server is shutting down, or when Serve has
-// evicted a connection that wrote answers. Closing a socket that still has
-// unread input makes the kernel send a reset, which can destroy the answer
-// before the client reads it. So it first says it is done writing, then
-// reads and drops what the client is still sending, and only then lets the
-// caller close. It stops when the client has been silent for closeLinger,
-// after within in all (closeLinger once Shutdown has begun), or after
-// maxDrainBytes.
+// evicted a connection that has answered calls. Closing a socket that
+// still has unread input makes the kernel send a reset, which can destroy
+// the answer before the client reads it. So it first says it is done
+// writing, then reads and drops what the client is still sending, and only
+// then lets the caller close. It stops when the client has been silent for
+// closeLinger, after within in all (closeLinger once Shutdown has begun),
+// or after maxDrainBytes.
 func (s *Server) hangUp(conn net.Conn, within time.Duration) {
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()

@@ -269,6 +269,36 @@ func TestLongestIdleIsEvicted(t *testing.T) {
 	})
 }
 
+// TestUnansweredConnectionsGoFirst fills both slots: a caller's
+// connection, idle since its call, and a second later one that has sent
+// nothing. A third connection takes the silent one's place, though the
+// caller's has been idle longer: a flood of silent connections makes room
+// among its own.
+func TestUnansweredConnectionsGoFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer()
+		srv.MaxConns = 2
+		srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		l := servePipes(t, srv)
+		caller := NewClient(l.dial())
+		defer caller.Close()
+		require.NoError(t, callAdd(t.Context(), caller))
+		time.Sleep(time.Second)
+		silent := l.dial()
+		defer silent.Close()
+		time.Sleep(time.Second)
+
+		third := NewClient(l.dial())
+		defer third.Close()
+		require.NoError(t, callAdd(t.Context(), third))
+		assert.NoError(t, callAdd(t.Context(), caller), "the caller's connection was evicted")
+		start := time.Now()
+		_, err := silent.Read(make([]byte, 1))
+		assert.ErrorIs(t, err, io.EOF)
+		assert.Zero(t, time.Since(start), "the silent connection made room")
+	})
+}
+
 // TestGoodbyesAreBounded has each connection make a call, so that an
 // evicted one says goodbye for closeLinger: its client neither sends nor
 // closes. With MaxConns 1 only one may say goodbye at a time, so the third
