@@ -230,16 +230,14 @@ func passing(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// track records conn as served, and idle from now, unless the server is
-// shutting down.
+// track records conn as served, unless the server is shutting down.
 func (s *Server) track(conn net.Conn) (*servedConn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return nil, false
 	}
-	c := &servedConn{conn: conn}
-	c.idle.Store(s.now())
+	c := &servedConn{conn: conn, since: s.now()}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, true
@@ -257,14 +255,18 @@ func (s *Server) isClosing() bool {
 type servedConn struct {
 	conn net.Conn
 	// idle is when the connection began to wait for a request with no
-	// byte of one read (since it was accepted, or since its last answer
-	// was written), as Server.now gives it. Or it is busy, while the
-	// connection reads a request, runs a call or writes an answer; or
-	// evicted. The connection's goroutine moves it from idle to busy and
-	// back; Serve moves it from idle to evicted, for good. Each move is a
-	// compare-and-swap, so exactly one wins the race between a request's
-	// first byte and an eviction.
+	// byte of one read (since, below), while it waits so. Or it is busy:
+	// from when it is accepted until its goroutine waits for a request,
+	// and while it reads a request, runs a call or writes an answer. Or it
+	// is evicted. The connection's goroutine moves it from busy to idle
+	// and back; Serve moves it from idle to evicted, for good. Each move
+	// is a compare-and-swap, so exactly one wins the race between a
+	// request's first byte and an eviction.
 	idle atomic.Int64
+	// since is when the connection was accepted, or when its last answer
+	// was written, as Server.now gives it. Only its goroutine uses it
+	// (track sets it first).
+	since int64
 	// answered is set by the connection's goroutine once it has written an
 	// answer. Such a connection is evicted only when no unanswered one is
 	// idle, and its goodbye is polite.
@@ -298,19 +300,20 @@ func (c *servedConn) setBusy() bool {
 	return since == busy || since > 0 && c.idle.CompareAndSwap(since, busy)
 }
 
-// now is the time to mark a connection idle from: nanoseconds since
-// s.epoch, plus one, so that it is never busy.
+// now is the time as servedConn.since keeps it: nanoseconds since
+// s.epoch, plus one, so that an idle connection is never busy.
 func (s *Server) now() int64 {
 	return int64(time.Since(s.epoch)) + 1
 }
 
-// setIdle marks a busy connection idle from now: its goroutine calls it
-// when it waits for a request and holds no byte of one, once it has armed
-// the read deadline of that wait (an eviction moves the deadline, to wake
-// it). A connection idle since it was accepted stays so. A Serve call
-// waiting for a slot is told.
+// setIdle marks c idle, since it was accepted or last answered: its
+// goroutine calls it when it waits for a request and holds no byte of
+// one, once it has armed the read deadline of that wait, so that the
+// deadline an eviction sets, to wake it, comes after. A Serve call waiting
+// for a slot is told.
 func (s *Server) setIdle(c *servedConn) {
-	if c.idle.CompareAndSwap(busy, s.now()) && s.waiting.Load() > 0 {
+	c.idle.Store(c.since)
+	if s.waiting.Load() > 0 {
 		s.wakeWaiting()
 	}
 }
@@ -413,11 +416,10 @@ func (s *Server) serveConn(c *servedConn) {
 	defer s.done(c)
 	conn := c.conn
 	r := bufio.NewReaderSize(c, readBufferBytes)
-	// An eviction before the read deadline is armed is seen here; one after
-	// it moves the deadline, which wakes the read.
-	if !s.waitForRequest(conn, s.FirstRequestTimeout) || c.idle.Load() == evicted {
+	if !s.waitForRequest(conn, s.FirstRequestTimeout) {
 		return
 	}
+	s.setIdle(c)
 	form, err := detectForm(r, s.MaxRequestBytes)
 	if err != nil {
 		return // closed, silent for too long, or evicted, before its first byte
@@ -458,6 +460,7 @@ func (s *Server) serveConn(c *servedConn) {
 			return
 		}
 		c.answered.Store(true)
+		c.since = s.now()
 		if !requestBegun(r) {
 			s.setIdle(c)
 		}
