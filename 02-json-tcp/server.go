@@ -235,7 +235,7 @@ func (s *Server) track(conn net.Conn) (*servedConn, bool) {
 	if s.closing {
 		return nil, false
 	}
-	c := &servedConn{conn: conn, since: s.now()}
+	c := &servedConn{conn: conn}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, true
@@ -253,18 +253,14 @@ func (s *Server) isClosing() bool {
 type servedConn struct {
 	conn net.Conn
 	// idle is when the connection began to wait for a request with no
-	// byte of one read (since, below), while it waits so. Or it is busy:
-	// from when it is accepted until its goroutine waits for a request,
-	// and while it reads a request, runs a call or writes an answer. Or it
-	// is evicted. The connection's goroutine moves it from busy to idle
-	// and back; Serve moves it from idle to evicted, for good. Each move
-	// is a compare-and-swap, so exactly one wins the race between a
-	// request's first byte and an eviction.
+	// byte of one read, as Server.now gives it, while it waits so. Or it is
+	// busy: from when it is accepted until its goroutine waits for a
+	// request, and while it reads a request, runs a call or writes an
+	// answer. Or it is evicted. The connection's goroutine moves it from
+	// busy to idle and back; Serve moves it from idle to evicted, for
+	// good. The moves out of idle are compare-and-swaps, so exactly one
+	// wins the race between a request's first byte and an eviction.
 	idle atomic.Int64
-	// since is when the connection was accepted, or when its last answer
-	// was written, as Server.now gives it. Only its goroutine uses it
-	// (track sets it first).
-	since int64
 	// answered is set by the connection's goroutine once it has written an
 	// answer. Such a connection is evicted only when no unanswered one is
 	// idle, and its goodbye is polite.
@@ -298,19 +294,19 @@ func (c *servedConn) setBusy() bool {
 	return since == busy || since > 0 && c.idle.CompareAndSwap(since, busy)
 }
 
-// now is the time as servedConn.since keeps it: nanoseconds since
-// s.epoch, plus one, so that an idle connection is never busy.
+// now is the time as servedConn.idle keeps it: nanoseconds since s.epoch,
+// plus one, so that an idle connection is never busy.
 func (s *Server) now() int64 {
 	return int64(time.Since(s.epoch)) + 1
 }
 
-// setIdle marks c idle, since it was accepted or last answered: its
-// goroutine calls it when it waits for a request and holds no byte of
-// one, once it has armed the read deadline of that wait, so that the
-// deadline an eviction sets, to wake it, comes after. A Serve call waiting
-// for a slot is told.
+// setIdle marks c idle from now: its goroutine calls it when it waits for
+// a request and holds no byte of one (from just after it was accepted, or
+// just after its last answer), once it has armed the read deadline of that
+// wait, so that the deadline an eviction sets, to wake it, comes after. A
+// Serve call waiting for a slot is told.
 func (s *Server) setIdle(c *servedConn) {
-	c.idle.Store(c.since)
+	c.idle.Store(s.now())
 	if s.waiting.Load() > 0 {
 		s.wakeWaiting()
 	}
@@ -458,7 +454,6 @@ func (s *Server) serveConn(c *servedConn) {
 			return
 		}
 		c.answered.Store(true)
-		c.since = s.now()
 	}
 }
 
@@ -530,7 +525,7 @@ func (s *Server) hangUp(conn net.Conn, within time.Duration) {
 		_ = cw.CloseWrite()
 	}
 	giveUp := time.Now().Add(within)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 4<<10)
 	for drained := 0; drained < maxDrainBytes; {
 		deadline := time.Now().Add(s.linger)
 		if s.isClosing() && deadline.Before(giveUp) {
