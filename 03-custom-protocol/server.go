@@ -79,6 +79,7 @@ type Server struct {
 	slots    chan struct{} // a token per connection served: MaxConns in all
 	goodbyes chan struct{} // a token per evicted connection not yet closed: MaxConns in all
 	waiting  atomic.Int32  // calls of Serve waiting for a slot
+	starting atomic.Int32  // connections accepted whose goroutine has not yet waited for a request
 	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
 	epoch    time.Time     // idle times count from here
 
@@ -239,6 +240,7 @@ func (s *Server) track(conn net.Conn) (*servedConn, bool) {
 	}
 	c := &servedConn{conn: conn}
 	s.conns[c] = struct{}{}
+	s.starting.Add(1)
 	s.wg.Add(1)
 	return c, true
 }
@@ -267,6 +269,9 @@ type servedConn struct {
 	// answer. Such a connection is evicted only when no unanswered one is
 	// idle, and its goodbye is polite.
 	answered atomic.Bool
+	// started is set by the connection's goroutine when it first waits for
+	// a request; only that goroutine uses it.
+	started bool
 }
 
 const (
@@ -309,8 +314,17 @@ func (s *Server) now() int64 {
 // Serve call waiting for a slot is told.
 func (s *Server) setIdle(c *servedConn) {
 	c.idle.Store(s.now())
+	s.started(c)
 	if s.waiting.Load() > 0 {
 		s.wakeWaiting()
+	}
+}
+
+// started counts c out of s.starting, the first time it is called.
+func (s *Server) started(c *servedConn) {
+	if !c.started {
+		c.started = true
+		s.starting.Add(-1)
 	}
 }
 
@@ -351,11 +365,15 @@ func (s *Server) takeSlot() bool {
 
 // evictIdle evicts the connection idle the longest, among those not yet
 // answered if any of them is idle: it marks it evicted and wakes its
-// goroutine, which says goodbye and closes it. The evicted
-// connection's slot becomes the caller's, and it holds a token of goodbyes
-// instead until it is closed. If no connection is idle, or MaxConns
-// evicted connections are still closing, it returns false and a channel
-// that is closed when that may have changed.
+// goroutine, which says goodbye and closes it. The evicted connection's
+// slot becomes the caller's, and it holds a token of goodbyes instead
+// until it is closed. If no connection is idle, or MaxConns evicted
+// connections are still closing, it returns false and a channel that is
+// closed when that may have changed. So it does while a connection it
+// accepted has not yet begun to wait for a request: the accept loop can
+// run ahead of the goroutines it starts, and such a connection, soon
+// idle, may be the one to go (one that sends nothing), or one to keep
+// (one whose request is on its way).
 func (s *Server) evictIdle() (bool, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -365,6 +383,9 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 		return false, s.freed
 	}
 	for {
+		// Read before the connections: one that stops starting is idle
+		// first (setIdle), so the look at them below sees it.
+		starting := s.starting.Load() > 0
 		var oldest *servedConn
 		var since int64
 		var answered bool
@@ -374,7 +395,7 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 				oldest, since, answered = c, t, a
 			}
 		}
-		if oldest == nil {
+		if oldest == nil || starting {
 			<-s.goodbyes
 			return false, s.freed
 		}
@@ -390,6 +411,7 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 // done gives back what c held: its slot, or, if it was evicted, its token
 // of goodbyes (its slot went to the connection that took its place).
 func (s *Server) done(c *servedConn) {
+	s.started(c)
 	c.conn.Close()
 	s.mu.Lock()
 	delete(s.conns, c)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -125,6 +126,54 @@ func testIdleFlood(t *testing.T, maxConns, more int) {
 	}
 	srv.mu.Unlock()
 	assert.Equal(t, maxConns, served)
+}
+
+// TestCallerThroughAChurningFlood has 40 silent connections, each dialled
+// again as soon as the server closes it, against 8 slots, while a caller
+// that connected first makes 200 calls: each is answered. Its connection
+// is idle between two calls, but silent ones go first, and Serve waits for
+// those it has just accepted to begin waiting, rather than evict it.
+func TestCallerThroughAChurningFlood(t *testing.T) {
+	srv := NewDemoServer()
+	srv.MaxConns = 8
+	srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
+	addr := serve(t, srv, rpctest.Listen(t))
+	ctx, cancel := context.WithTimeout(t.Context(), bound)
+	defer cancel()
+	c := dial(t, addr)
+	require.NoError(t, callAdd(ctx, c))
+
+	stop := make(chan struct{})
+	var closed atomic.Int64 // silent connections the server closed
+	var silent sync.WaitGroup
+	for range 40 {
+		silent.Go(func() {
+			for {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					return // the server has shut down
+				}
+				for err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+					select {
+					case <-stop:
+						conn.Close()
+						return
+					default:
+					}
+					_ = conn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+					_, err = conn.Read(make([]byte, 1))
+				}
+				conn.Close()
+				closed.Add(1)
+			}
+		})
+	}
+	defer silent.Wait()
+	defer close(stop)
+	for i := range 200 {
+		require.NoError(t, callAdd(ctx, c), "call %d", i)
+	}
+	assert.NotZero(t, closed.Load(), "no silent connection was evicted")
 }
 
 // TestEvictedConnectionKeepsItsAnswer has a connection ask for a large
