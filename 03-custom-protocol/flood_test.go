@@ -149,9 +149,9 @@ func TestCallerThroughAChurningFlood(t *testing.T) {
 	for range 40 {
 		silent.Go(func() {
 			for {
-				conn, err := net.Dial("tcp", addr)
+				conn, err := net.DialTimeout("tcp", addr, bound)
 				if err != nil {
-					return // the server has shut down
+					return // the server has shut down, or is stuck
 				}
 				for err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 					select {
@@ -195,7 +195,11 @@ func TestEvictedConnectionKeepsItsAnswer(t *testing.T) {
 
 	slow := dialSmallWindow(t, addr)
 	write(t, slow, "10 func:large\n")
-	<-runs
+	select {
+	case <-runs:
+	case <-time.After(bound):
+		t.Fatalf("the call did not run within %v", bound)
+	}
 
 	// The next connection waits until the answer is written and slow is
 	// idle, then takes its slot.
