@@ -252,12 +252,11 @@ func (f *flood) end() {
 
 // results is what the callers saw.
 type results struct {
-	ok        []time.Duration // each call that succeeded, how long it took
-	failed    int
-	slowest   time.Duration // of the calls that failed
-	why       map[string]int
-	elapsed   time.Duration
-	attempted int
+	ok      []time.Duration // each call that succeeded, how long it took
+	failed  int
+	slowest time.Duration // of the calls that failed
+	why     map[string]int
+	elapsed time.Duration
 }
 
 func (r *results) print(w io.Writer, cfg config) {
