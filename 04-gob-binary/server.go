@@ -119,21 +119,20 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 // until Shutdown is called; then it returns ErrServerClosed.
 //
 // It serves at most MaxConns connections at once, and at the cap it goes
-// on accepting. A new connection then takes the slot of the connection
-// that has been idle the longest, which is evicted: closed, once its
-// goodbye is said (see serveConn). Idle means waiting for a request with
-// not one byte of it read: a connection reading a request, running a call
-// or writing an answer is never evicted. Connections that have not yet
-// been answered go first, so that a flood of connections that send
-// nothing makes room among its own, and a caller's connection is evicted
-// only when no such one is idle. If none is idle at all, the new
-// connection waits, accepted and unread, until a slot frees or a
-// connection becomes idle, and Serve accepts nothing more meanwhile. So a
-// flood of silent connections cannot keep a caller out.
+// on accepting. A new connection then takes the slot of an idle one, which
+// is evicted: closed, once its goodbye is said (see serveConn). Idle means
+// waiting for a request with not one byte of it read: a connection
+// reading a request, running a call or writing an answer is never
+// evicted. Of the idle ones, those not yet answered go first, so that a
+// flood of connections that send nothing makes room among its own, and
+// then the one idle the longest. If none is idle, the new connection
+// waits, accepted and unread, until a slot frees or a connection becomes
+// idle, and Serve accepts nothing more meanwhile. So a flood of silent
+// connections cannot keep a caller out.
 //
-// Out of file descriptors, it evicts the connection idle the longest, if
-// there is one, and tries again after a pause that doubles from 5 ms to
-// 1 s.
+// Out of file descriptors, it evicts an idle connection, chosen the same
+// way, if there is one, and tries again after a pause that doubles from
+// 5 ms to 1 s.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
