@@ -12,7 +12,7 @@ import (
 func TestMain(m *testing.M) { rpctest.VerifyMain(m) }
 
 // serve runs srv on l until the test ends, then shuts it down and checks that
-// Serve returned nil. It returns the address to dial.
+// Serve returned ErrServerClosed. It returns the address to dial.
 func serve(t testing.TB, srv *Server, l net.Listener) string {
 	t.Helper()
 	served := make(chan error, 1)
@@ -21,7 +21,7 @@ func serve(t testing.TB, srv *Server, l net.Listener) string {
 		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
 		defer cancel()
 		assert.NoError(t, srv.Shutdown(ctx))
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, ErrServerClosed)
 	})
 	return l.Addr().String()
 }

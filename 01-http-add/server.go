@@ -2,7 +2,6 @@ package httpadd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -24,24 +23,32 @@ const (
 	DefaultMaxConns       = 1024             // connections open at once
 )
 
+// ErrServerClosed is what Serve returns once Shutdown has begun. It is
+// net/http's own http.ErrServerClosed, since net/http serves the
+// connections.
+var ErrServerClosed = http.ErrServerClosed
+
 // Server is the server stub of add: it maps GET /add?a=1&b=2 (or GET /?a=1&b=2,
 // the article's form) to a call of add(1, 2) and writes the answer as JSON.
 //
 // The zero value is not ready to use; call NewServer. Change the limits
-// before calling Serve, and call Serve once. Shutdown may be called at any
-// time, from any goroutine.
+// before the first call of Serve. Serve may be called more than once, also
+// at the same time with other listeners: they share the limits, MaxConns
+// included. Shutdown may be called at any time, from any goroutine.
 type Server struct {
 	HeaderTimeout  time.Duration
 	WriteTimeout   time.Duration
 	IdleTimeout    time.Duration
 	MaxHeaderBytes int
-	// MaxConns caps the connections open at once; 0 means no cap. Past
-	// it the server accepts nothing until a connection closes: new ones
-	// wait in the kernel's accept queue.
+	// MaxConns caps the connections open at once, on all listeners
+	// together; 0 means no cap. Past it the server accepts nothing until
+	// a connection closes: new ones wait in the kernel's accept queue.
 	MaxConns int
 
 	http    *http.Server
-	running atomic.Int64 // calls whose handler has not returned
+	setUp   sync.Once     // sets http's limits and makes slots, at the first Serve
+	slots   chan struct{} // a token per connection open, if MaxConns caps them
+	running atomic.Int64  // calls whose handler has not returned
 
 	// beforeAnswer, when set, runs inside each call before its answer is
 	// written. Tests use it to hold a call in flight.
@@ -97,30 +104,31 @@ func add(a, b int) (int, error) {
 }
 
 // Serve accepts connections on l and answers their requests until Shutdown
-// is called, then returns nil. Each connection is served on its own
+// is called, then returns ErrServerClosed; called after Shutdown, it
+// returns ErrServerClosed at once. Each connection is served on its own
 // goroutine, so a slow client delays nobody but itself.
 func (s *Server) Serve(l net.Listener) error {
-	if s.MaxConns > 0 {
-		l = newLimitListener(l, s.MaxConns)
-	}
-	hs := s.http
-	hs.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.running.Add(1)
-		defer s.running.Add(-1)
-		s.ServeHTTP(w, r)
+	s.setUp.Do(func() {
+		hs := s.http
+		hs.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.running.Add(1)
+			defer s.running.Add(-1)
+			s.ServeHTTP(w, r)
+		})
+		hs.ReadHeaderTimeout = s.HeaderTimeout
+		hs.ReadTimeout = s.HeaderTimeout // a GET has no body: the whole request is its headers
+		hs.WriteTimeout = s.WriteTimeout
+		hs.IdleTimeout = s.IdleTimeout
+		hs.MaxHeaderBytes = s.MaxHeaderBytes
+		hs.ErrorLog = log.New(io.Discard, "", 0) // a client hanging up is not the server's error
+		if s.MaxConns > 0 {
+			s.slots = make(chan struct{}, s.MaxConns)
+		}
 	})
-	hs.ReadHeaderTimeout = s.HeaderTimeout
-	hs.ReadTimeout = s.HeaderTimeout // a GET has no body: the whole request is its headers
-	hs.WriteTimeout = s.WriteTimeout
-	hs.IdleTimeout = s.IdleTimeout
-	hs.MaxHeaderBytes = s.MaxHeaderBytes
-	hs.ErrorLog = log.New(io.Discard, "", 0) // a client hanging up is not the server's error
-
-	err := hs.Serve(l)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	if s.slots != nil {
+		l = newLimitListener(l, s.slots)
 	}
-	return err
+	return s.http.Serve(l)
 }
 
 // Shutdown stops accepting connections, closes idle ones, and waits for the
@@ -141,13 +149,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// limitListener accepts at most a fixed number of connections at once. When
-// all its slots are taken, Accept waits for a connection to close before
-// it takes another from the kernel, so new connections wait in the kernel's
-// accept queue (its length is the listen backlog, net.core.somaxconn on
-// Linux); once that is full, the kernel ignores new attempts and clients
-// retry or time out. It is the standard library's idea, written out:
-// golang.org/x/net/netutil has the same as LimitListener.
+// limitListener hands net/http a connection only once it has a slot for
+// it; the Server's listeners share one set of slots. When all the slots
+// are taken, Accept holds the connection it has accepted, unread, until a
+// connection closes, and takes no other from the kernel meanwhile: new
+// connections wait in the kernel's accept queue (its length is the listen
+// backlog, net.core.somaxconn on Linux); once that is full, the kernel
+// ignores new attempts and clients retry or time out. It is the standard
+// library's idea, written out: golang.org/x/net/netutil has the same as
+// LimitListener, which takes the slot first; ours accepts first, so that a
+// listener waiting for a connection never holds a slot another listener
+// could use.
 type limitListener struct {
 	net.Listener
 	slots     chan struct{} // holds one value per open connection
@@ -155,21 +167,21 @@ type limitListener struct {
 	closeOnce sync.Once
 }
 
-func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), closed: make(chan struct{})}
+func newLimitListener(l net.Listener, slots chan struct{}) *limitListener {
+	return &limitListener{Listener: l, slots: slots, closed: make(chan struct{})}
 }
 
-// Accept waits for a free slot, then for a connection.
+// Accept waits for a connection, then for a free slot.
 func (l *limitListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
 	select {
 	case l.slots <- struct{}{}:
 	case <-l.closed:
+		conn.Close()
 		return nil, net.ErrClosed
-	}
-	conn, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
 	}
 	return &limitedConn{Conn: conn, release: sync.OnceFunc(func() { <-l.slots })}, nil
 }

@@ -151,9 +151,9 @@ func readBody(t *testing.T, r *bufio.Reader) string {
 }
 
 // TestMaxConns checks the cap on open connections. With MaxConns 2 and two
-// connections open, a third is not accepted: the kernel completes its
-// handshake and holds it in the accept queue, and its call waits. When one
-// of the two closes, the third is accepted and answered.
+// connections open, a third is not served: the server holds it unread (or
+// the kernel holds it in the accept queue), and its call waits. When one of
+// the two closes, the third is answered.
 func TestMaxConns(t *testing.T) {
 	srv := NewServer()
 	srv.MaxConns = 2
@@ -178,7 +178,6 @@ func TestMaxConns(t *testing.T) {
 	require.NoError(t, third.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
 	_, err = r.ReadByte()
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "a third connection was answered with MaxConns 2")
-	assert.Equal(t, 2, l.Accepted(), "a third connection was accepted with MaxConns 2")
 
 	require.NoError(t, open[0].Close())
 	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
@@ -347,7 +346,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(context.Background()) }()
-	require.NoError(t, <-served, "Serve returns as soon as Shutdown closes the listener")
+	require.ErrorIs(t, <-served, ErrServerClosed, "Serve returns as soon as Shutdown closes the listener")
 	// A Shutdown that does not wait returns within this window, while the
 	// call is held; the window is the check, not a synchronisation.
 	select {

@@ -31,24 +31,43 @@ import (
 // and Shutdown tests need; elsewhere the tests read every answer.
 
 // pipeListener is a net.Listener for tests in a bubble: dial makes a
-// net.Pipe and queues its server end for Accept.
+// net.Pipe and queues its server end for Accept. A test may also queue an
+// error for Accept to return, and see when Accept was called.
 type pipeListener struct {
-	queue  chan net.Conn // the accept queue: a dialled connection waits here until accepted
-	closed chan struct{} // closed by Close
+	queue  chan acceptResult // the accept queue: what the next calls of Accept return, in order
+	closed chan struct{}     // closed by Close
 	once   sync.Once
+
+	mu    sync.Mutex  // protects calls
+	calls []time.Time // when Accept was called, each time
+}
+
+type acceptResult struct {
+	conn net.Conn
+	err  error
 }
 
 func newPipeListener() *pipeListener {
-	return &pipeListener{queue: make(chan net.Conn, 16), closed: make(chan struct{})}
+	return &pipeListener{queue: make(chan acceptResult, 16), closed: make(chan struct{})}
 }
 
 func (l *pipeListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.calls = append(l.calls, time.Now())
+	l.mu.Unlock()
 	select {
-	case conn := <-l.queue:
-		return conn, nil
+	case r := <-l.queue:
+		return r.conn, r.err
 	case <-l.closed:
 		return nil, net.ErrClosed
 	}
+}
+
+// acceptCalls returns when Accept was called, each time.
+func (l *pipeListener) acceptCalls() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Time(nil), l.calls...)
 }
 
 func (l *pipeListener) Close() error {
@@ -83,7 +102,7 @@ func (l *pipeListener) dial(t *testing.T) (net.Conn, <-chan struct{}) {
 	client, server := newPipe(t)
 	watched := &closeWatchConn{Conn: server, closed: make(chan struct{})}
 	select {
-	case l.queue <- watched:
+	case l.queue <- acceptResult{conn: watched}:
 	default:
 		t.Fatal("the pipe listener's accept queue is full")
 	}
@@ -150,7 +169,7 @@ func (l *pipeListener) dialHalfClose(t *testing.T) (net.Conn, *halfCloseConn) {
 		wroteClosed:    make(chan struct{}),
 	}
 	select {
-	case l.queue <- watched:
+	case l.queue <- acceptResult{conn: watched}:
 	default:
 		t.Fatal("the pipe listener's accept queue is full")
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -15,7 +16,7 @@ import (
 // Default limits. Together they bound what the server holds: one
 // connection holds at most one request of MaxRequestBytes while it reads it,
 // plus small fixed buffers, and at most MaxConns connections are served at
-// once.
+// once (the Server doc gives the whole bound).
 const (
 	DefaultMaxConns            = 1024
 	DefaultFirstRequestTimeout = 5 * time.Second  // for a new connection to send its first whole request
@@ -25,7 +26,8 @@ const (
 
 // closeLinger is how long the server keeps a connection it is closing
 // open: after Shutdown, to answer requests that were already on their way,
-// and after refusing a stream, to let the client's unread bytes arrive.
+// and after refusing a stream or evicting a connection, to let the
+// client's unread bytes arrive.
 // Closing a socket with unread input sends a reset, and a reset can destroy
 // the answer the client has not read yet.
 const closeLinger = 500 * time.Millisecond
@@ -34,14 +36,28 @@ const closeLinger = 500 * time.Millisecond
 // caller learns that its call did not run, and may make it elsewhere.
 var errStopping = errors.New("the server is shutting down; the call did not run")
 
+// ErrServerClosed is what Serve returns once Shutdown has begun, as
+// net/http's Serve returns http.ErrServerClosed: a clean stop, not a
+// failure.
+var ErrServerClosed = errors.New("jsontcp: server closed")
+
 // Server is the server stub: it reads calls from each connection, finds the
 // function each one names, calls it, and writes back its answer.
 //
-// Register may be called at any time. Set the limits before calling Serve,
-// and call Serve once. A zero limit means its default, so the zero Server
-// is ready to use.
+// Register may be called at any time, and so may Shutdown. Set the limits
+// before the first call of Serve. Serve may be called more than once, also
+// at the same time with other listeners: the limits are the server's, and
+// all its listeners share them. A zero limit means its default, so the
+// zero Server is ready to use.
+//
+// What the server holds, whatever its peers do: at most MaxConns
+// connections served, each reading at most one request of MaxRequestBytes;
+// at most MaxConns more that it evicted (see Serve) and is closing, each
+// for at most closeLinger; and one more for each call of Serve, accepted
+// and not yet read while it waits for a slot. At the defaults that is 2,049
+// connections and 128 MiB of requests.
 type Server struct {
-	MaxConns            int           // connections served at once; more wait in the kernel's accept queue
+	MaxConns            int           // connections served at once; at the cap a new one takes an idle one's place (see Serve)
 	MaxRequestBytes     int           // a larger request is refused and closes its connection
 	FirstRequestTimeout time.Duration // a new connection that sends no whole request for this long is closed
 	IdleTimeout         time.Duration // a connection that sends no whole request for this long is closed
@@ -49,12 +65,20 @@ type Server struct {
 
 	funcs registry
 
-	mu       sync.Mutex // protects listener, conns, closing, stopped
-	listener net.Listener
-	conns    map[net.Conn]struct{}
-	closing  bool           // Shutdown has begun
-	stopped  chan struct{}  // closed when Shutdown begins
-	wg       sync.WaitGroup // one per connection being served
+	mu        sync.Mutex // protects listeners, conns, closing, freed
+	listeners map[net.Listener]struct{}
+	conns     map[*servedConn]struct{}
+	closing   bool           // Shutdown has begun
+	stopped   chan struct{}  // closed when Shutdown begins
+	wg        sync.WaitGroup // one per connection being served
+
+	// Made once, by init, for eviction (see Serve).
+	slots    chan struct{} // a token per connection served: MaxConns in all
+	goodbyes chan struct{} // a token per evicted connection not yet closed: MaxConns in all
+	waiting  atomic.Int32  // calls of Serve waiting for a slot
+	starting atomic.Int32  // connections accepted whose goroutine has not yet waited for a request
+	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
+	epoch    time.Time     // idle times count from here
 
 	// beforeAnswer, when set, runs inside each call before its answer is
 	// written. Tests use it to hold a call in flight.
@@ -90,10 +114,24 @@ func (s *Server) Methods() []string {
 	return s.funcs.names()
 }
 
-// Serve accepts connections on l and serves each on its own goroutine until
-// Shutdown is called; then it returns nil. With MaxConns connections open,
-// it stops accepting until one of them closes: new ones wait in the kernel's
-// accept queue.
+// Serve accepts connections on l and serves each on its own goroutine
+// until Shutdown is called; then it returns ErrServerClosed.
+//
+// It serves at most MaxConns connections at once, and at the cap it goes
+// on accepting. A new connection then takes the slot of an idle one, which
+// is evicted: closed, once its goodbye is said (see serveConn). Idle means
+// waiting for a request with not one byte of it read: a connection
+// reading a request, running a call or writing an answer is never
+// evicted. Of the idle ones, those not yet answered go first, so that a
+// flood of connections that send nothing makes room among its own, and
+// then the one idle the longest. If none is idle, the new connection
+// waits, accepted and unread, until a slot frees or a connection becomes
+// idle, and Serve accepts nothing more meanwhile. So a flood of silent
+// connections cannot keep a caller out.
+//
+// Out of file descriptors, it evicts an idle connection, chosen the same
+// way, if there is one, and tries again after a pause that doubles from
+// 5 ms to 1 s.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -101,42 +139,52 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.closing {
 		s.mu.Unlock()
 		l.Close()
-		return nil
+		return ErrServerClosed
 	}
-	s.listener = l
-	stopped := s.stopped
+	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
-	slots := make(chan struct{}, s.MaxConns) // one token per connection served
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
 	var backoff time.Duration
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-stopped:
-			return nil
-		}
 		conn, err := l.Accept()
 		if err != nil {
-			<-slots
 			if s.isClosing() {
-				return nil
+				return ErrServerClosed
 			}
 			if !passing(err) {
 				return err
 			}
-			// Out of file descriptors, say: wait for some to be freed.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors: as at the cap, but the
+				// evicted connection's slot is given back.
+				if evicted, _ := s.evictIdle(); evicted {
+					<-s.slots
+				}
+			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.stopped:
+				return ErrServerClosed
+			}
 			continue
 		}
 		backoff = 0
-		if !s.track(conn) {
+		if !s.takeSlot() {
 			conn.Close()
-			return nil
+			return ErrServerClosed
 		}
-		go func() {
-			defer func() { <-slots }()
-			s.serveConn(conn)
-		}()
+		c, ok := s.track(conn)
+		if !ok {
+			<-s.slots
+			conn.Close()
+			return ErrServerClosed
+		}
+		go s.serveConn(c)
 	}
 }
 
@@ -159,11 +207,17 @@ func setZero[T comparable](field *T, value T) {
 	}
 }
 
-// init makes what a zero Server lacks. s.mu is held.
+// init makes what a zero Server lacks, once. s.mu is held, and the limits
+// have their defaults.
 func (s *Server) init() {
 	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*servedConn]struct{}{}
 		s.stopped = make(chan struct{})
+		s.slots = make(chan struct{}, s.MaxConns)
+		s.goodbyes = make(chan struct{}, s.MaxConns)
+		s.freed = make(chan struct{})
+		s.epoch = time.Now()
 	}
 }
 
@@ -175,15 +229,17 @@ func passing(err error) bool {
 }
 
 // track records conn as served, unless the server is shutting down.
-func (s *Server) track(conn net.Conn) bool {
+func (s *Server) track(conn net.Conn) (*servedConn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return nil, false
 	}
-	s.conns[conn] = struct{}{}
+	c := &servedConn{conn: conn}
+	s.conns[c] = struct{}{}
+	s.starting.Add(1)
 	s.wg.Add(1)
-	return true
+	return c, true
 }
 
 func (s *Server) isClosing() bool {
@@ -192,17 +248,189 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-// serveConn answers the calls on one connection, in order, until the client
-// closes it, a limit is broken, or the server shuts down.
-func (s *Server) serveConn(conn net.Conn) {
-	defer func() {
-		conn.Close()
-		s.mu.Lock()
-		delete(s.conns, conn)
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
-	frames := newFrameReader(conn, s.MaxRequestBytes)
+// servedConn is a connection being served, with what eviction needs to
+// know of it. Its goroutine reads requests through it (Read), so that the
+// first byte of a request makes it busy the moment it is read.
+type servedConn struct {
+	conn net.Conn
+	// idle is when the connection began to wait for a request with no
+	// byte of one read, as Server.now gives it, while it waits so. Or it is
+	// busy: from when it is accepted until its goroutine waits for a
+	// request, and while it reads a request, runs a call or writes an
+	// answer. Or it is evicted. The connection's goroutine moves it from
+	// busy to idle and back; Serve moves it from idle to evicted, for
+	// good. The moves out of idle are compare-and-swaps, so exactly one
+	// wins the race between a request's first byte and an eviction.
+	idle atomic.Int64
+	// answered is set by the connection's goroutine once it has written an
+	// answer. Such a connection is evicted only when no unanswered one is
+	// idle, and its goodbye is polite.
+	answered atomic.Bool
+	// started is set by the connection's goroutine when it first waits for
+	// a request; only that goroutine uses it.
+	started bool
+}
+
+const (
+	busy    = 0
+	evicted = -1
+)
+
+// errEvicted is what a read of an evicted connection returns: the bytes
+// it read begin a request that will never be run.
+var errEvicted = errors.New("evicted to make room for a new connection")
+
+// Read reads for the connection's request reader. The first bytes read
+// while the connection is idle make it busy, unless Serve has evicted it
+// first: then they are dropped, and the request they begin is never read,
+// so never run.
+func (c *servedConn) Read(p []byte) (int, error) {
+	n, err := c.conn.Read(p)
+	if n > 0 && !c.setBusy() {
+		return 0, errEvicted
+	}
+	return n, err
+}
+
+// setBusy makes the connection busy, and reports false if it was evicted.
+func (c *servedConn) setBusy() bool {
+	since := c.idle.Load()
+	return since == busy || since > 0 && c.idle.CompareAndSwap(since, busy)
+}
+
+// now is the time as servedConn.idle keeps it: nanoseconds since s.epoch,
+// plus one, so that an idle connection is never busy.
+func (s *Server) now() int64 {
+	return int64(time.Since(s.epoch)) + 1
+}
+
+// setIdle marks c idle from now: its goroutine calls it when it waits for
+// a request and holds no byte of one (from just after it was accepted, or
+// just after its last answer), once it has armed the read deadline of that
+// wait, so that the deadline an eviction sets, to wake it, comes after. A
+// Serve call waiting for a slot is told.
+func (s *Server) setIdle(c *servedConn) {
+	c.idle.Store(s.now())
+	s.started(c)
+	if s.waiting.Load() > 0 {
+		s.wakeWaiting()
+	}
+}
+
+// started counts c out of s.starting, the first time it is called.
+func (s *Server) started(c *servedConn) {
+	if !c.started {
+		c.started = true
+		s.starting.Add(-1)
+	}
+}
+
+// wakeWaiting wakes every Serve call waiting for a slot, to look again.
+func (s *Server) wakeWaiting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.freed)
+	s.freed = make(chan struct{})
+}
+
+// takeSlot takes a slot for a connection Serve has just accepted: a free
+// one, or the slot of the connection idle the longest, which it evicts.
+// With every connection busy it waits until a slot frees or a connection
+// becomes idle. It reports false if Shutdown begins first.
+func (s *Server) takeSlot() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		evicted, freed := s.evictIdle()
+		if evicted {
+			return true
+		}
+		select {
+		case s.slots <- struct{}{}:
+			return true
+		case <-freed:
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
+// evictIdle evicts the connection idle the longest, among those not yet
+// answered if any of them is idle: it marks it evicted and wakes its
+// goroutine, which says goodbye and closes it. The evicted connection's
+// slot becomes the caller's, and it holds a token of goodbyes instead
+// until it is closed. If no connection is idle, or MaxConns evicted
+// connections are still closing, it returns false and a channel that is
+// closed when that may have changed. So it does while a connection it
+// accepted has not yet begun to wait for a request: the accept loop can
+// run ahead of the goroutines it starts, and such a connection, soon
+// idle, may be the one to go (one that sends nothing), or one to keep
+// (one whose request is on its way).
+func (s *Server) evictIdle() (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case s.goodbyes <- struct{}{}:
+	default:
+		return false, s.freed
+	}
+	for {
+		// Read before the connections: one that stops starting is idle
+		// first (setIdle), so the look at them below sees it.
+		starting := s.starting.Load() > 0
+		var oldest *servedConn
+		var since int64
+		var answered bool
+		for c := range s.conns {
+			t, a := c.idle.Load(), c.answered.Load()
+			if t > 0 && (oldest == nil || answered && !a || a == answered && t < since) {
+				oldest, since, answered = c, t, a
+			}
+		}
+		if oldest == nil || starting {
+			<-s.goodbyes
+			return false, s.freed
+		}
+		if oldest.idle.CompareAndSwap(since, evicted) {
+			// A read deadline in the past wakes its goroutine.
+			_ = oldest.conn.SetReadDeadline(time.Unix(1, 0))
+			return true, nil
+		}
+		// Its first byte came in: it is busy now. Look again.
+	}
+}
+
+// done gives back what c held: its slot, or, if it was evicted, its token
+// of goodbyes (its slot went to the connection that took its place).
+func (s *Server) done(c *servedConn) {
+	s.started(c)
+	c.conn.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if c.idle.Load() == evicted {
+		<-s.goodbyes
+		if s.waiting.Load() > 0 {
+			s.wakeWaiting()
+		}
+	} else {
+		<-s.slots
+	}
+	s.wg.Done()
+}
+
+// serveConn answers the calls on one connection, in order, until the
+// client closes it, a limit is broken, Serve evicts it, or the server
+// shuts down.
+func (s *Server) serveConn(c *servedConn) {
+	defer s.done(c)
+	conn := c.conn
+	frames := newFrameReader(c, s.MaxRequestBytes)
 	var out bytes.Buffer
 	wait := s.FirstRequestTimeout
 	for {
@@ -210,11 +438,22 @@ func (s *Server) serveConn(conn net.Conn) {
 			return
 		}
 		wait = s.IdleTimeout
+		if !requestBegun(frames) {
+			s.setIdle(c)
+		}
 		msg, err := frames.next()
 		if err != nil {
-			// After these the stream cannot be trusted: say why, if the
-			// client is still listening, and hang up.
-			if errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) {
+			switch {
+			case c.idle.Load() == evicted:
+				// A connection that answered may still have an answer on
+				// its way to the client; one that never did has nothing
+				// to lose, and its slot is needed now.
+				if c.answered.Load() {
+					s.hangUp(conn, s.linger)
+				}
+			case errors.Is(err, errTooLarge) || errors.Is(err, errMalformed):
+				// After these the stream cannot be trusted: say why, if
+				// the client is still listening, and hang up.
 				s.answer(conn, &out, nil, fmt.Errorf("%v; closing the connection", err))
 				s.hangUp(conn, s.WriteTimeout)
 			}
@@ -235,7 +474,19 @@ func (s *Server) serveConn(conn net.Conn) {
 		if !s.answer(conn, &out, res, callErr) {
 			return
 		}
+		c.answered.Store(true)
 	}
+}
+
+// requestBegun reports whether frames holds bytes of a next request,
+// read with the last one. White space between messages belongs to none,
+// so it drops what there is of it (a client ends each request with a
+// newline).
+func requestBegun(frames *frameReader) bool {
+	held, _ := frames.r.Peek(frames.r.Buffered())
+	space := len(held) - len(bytes.TrimLeft(held, " \t\r\n"))
+	_, _ = frames.r.Discard(space) // cannot fail: the bytes are buffered
+	return space < len(held)
 }
 
 // waitForRequest arms the read deadline for the next request: wait from
@@ -281,20 +532,21 @@ func (s *Server) write(conn net.Conn, p []byte) bool {
 	return err == nil
 }
 
-// hangUp closes conn politely after an answer that refused its stream,
-// or refused a call because the server is shutting down. Closing a socket
-// that still has unread input makes the kernel send a reset, which can
-// destroy the answer before the client reads it. So it first says it is
-// done writing, then reads and drops what the client is still sending, and
-// only then lets the caller close. It stops when the client has been silent
-// for closeLinger, after within in all (closeLinger once Shutdown has
-// begun), or after maxDrainBytes.
+// hangUp closes conn politely after an answer that refused its stream, or
+// refused a call because the server is shutting down, or when Serve has
+// evicted a connection that has answered calls. Closing a socket that
+// still has unread input makes the kernel send a reset, which can destroy
+// the answer before the client reads it. So it first says it is done
+// writing, then reads and drops what the client is still sending, and only
+// then lets the caller close. It stops when the client has been silent for
+// closeLinger, after within in all (closeLinger once Shutdown has begun),
+// or after maxDrainBytes.
 func (s *Server) hangUp(conn net.Conn, within time.Duration) {
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
 	giveUp := time.Now().Add(within)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 4<<10)
 	for drained := 0; drained < maxDrainBytes; {
 		deadline := time.Now().Add(s.linger)
 		if s.isClosing() && deadline.Before(giveUp) {
@@ -333,12 +585,13 @@ func (s *Server) handle(msg []byte) (any, error) {
 	return res, nil
 }
 
-// Shutdown stops accepting connections and lets each connection finish
-// what it has, then closes it: a call in flight is answered, and a request
-// that arrives within closeLinger is answered with an error saying that it
-// did not run. Once Shutdown has begun, an answer gets closeLinger to be
-// written, so a client that does not read cannot hold it. If ctx ends
-// first, Shutdown closes every connection and returns ctx's error at once,
+// Shutdown closes every listener, so that each Serve call returns
+// ErrServerClosed, and lets each connection finish what it has, then
+// closes it: a call in flight is answered, and a request that arrives
+// within closeLinger is answered with an error saying that it did not
+// run. Once Shutdown has begun, an answer gets closeLinger to be written,
+// so a client that does not read cannot hold it. If ctx ends first,
+// Shutdown closes every connection and returns ctx's error at once,
 // without waiting for functions that are still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -348,15 +601,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.closing = true
 		close(s.stopped)
 	}
-	if s.listener != nil {
-		s.listener.Close()
+	for l := range s.listeners {
+		l.Close()
 	}
 	linger := time.Now().Add(s.linger)
-	for conn := range s.conns {
+	for c := range s.conns {
 		// A connection blocked reading or writing gets closeLinger more;
 		// one in a call finishes it and answers, and then does the same.
-		_ = conn.SetReadDeadline(linger)
-		_ = conn.SetWriteDeadline(linger)
+		_ = c.conn.SetReadDeadline(linger)
+		_ = c.conn.SetWriteDeadline(linger)
 	}
 	s.mu.Unlock()
 
@@ -370,8 +623,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
-		for conn := range s.conns {
-			conn.Close()
+		for c := range s.conns {
+			c.conn.Close()
 		}
 		s.mu.Unlock()
 		return ctx.Err()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -202,66 +201,6 @@ func TestServerClosesSilentConnections(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "a connection that stops halfway through a request is closed")
 }
 
-// TestMaxConns fills the server's connections and checks that one more is
-// not served until a served one closes: it waits in the accept queue.
-func TestMaxConns(t *testing.T) {
-	srv := NewDemoServer()
-	srv.MaxConns = 2
-	l := rpctest.Listen(t)
-	addr := serve(t, srv, l)
-	const call = `{"method_name": "add", "method_args": [1, 2, 3]}`
-
-	first, firstAnswers := rawConn(t, addr)
-	second, secondAnswers := rawConn(t, addr)
-	for _, c := range []struct {
-		conn    net.Conn
-		answers *frameReader
-	}{{first, firstAnswers}, {second, secondAnswers}} {
-		write(t, c.conn, call)
-		assert.Equal(t, `{"res":6}`, nextAnswer(t, c.answers))
-	}
-
-	third, thirdAnswers := rawConn(t, addr) // the kernel completes the handshake
-	write(t, third, call)
-	require.NoError(t, third.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
-	_, err := thirdAnswers.next()
-	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "a third connection is served past MaxConns = 2")
-	assert.Equal(t, 2, l.Accepted())
-
-	second.Close()
-	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
-	assert.Equal(t, `{"res":6}`, nextAnswer(t, thirdAnswers), "served once a slot is free")
-	assert.Equal(t, 3, l.Accepted())
-	first.Close()
-	third.Close()
-}
-
-// TestIdleFloodBlocksNobody opens many more silent connections than the
-// server serves at once. They are closed after FirstRequestTimeout, so a
-// caller that comes after them is served well before its deadline.
-func TestIdleFloodBlocksNobody(t *testing.T) {
-	srv := NewDemoServer()
-	const maxConns = 20
-	srv.MaxConns = maxConns
-	srv.FirstRequestTimeout = 100 * time.Millisecond
-	srv.IdleTimeout = time.Hour
-	addr := serve(t, srv, rpctest.Listen(t))
-	for range 5 * maxConns {
-		conn, err := net.Dial("tcp", addr)
-		require.NoError(t, err)
-		t.Cleanup(func() { conn.Close() })
-	}
-
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
-	defer cancel()
-	c, err := Dial(ctx, addr)
-	require.NoError(t, err)
-	defer c.Close()
-	sum, err := DemoClient{c}.Add(ctx, 1, 2, 3)
-	require.NoError(t, err)
-	assert.Equal(t, 6, sum)
-}
-
 // TestRefusalIsReadable sends a request far over the server's limit. The
 // server answers that it is too large and closes the connection, but
 // politely: a server that closed with the rest of the request unread would
@@ -318,7 +257,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	}()
 	_, err := idle.next()
 	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed")
-	assert.NoError(t, <-served, "Serve returns once the listener is closed")
+	assert.ErrorIs(t, <-served, ErrServerClosed, "Serve returns once the listener is closed")
 	release()
 
 	got := <-answered
@@ -390,7 +329,7 @@ func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
 	<-entered
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(context.Background()) }()
-	require.NoError(t, <-served) // Shutdown has begun
+	require.ErrorIs(t, <-served, ErrServerClosed) // Shutdown has begun
 
 	write(t, idle, `{"method_name": "echo", "method_args": ["late"]}`)
 	assert.Equal(t, `{"res":null,"error":"the server is shutting down; the call did not run"}`, nextAnswer(t, answers))
@@ -464,7 +403,7 @@ func TestShutdownDeadline(t *testing.T) {
 		case <-time.After(2 * grace):
 			t.Errorf("%v after Shutdown's deadline, the call's connection is still open", 2*grace)
 		}
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, ErrServerClosed)
 		release()
 		assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
 	})

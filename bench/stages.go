@@ -28,11 +28,6 @@ type stageServer interface {
 	Shutdown(context.Context) error
 }
 
-// serverClosed holds what a stage's Serve returns once Shutdown has begun:
-// net/http's http.ErrServerClosed, or the stage's own ErrServerClosed.
-// A stage whose Serve returns nil then needs no entry.
-var serverClosed = []error{http.ErrServerClosed, asyncrpc.ErrServerClosed}
-
 // serveStage runs s.Serve(l) in a goroutine and returns a stop that shuts
 // the server down and waits for Serve to return.
 func serveStage(s stageServer, l net.Listener) func() error {
@@ -42,13 +37,17 @@ func serveStage(s stageServer, l net.Listener) func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := s.Shutdown(ctx)
-		serr := <-done
-		if err == nil && serr != nil && !slices.ContainsFunc(serverClosed, func(closed error) bool { return errors.Is(serr, closed) }) {
+		if serr := <-done; err == nil && serr != nil && !slices.ContainsFunc(serverClosed, func(closed error) bool { return errors.Is(serr, closed) }) {
 			err = serr
 		}
 		return err
 	}
 }
+
+// serverClosed holds what a Serve returns once it was shut down: net/http's
+// http.ErrServerClosed (stage 01's too), and each stage's ErrServerClosed.
+var serverClosed = []error{http.ErrServerClosed, jsontcp.ErrServerClosed, custom.ErrServerClosed,
+	gobrpc.ErrServerClosed, asyncrpc.ErrServerClosed, wsgirouter.ErrServerClosed}
 
 // Stage01 is the HTTP add server. It has no echo: the article's server
 // offers add only, and so does the stage. Its client keeps a pool of
@@ -182,24 +181,13 @@ func Stage06() System {
 			}
 			s := wsgirouter.NewServer(app)
 			s.MaxBodyBytes = 1 << 20
-			return serveStage(stage06Server{s}, l)
+			return serveStage(s, l)
 		},
 		Dial: func(_ context.Context, addr string) (Client, error) {
 			return stage06Client{wsgirouter.NewClient(addr)}, nil
 		},
 		Shared: "shared",
 	}
-}
-
-// stage06Server is stage 06's Server, whose Serve returns its own
-// ErrServerClosed after Shutdown: serveStage takes that for a clean stop.
-type stage06Server struct{ *wsgirouter.Server }
-
-func (s stage06Server) Serve(l net.Listener) error {
-	if err := s.Server.Serve(l); !errors.Is(err, wsgirouter.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // echoApp answers a JSON string with the same string.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	httpadd "github.com/rpc-from-scratch/course/01-http-add"
+	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 	wsgirouter "github.com/rpc-from-scratch/course/06-wsgi-router"
 	"github.com/rpc-from-scratch/course/internal/rpctest"
@@ -47,7 +48,7 @@ type server interface {
 }
 
 // serve runs srv on a free loopback port until the test ends, then shuts
-// it down and checks that Serve returned nil or ErrServerClosed. It
+// it down and checks that Serve returned its stage's ErrServerClosed. It
 // returns the address.
 func serve(t *testing.T, srv server) string {
 	t.Helper()
@@ -58,12 +59,21 @@ func serve(t *testing.T, srv server) string {
 		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
 		defer cancel()
 		assert.NoError(t, srv.Shutdown(ctx))
-		// Stages 05 and 06 say they were shut down with their ErrServerClosed.
-		if err := <-served; !errors.Is(err, wsgirouter.ErrServerClosed) && !errors.Is(err, asyncrpc.ErrServerClosed) {
-			assert.NoError(t, err)
-		}
+		assertServerClosed(t, <-served)
 	})
 	return l.Addr().String()
+}
+
+// assertServerClosed checks that a Serve returned its stage's
+// ErrServerClosed after Shutdown (stage 01's is net/http's).
+func assertServerClosed(t *testing.T, err error) {
+	t.Helper()
+	for _, closed := range []error{httpadd.ErrServerClosed, gobrpc.ErrServerClosed, asyncrpc.ErrServerClosed, wsgirouter.ErrServerClosed} {
+		if errors.Is(err, closed) {
+			return
+		}
+	}
+	t.Errorf("Serve returned %v, not its stage's ErrServerClosed", err)
 }
 
 // TestStage01StubCallsStage06 calls stage 06's /add with stage 01's Go

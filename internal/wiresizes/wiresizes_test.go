@@ -2,6 +2,7 @@ package wiresizes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -75,8 +76,9 @@ type server interface {
 	Shutdown(context.Context) error
 }
 
-// serve runs srv on l until the test ends, then shuts it down. It returns
-// the address to dial.
+// serve runs srv on l until the test ends, then shuts it down and checks
+// that Serve returned its stage's ErrServerClosed. It returns the address
+// to dial.
 func serve(t *testing.T, srv server, l net.Listener) string {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -84,7 +86,9 @@ func serve(t *testing.T, srv server, l net.Listener) string {
 		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
 		defer cancel()
 		assert.NoError(t, srv.Shutdown(ctx))
-		assert.NoError(t, <-served)
+		err := <-served
+		assert.True(t, errors.Is(err, jsontcp.ErrServerClosed) || errors.Is(err, customproto.ErrServerClosed) ||
+			errors.Is(err, gobrpc.ErrServerClosed), "Serve returned %v", err)
 	})
 	return l.Addr().String()
 }

@@ -66,5 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("calls still in flight after %v: %w", *grace, err)
 	}
-	return <-served
+	if err := <-served; !errors.Is(err, httpadd.ErrServerClosed) {
+		return err
+	}
+	return nil
 }

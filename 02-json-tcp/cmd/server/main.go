@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:5000", "`host:port` to listen on; port 0 picks a free one")
 	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal")
-	maxConns := flags.Int("max-conns", jsontcp.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted")
+	maxConns := flags.Int("max-conns", jsontcp.DefaultMaxConns, "the most `connections` served at once; at the cap a new one takes the place of the one idle the longest")
 	maxRequest := flags.Int("max-request", jsontcp.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one closes its connection")
 	idle := flags.Duration("idle", jsontcp.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
 	if err := flags.Parse(args); err != nil {
@@ -74,5 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("calls still in flight after %v: %w", *grace, err)
 	}
-	return <-served
+	if err := <-served; !errors.Is(err, jsontcp.ErrServerClosed) {
+		return err
+	}
+	return nil
 }

@@ -120,7 +120,7 @@ func startLiar(t *testing.T) string {
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		assert.NoError(t, srv.Shutdown(context.Background()))
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, customproto.ErrServerClosed)
 	})
 	return l.Addr().String()
 }

@@ -137,7 +137,7 @@ func startLiar(t *testing.T) string {
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		assert.NoError(t, srv.Shutdown(context.Background()))
-		assert.NoError(t, <-served)
+		assert.ErrorIs(t, <-served, gobrpc.ErrServerClosed)
 	})
 	return l.Addr().String()
 }
