@@ -299,6 +299,10 @@ func TestMaxConnsSlotIsReleased(t *testing.T) {
 		first, _ := l.dial(t)
 		_, err := first.Write([]byte(addCall[:20]))
 		require.NoError(t, err)
+		// The pipe's Write returns once the server has read the bytes, a
+		// moment before the server marks the connection busy: until then it
+		// is idle, and the second connection would evict it, as it may.
+		synctest.Wait()
 
 		second, _ := l.dial(t)
 		sent := make(chan error, 1)
@@ -345,6 +349,31 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 		assert.NoError(t, <-shutdown)
 		assert.Equal(t, closeLinger, time.Since(start), "Shutdown returned once the connection was closed")
 		<-served
+	})
+}
+
+// TestShutdownDeadlineWithNoCallRunning shuts the server down with a
+// deadline shorter than closeLinger while a client keeps a connection
+// that waits for a request. At the deadline Shutdown closes it and returns
+// nil: no call was cut off. (cmd/server's exit status rests on this: 1
+// only when a call was cut off.)
+func TestShutdownDeadlineWithNoCallRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer()
+		l := newPipeListener()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		_, closed := l.dial(t)
+		synctest.Wait() // the connection waits for its first request
+
+		const grace = 100 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		start := time.Now()
+		assert.NoError(t, srv.Shutdown(ctx), "no call was running at the deadline")
+		assert.Equal(t, grace, time.Since(start), "Shutdown returned at its deadline")
+		assert.Equal(t, grace, waitClosed(t, closed, start, 2*grace))
+		assert.ErrorIs(t, <-served, ErrServerClosed)
 	})
 }
 
