@@ -80,6 +80,8 @@ type Server struct {
 	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
 	epoch    time.Time     // idle times count from here
 
+	running atomic.Int32 // calls in their function: if one is at Shutdown's deadline, it was cut off
+
 	// beforeAnswer, when set, runs inside each call before its answer is
 	// written. Tests use it to hold a call in flight.
 	beforeAnswer func()
@@ -467,10 +469,12 @@ func (s *Server) serveConn(c *servedConn) {
 			}
 			return
 		}
+		s.running.Add(1)
 		res, callErr := s.handle(msg)
 		if s.beforeAnswer != nil {
 			s.beforeAnswer()
 		}
+		s.running.Add(-1)
 		if !s.answer(conn, &out, res, callErr) {
 			return
 		}
@@ -591,8 +595,11 @@ func (s *Server) handle(msg []byte) (any, error) {
 // within closeLinger is answered with an error saying that it did not
 // run. Once Shutdown has begun, an answer gets closeLinger to be written,
 // so a client that does not read cannot hold it. If ctx ends first,
-// Shutdown closes every connection and returns ctx's error at once,
-// without waiting for functions that are still running.
+// Shutdown closes every connection at once, without waiting for functions
+// that are still running, and returns ctx's error if a call was still
+// running then: it was cut off, and its caller gets no answer. It returns
+// nil if all that was left was connections waiting for a request, or
+// answers their clients did not read.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -627,6 +634,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.conn.Close()
 		}
 		s.mu.Unlock()
-		return ctx.Err()
+		if s.running.Load() > 0 {
+			return ctx.Err()
+		}
+		return nil
 	}
 }

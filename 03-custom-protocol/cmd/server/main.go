@@ -6,7 +6,9 @@
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
-// -grace, and exits 0.
+// -grace, and exits 0 if every one finished. A call still running when the
+// grace ends is cut off: its connection is closed, its caller gets no
+// answer, and the server exits 1.
 package main
 
 import (
@@ -41,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("server", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:50051", "`host:port` to listen on; port 0 picks a free one")
-	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal")
+	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal; the server exits 0 if every one finished, 1 if one was still running and was cut off")
 	maxConns := flags.Int("max-conns", customproto.DefaultMaxConns, "the most `connections` served at once; at the cap a new one takes the place of the one idle the longest")
 	maxRequest := flags.Int("max-request", customproto.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one closes its connection")
 	idle := flags.Duration("idle", customproto.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
