@@ -4,9 +4,10 @@
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
-// -grace, and exits 0. At the end of the grace it closes every connection
-// still open, such as one whose client stopped reading its answers; it
-// exits 1 only if a call is still running then.
+// -grace, and exits 0 if every one finished. At the end of the grace it
+// closes every connection still open, such as one whose client stopped
+// reading its answers; a call still running then is cut off, its caller
+// gets no answer, and the server exits 1.
 package main
 
 import (
@@ -41,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("server", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:8003", "`host:port` to listen on; port 0 picks a free one")
-	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal")
+	grace := flags.Duration("grace", 5*time.Second, "how long calls in flight may take to finish after a stop signal; the server exits 0 if every one finished, 1 if one was still running and was cut off")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
