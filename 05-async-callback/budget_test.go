@@ -240,16 +240,28 @@ func served(srv *Server) int {
 }
 
 // TestBudgetWaitIsTheServers has a request wait for budget for longer
-// than FirstRequestTimeout, its frame's length read and its payload not:
-// the time it waited was the server's, not the client's, so the server
-// gives the client its time again, reads the payload, and answers.
+// than FirstRequestTimeout, its frame's length read and its payload not
+// (a pipe's Write returns only once every byte is read, so the write is
+// still blocked): the time it waited was the server's, not the client's,
+// so the server gives the client its time again, reads the payload, and
+// answers.
 func TestBudgetWaitIsTheServers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newHeldBudget(t, 12<<10) // the held call takes it all
 		conn := b.l.dial(t)
 		// More than the reader takes at once: the rest is read after the wait.
 		stream := echoStream(t, 1, strings.Repeat("x", 8<<10))
-		go func() { _, _ = conn.Write(stream) }()
+		written := make(chan struct{})
+		go func() {
+			_, _ = conn.Write(stream)
+			close(written)
+		}()
+		synctest.Wait()
+		select {
+		case <-written:
+			t.Fatal("the server read a whole request while it waited for budget: it must wait with the length read and the payload not")
+		default:
+		}
 		time.Sleep(2 * DefaultFirstRequestTimeout)
 		b.release()
 		assert.Equal(t, answerTo(1, strAnswer(strings.Repeat("x", 8<<10))), nextAnswer(t, newDecoder(conn, DefaultMaxMessageBytes)))
