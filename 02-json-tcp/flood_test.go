@@ -501,7 +501,14 @@ func TestServeTwice(t *testing.T) {
 	}
 
 	late := rpctest.Listen(t)
-	assert.ErrorIs(t, srv.Serve(late), ErrServerClosed)
+	go func() { served <- srv.Serve(late) }()
+	select {
+	case err := <-served:
+		assert.ErrorIs(t, err, ErrServerClosed)
+	case <-time.After(bound):
+		late.Close() // ends the Serve that would otherwise outlive the test
+		t.Fatalf("Serve called after Shutdown did not return within %v", bound)
+	}
 	_, err := net.Dial("tcp", late.Addr().String())
 	assert.Error(t, err, "Serve after Shutdown closes its listener")
 }
