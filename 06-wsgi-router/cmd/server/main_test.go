@@ -387,13 +387,15 @@ const linger = 500 * time.Millisecond
 // could wait for the WriteTimeout (10 s); the server gives it 500 ms once
 // stopping, as stages 02 to 05 do, and then closes the connection. No
 // application is still running, so run returns nil, and the command
-// exits 0, long before the grace (20 × 500 ms) ends.
+// exits 0, long before the grace ends: 8 × 500 ms, less than the
+// WriteTimeout, so that a server that let the write wait for its
+// WriteTimeout would reach the end of the grace and exit 1.
 func TestStopCutsOffClientsNotReading(t *testing.T) {
 	withTestPages(t)
 	for _, tc := range servers {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
-			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", (20 * linger).String()}, tc.args...)...)
+			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", (8 * linger).String()}, tc.args...)...)
 			idle := keptAlive(t, addr)
 			busy := notReading(t, addr)
 			stop()
