@@ -37,6 +37,11 @@ var ErrServerClosed = http.ErrServerClosed
 // before the first call of Serve. Serve may be called more than once, also
 // at the same time with other listeners: they share the limits, MaxConns
 // included. Shutdown may be called at any time, from any goroutine.
+//
+// What the server holds, whatever its peers do: at most MaxConns
+// connections, those it evicted and is saying goodbye to included (each
+// for at most closeLinger), and one more for each call of Serve, accepted
+// and not yet read while it waits for a slot.
 type Server struct {
 	HeaderTimeout  time.Duration
 	WriteTimeout   time.Duration
@@ -361,9 +366,12 @@ func (t *connTable) wakeWaiting() {
 // connState is net/http's http.Server.ConnState hook: it keeps each
 // trackedConn's state as net/http sees it. StateNew: accepted, not one
 // byte of a request read yet, and never answered. StateIdle: it has
-// answered, and waits for the next request. StateActive: a request was
-// read, and is being served. StateHijacked: taken from net/http. (A
-// connection is closed, and leaves the table, when net/http calls Close.)
+// answered, and waits for the next request. In both, the connection is
+// idle from the moment net/http waits to read a request (see Read), not
+// before: one whose request is there already is never idle. StateActive:
+// a request was read, and is being served. StateHijacked: taken from
+// net/http. (A connection is closed, and leaves the table, when net/http
+// calls Close.)
 func connState(nc net.Conn, state http.ConnState) {
 	c, ok := nc.(*trackedConn)
 	if !ok {
@@ -371,11 +379,12 @@ func connState(nc net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateNew:
-		c.setIdle()
+		c.waits.Store(true)
 	case http.StateIdle:
 		c.answered.Store(true)
-		c.setIdle()
+		c.waits.Store(true)
 	case http.StateActive, http.StateHijacked:
+		c.waits.Store(false)
 		c.setBusy()
 	}
 }
@@ -389,9 +398,9 @@ type trackedConn struct {
 	table *connTable
 	// idle is when the connection began to wait for a request with no
 	// byte of one read, as connTable.now gives it, while it waits so. Or
-	// it is busy: from when it is accepted until net/http calls the hook
-	// with StateNew, and while it reads a request, runs a call or writes
-	// an answer. Or it is evicted, for good. The moves out of idle are
+	// it is busy: from when it is accepted until net/http first reads
+	// from it, and while it reads a request, runs a call or writes an
+	// answer. Or it is evicted, for good. The moves out of idle are
 	// compare-and-swaps, so exactly one wins the race between a request's
 	// first byte and an eviction.
 	idle atomic.Int64
@@ -399,6 +408,9 @@ type trackedConn struct {
 	// (StateIdle). Such a connection is evicted only when no unanswered
 	// one is idle, and its goodbye is polite.
 	answered atomic.Bool
+	// waits is set by the hook at StateNew and StateIdle: net/http's next
+	// Read waits for a request, and makes the connection idle.
+	waits    atomic.Bool
 	woken    chan struct{} // closed by evictIdle once it has woken the reader
 	said     bool          // the goodbye is said; only the reader uses it
 	gone     chan struct{} // closed by the first Close, once the slot is given back
@@ -433,11 +445,17 @@ func (c *trackedConn) setBusy() bool {
 	return false
 }
 
-// Read reads for net/http. The first bytes read while the connection is
-// idle make it busy, unless it was evicted first: then they are dropped,
-// the request they begin is never read, so never run, and net/http reads
-// the end of the stream, once the goodbye is said.
+// Read reads for net/http. Its first call after StateNew or StateIdle
+// waits for a request: it makes the connection idle (net/http has set its
+// read deadline for that wait by then, so an eviction's comes after). The
+// first bytes read while the connection is idle make it busy, unless it
+// was evicted first: then they are dropped, the request they begin is
+// never read, so never run, and net/http reads the end of the stream,
+// once the goodbye is said.
 func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.waits.Swap(false) {
+		c.setIdle()
+	}
 	if c.idle.Load() == evicted {
 		return 0, c.goodbye()
 	}
