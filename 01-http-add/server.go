@@ -410,11 +410,11 @@ type trackedConn struct {
 	answered atomic.Bool
 	// waits is set by the hook at StateNew and StateIdle: net/http's next
 	// Read waits for a request, and makes the connection idle.
-	waits    atomic.Bool
-	woken    chan struct{} // closed by evictIdle once it has woken the reader
-	said     bool          // the goodbye is said; only the reader uses it
-	gone     chan struct{} // closed by the first Close, once the slot is given back
-	once     sync.Once     // for Close
+	waits atomic.Bool
+	woken chan struct{} // closed by evictIdle once it has woken the reader
+	said  bool          // the goodbye is said; only the reader uses it
+	gone  chan struct{} // closed by the first Close, once the slot is given back
+	once  sync.Once     // for Close
 }
 
 const (
