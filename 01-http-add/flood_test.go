@@ -95,6 +95,7 @@ func testIdleFlood(t *testing.T, maxConns, more int) {
 	served := len(srv.conns.conns)
 	srv.conns.mu.Unlock()
 	assert.Equal(t, maxConns, served)
+	assert.Len(t, srv.conns.slots, served, "a slot is held for each connection served, and no other")
 }
 
 // TestGoodbyeEndsWhenTheClientCloses fills the only slot with an
