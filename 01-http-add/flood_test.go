@@ -98,6 +98,56 @@ func testIdleFlood(t *testing.T, maxConns, more int) {
 	assert.Len(t, srv.conns.slots, served, "a slot is held for each connection served, and no other")
 }
 
+// TestCallerThroughAChurningFlood has 40 silent connections, each dialled
+// again as soon as the server closes it, against 8 slots, while a caller
+// that connected first makes 200 calls: each is answered. Its connection
+// is idle between two calls, but silent ones go first, and Accept waits
+// for those it has just accepted to begin waiting, rather than evict it.
+func TestCallerThroughAChurningFlood(t *testing.T) {
+	srv := NewServer()
+	srv.MaxConns = 8
+	srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+	addr := serve(t, srv, rpctest.Listen(t))
+	ctx, cancel := context.WithTimeout(t.Context(), bound)
+	defer cancel()
+	c, r := dialRaw(t, addr)
+	require.NoError(t, addOn(c, r))
+
+	stop := make(chan struct{})
+	var closed atomic.Int64 // silent connections the server closed
+	var silent sync.WaitGroup
+	for range 40 {
+		silent.Go(func() {
+			for {
+				conn, err := net.DialTimeout("tcp", addr, bound)
+				if err != nil {
+					return // the server has shut down, or is stuck
+				}
+				for err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+					select {
+					case <-stop:
+						conn.Close()
+						return
+					default:
+					}
+					_ = conn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+					_, err = conn.Read(make([]byte, 1))
+				}
+				conn.Close()
+				closed.Add(1)
+			}
+		})
+	}
+	defer silent.Wait()
+	defer close(stop)
+	deadline, _ := ctx.Deadline()
+	require.NoError(t, c.SetDeadline(deadline))
+	for i := range 200 {
+		require.NoError(t, addOn(c, r), "call %d", i)
+	}
+	assert.NotZero(t, closed.Load(), "no silent connection was evicted")
+}
+
 // TestGoodbyeEndsWhenTheClientCloses fills the only slot with an
 // http.Client's connection, idle after a call, and then calls from a
 // second client: the first connection is evicted, and the server says

@@ -249,10 +249,11 @@ func (l *limitListener) Close() error {
 // net/http, with a slot each, and what eviction needs to know of them.
 // Its methods are safe for use by many goroutines.
 type connTable struct {
-	slots   chan struct{} // a token per connection open: MaxConns in all
-	linger  time.Duration // closeLinger, unless a test needs longer
-	epoch   time.Time     // idle times count from here
-	waiting atomic.Int32  // Accept calls waiting for a slot
+	slots    chan struct{} // a token per connection open: MaxConns in all
+	linger   time.Duration // closeLinger, unless a test needs longer
+	epoch    time.Time     // idle times count from here
+	waiting  atomic.Int32  // Accept calls waiting for a slot
+	starting atomic.Int32  // connections handed to net/http that it has not yet read from
 
 	mu    sync.Mutex // protects conns, idled
 	conns map[*trackedConn]struct{}
@@ -305,6 +306,8 @@ func (t *connTable) takeSlot(conn net.Conn, closed <-chan struct{}) *trackedConn
 // ConnState hook makes it idle (StateNew) before it reads from it.
 func (t *connTable) track(conn net.Conn) *trackedConn {
 	c := &trackedConn{Conn: conn, table: t, woken: make(chan struct{}), gone: make(chan struct{})}
+	c.starting.Store(true)
+	t.starting.Add(1)
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
 	t.mu.Unlock()
@@ -316,12 +319,19 @@ func (t *connTable) track(conn net.Conn) *trackedConn {
 // when it is closed. One that has not answered is closed at once: it has
 // nothing to lose. One that has is woken, and says goodbye before it
 // closes (see trackedConn.goodbye). If no connection is idle, evictIdle
-// returns nil and a channel that is closed when one may be.
+// returns nil and a channel that is closed when one may be. So it does
+// while a connection handed to net/http has not yet been read from:
+// Accept can run ahead of the goroutines net/http starts, and such a
+// connection, soon idle, may be the one to go (one that sends nothing),
+// or one to keep (one whose request is on its way).
 func (t *connTable) evictIdle() (*trackedConn, <-chan struct{}) {
 	t.mu.Lock()
 	var victim *trackedConn
 	var answered bool
 	for victim == nil {
+		// Read before the connections: one that stops starting is idle
+		// first (trackedConn.Read), so the look at them below sees it.
+		starting := t.starting.Load() > 0
 		var since int64
 		for c := range t.conns {
 			at, a := c.idle.Load(), c.answered.Load()
@@ -329,7 +339,7 @@ func (t *connTable) evictIdle() (*trackedConn, <-chan struct{}) {
 				victim, since, answered = c, at, a
 			}
 		}
-		if victim == nil {
+		if victim == nil || starting {
 			idled := t.idled
 			t.mu.Unlock()
 			return nil, idled
@@ -357,6 +367,9 @@ func (t *connTable) now() int64 {
 
 // wakeWaiting wakes every Accept waiting for a slot, to look again.
 func (t *connTable) wakeWaiting() {
+	if t.waiting.Load() == 0 {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	close(t.idled)
@@ -410,11 +423,12 @@ type trackedConn struct {
 	answered atomic.Bool
 	// waits is set by the hook at StateNew and StateIdle: net/http's next
 	// Read waits for a request, and makes the connection idle.
-	waits atomic.Bool
-	woken chan struct{} // closed by evictIdle once it has woken the reader
-	said  bool          // the goodbye is said; only the reader uses it
-	gone  chan struct{} // closed by the first Close, once the slot is given back
-	once  sync.Once     // for Close
+	waits    atomic.Bool
+	starting atomic.Bool   // net/http has not read from it yet; counted in table.starting
+	woken    chan struct{} // closed by evictIdle once it has woken the reader
+	said     bool          // the goodbye is said; only the reader uses it
+	gone     chan struct{} // closed by the first Close, once the slot is given back
+	once     sync.Once     // for Close
 }
 
 const (
@@ -422,16 +436,19 @@ const (
 	evicted = -1
 )
 
-// setIdle marks c idle from now, unless it was evicted, and tells an
-// Accept that waits for a slot.
+// setIdle marks c idle from now, unless it was evicted.
 func (c *trackedConn) setIdle() {
 	for at := c.idle.Load(); at != evicted; at = c.idle.Load() {
 		if c.idle.CompareAndSwap(at, c.table.now()) {
-			if c.table.waiting.Load() > 0 {
-				c.table.wakeWaiting()
-			}
 			return
 		}
+	}
+}
+
+// started counts c out of table.starting, the first time it is called.
+func (c *trackedConn) started() {
+	if c.starting.Swap(false) {
+		c.table.starting.Add(-1)
 	}
 }
 
@@ -455,6 +472,8 @@ func (c *trackedConn) setBusy() bool {
 func (c *trackedConn) Read(p []byte) (int, error) {
 	if c.waits.Swap(false) {
 		c.setIdle()
+		c.started()
+		c.table.wakeWaiting() // an Accept may wait for this one
 	}
 	if c.idle.Load() == evicted {
 		return 0, c.goodbye()
@@ -493,6 +512,7 @@ func (c *trackedConn) goodbye() error {
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
+		c.started()
 		c.table.mu.Lock()
 		delete(c.table.conns, c)
 		c.table.mu.Unlock()
