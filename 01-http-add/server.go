@@ -276,11 +276,16 @@ func newConnTable(maxConns int, linger time.Duration) *connTable {
 // slot frees or a connection becomes idle. It returns nil if closed is
 // closed first.
 func (t *connTable) takeSlot(conn net.Conn, closed <-chan struct{}) *trackedConn {
+	select {
+	case t.slots <- struct{}{}:
+		return t.track(conn)
+	default:
+	}
 	t.waiting.Add(1)
 	defer t.waiting.Add(-1)
 	for {
 		select {
-		case t.slots <- struct{}{}:
+		case t.slots <- struct{}{}: // freed since the last look
 			return t.track(conn)
 		default:
 		}
@@ -302,8 +307,8 @@ func (t *connTable) takeSlot(conn net.Conn, closed <-chan struct{}) *trackedConn
 	}
 }
 
-// track records conn, which holds a slot now, as busy: net/http's
-// ConnState hook makes it idle (StateNew) before it reads from it.
+// track records conn, which holds a slot now, as busy and starting: it
+// becomes idle when net/http first reads from it (see trackedConn.Read).
 func (t *connTable) track(conn net.Conn) *trackedConn {
 	c := &trackedConn{Conn: conn, table: t, woken: make(chan struct{}), gone: make(chan struct{})}
 	c.starting.Store(true)
