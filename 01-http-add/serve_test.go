@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -19,21 +20,30 @@ import (
 const bound = 10 * time.Second
 
 // TestServeTwice serves two listeners at once, with MaxConns 1 for both
-// together: a connection open on one keeps the other's waiting. Shutdown
+// together: a call running on one keeps the other's connection waiting.
+// Shutdown
 // ends both Serve calls with ErrServerClosed, and Serve called after
 // Shutdown returns it at once and closes its listener.
 func TestServeTwice(t *testing.T) {
 	srv := NewServer()
 	srv.MaxConns = 1
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var held atomic.Bool
+	srv.beforeAnswer = func() {
+		if held.CompareAndSwap(false, true) {
+			entered <- struct{}{}
+			<-release
+		}
+	}
 	first, second := rpctest.Listen(t), rpctest.Listen(t)
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(first) }()
 	go func() { served <- srv.Serve(second) }()
 
-	open, r := dialRaw(t, first.Addr().String())
+	open, openAnswers := dialRaw(t, first.Addr().String())
 	_, err := io.WriteString(open, "GET /add?a=1&b=2 HTTP/1.1\r\nHost: test\r\n\r\n")
 	require.NoError(t, err)
-	require.Equal(t, `{"result": 3}`, readBody(t, r))
+	<-entered
 
 	other, r := dialRaw(t, second.Addr().String())
 	_, err = io.WriteString(other, "GET /add?a=2&b=2 HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -43,6 +53,8 @@ func TestServeTwice(t *testing.T) {
 	require.NoError(t, other.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
 	_, err = r.Peek(1)
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "the second listener served a connection past MaxConns 1")
+	close(release)
+	require.Equal(t, `{"result": 3}`, readBody(t, openAnswers))
 	require.NoError(t, open.Close())
 	require.NoError(t, other.SetReadDeadline(time.Now().Add(bound)))
 	assert.Equal(t, `{"result": 4}`, readBody(t, r), "once the slot is free")
@@ -76,9 +88,9 @@ func TestServeTwice(t *testing.T) {
 // connection of its own.
 func TestListenersShareSlots(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		slots := make(chan struct{}, 1)
+		conns := newConnTable(1, closeLinger)
 		quiet, busy := newChanListener(), newChanListener()
-		waiting, serving := newLimitListener(quiet, slots), newLimitListener(busy, slots)
+		waiting, serving := newLimitListener(quiet, conns), newLimitListener(busy, conns)
 		defer waiting.Close()
 		defer serving.Close()
 		go func() {

@@ -150,25 +150,35 @@ func readBody(t *testing.T, r *bufio.Reader) string {
 	return string(body)
 }
 
-// TestMaxConns checks the cap on open connections. With MaxConns 2 and two
-// connections open, a third is not served: the server holds it unread (or
-// the kernel holds it in the accept queue), and its call waits. When one of
-// the two closes, the third is answered.
+// TestMaxConns checks the cap on open connections. With MaxConns 2 and a
+// call running on each of two connections, a third is not served: the
+// server holds it unread (or the kernel holds it in the accept queue), and
+// its call waits. When the calls end and their clients close, the third is
+// answered. (Busy connections are never evicted; idle ones make room, see
+// flood_test.go.)
 func TestMaxConns(t *testing.T) {
 	srv := NewServer()
 	srv.MaxConns = 2
+	entered, release := make(chan struct{}, 2), make(chan struct{})
+	srv.beforeAnswer = func() {
+		entered <- struct{}{}
+		<-release
+	}
 	l := rpctest.Listen(t)
 	addr := serve(t, srv, l)
 
-	var open []net.Conn
+	type open struct {
+		conn net.Conn
+		r    *bufio.Reader
+	}
+	var busy []open
 	for range 2 {
 		conn, r := dialRaw(t, addr)
 		_, err := io.WriteString(conn, "GET /add?a=1&b=2 HTTP/1.1\r\nHost: test\r\n\r\n")
 		require.NoError(t, err)
-		require.Equal(t, `{"result": 3}`, readBody(t, r))
-		open = append(open, conn)
+		<-entered
+		busy = append(busy, open{conn, r})
 	}
-	require.Equal(t, 2, l.Accepted())
 
 	third, r := dialRaw(t, addr)
 	_, err := io.WriteString(third, "GET /add?a=2&b=2 HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -178,8 +188,14 @@ func TestMaxConns(t *testing.T) {
 	require.NoError(t, third.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
 	_, err = r.ReadByte()
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "a third connection was answered with MaxConns 2")
+	assert.Equal(t, 3, l.Accepted())
 
-	require.NoError(t, open[0].Close())
+	close(release)
+	for _, o := range busy {
+		assert.Equal(t, `{"result": 3}`, readBody(t, o.r))
+		require.NoError(t, o.conn.Close())
+	}
+	<-entered // the third call
 	require.NoError(t, third.SetReadDeadline(time.Now().Add(rpctest.Backstop)))
 	assert.Equal(t, `{"result": 4}`, readBody(t, r), "the third connection, once a slot is free")
 	assert.Equal(t, 3, l.Accepted())
