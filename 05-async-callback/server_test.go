@@ -398,8 +398,7 @@ func TestServerClosesSilentConnections(t *testing.T) {
 
 // TestMaxConns fills the server's connections with two that have each sent
 // half a request, so that neither is idle, and checks that one more is
-// accepted but not read until a served one closes, and that the one after
-// it waits to be accepted. It runs in fake time (see pipe_test.go), so
+// accepted but not read until a served one closes. It runs in fake time (see pipe_test.go), so
 // "not read" means that the server did all it could and did not read.
 // (An idle connection would make room: see flood_test.go.)
 func TestMaxConns(t *testing.T) {
@@ -428,7 +427,7 @@ func TestMaxConns(t *testing.T) {
 		write(t, second, request[:len(request)/2])
 		synctest.Wait() // both are busy, reading a request
 
-		third, fourth := answered(l.dial(t)), answered(l.dial(t))
+		third := answered(l.dial(t))
 		synctest.Wait()
 		assert.Empty(t, third, "a third connection was served past MaxConns = 2")
 		assert.Equal(t, int64(3), l.accepted.Load(), "accepted: two served, and one waiting")
@@ -436,8 +435,6 @@ func TestMaxConns(t *testing.T) {
 		assert.Equal(t, answerTo(1, intAnswer(6)), <-third, "served once a slot is free")
 		write(t, second, request[len(request)/2:])
 		assert.Equal(t, answerTo(1, intAnswer(6)), nextAnswer(t, newDecoder(second, DefaultMaxMessageBytes)), "the half request is read on")
-		assert.Equal(t, answerTo(1, intAnswer(6)), <-fourth, "served in the place of an idle one")
-		assert.Equal(t, int64(4), l.accepted.Load())
 	})
 }
 
