@@ -297,9 +297,12 @@ func TestLongestIdleIsEvicted(t *testing.T) {
 		defer older.Close()
 		defer newer.Close()
 		// The newer connection was accepted later, but its last answer
-		// was written first.
+		// was written first. (The client reads an answer a moment before
+		// the server's writer counts it written: synctest.Wait lets it.)
 		require.NoError(t, callAdd(t.Context(), newer))
+		synctest.Wait()
 		require.NoError(t, callAdd(t.Context(), older))
+		synctest.Wait()
 
 		third := NewClient(l.dial(t))
 		defer third.Close()
@@ -330,6 +333,7 @@ func TestUnansweredConnectionsGoFirst(t *testing.T) {
 		caller := NewClient(l.dial(t))
 		defer caller.Close()
 		require.NoError(t, callAdd(t.Context(), caller))
+		synctest.Wait() // the server's writer counts the answer written
 		silent := l.dial(t)
 		synctest.Wait() // its reader waits
 
