@@ -438,32 +438,6 @@ func TestMaxConns(t *testing.T) {
 	})
 }
 
-// TestIdleFloodBlocksNobody opens many more silent connections than the
-// server serves at once. They are closed after FirstRequestTimeout, so a
-// caller that comes after them is served well before its deadline.
-func TestIdleFloodBlocksNobody(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	const maxConns = 20
-	srv.MaxConns = maxConns
-	srv.FirstRequestTimeout = 100 * time.Millisecond
-	srv.IdleTimeout = time.Hour
-	addr := serve(t, srv, rpctest.Listen(t))
-	for range 5 * maxConns {
-		conn, err := net.Dial("tcp", addr)
-		require.NoError(t, err)
-		t.Cleanup(func() { conn.Close() })
-	}
-
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
-	defer cancel()
-	c, err := Dial(ctx, addr)
-	require.NoError(t, err)
-	defer c.Close()
-	sum, err := DemoClient{c}.Add(ctx, 2, 4)
-	require.NoError(t, err)
-	assert.Equal(t, 6, sum)
-}
-
 // TestRefusalIsReadable has the server refuse a stream while an answer it
 // wrote before waits in its kernel, unsent, since the client has read none
 // of it; and the client goes on sending. A server that closed with those
