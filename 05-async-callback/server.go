@@ -90,10 +90,10 @@ var errZeroID = fmt.Errorf("%w: a request with ID 0; a call's ID is never 0", er
 // served: 256 MiB. At the cap, a new connection takes an idle one's place
 // (see Serve); the evicted one holds no request and at most its goodbye
 // answer while it closes, within twice closeLinger, and there are at most
-// MaxConns of those, and one connection more for each Serve, accepted and
-// waiting for a slot. So the heap in use stays under about 448 MiB at the defaults,
-// and the process may grow to about twice that, since Go's collector
-// lets the heap double before it collects.
+// MaxConns of those, and one connection more for each Serve, accepted
+// and waiting for a slot. So the heap in use stays under about 448 MiB at
+// the defaults, and the process may grow to about twice that, since Go's
+// collector lets the heap double before it collects.
 // Measured (cmd/server's TestPeersThatNeverReadPeakRSS), peers that keep
 // echoes of nearly 128 KiB in flight and never read an answer made
 // cmd/server's peak RSS 32 MiB with 1 peer, 174 MiB with 100 and 193 MiB
