@@ -317,6 +317,76 @@ func TestLongestIdleIsEvicted(t *testing.T) {
 	})
 }
 
+// TestIdleFromTheLastAnswer fills both slots: one connection's call is
+// held in flight, its reader waiting for the next request all the while,
+// and then the other makes a call and is answered; then the held call is
+// answered. The second connection has been idle longer, counted from the
+// last answer, not from when the reader began to wait: a third connection
+// evicts it.
+func TestIdleFromTheLastAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer(Service{})
+		srv.MaxConns = 2
+		srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		entered, release := holdAdds(srv)
+		defer release()
+		l := newPipeListener()
+		serve(t, srv, l)
+
+		held := NewClient(l.dial(t))
+		defer held.Close()
+		call := held.Go(t.Context(), "add", 1, 2)
+		<-entered
+		synctest.Wait() // its reader waits for the next request
+		quick := NewClient(l.dial(t))
+		defer quick.Close()
+		_, err := quick.Call(t.Context(), "echo", "quick")
+		require.NoError(t, err)
+		synctest.Wait()
+		release()
+		<-call.Done
+		require.NoError(t, call.Error)
+		synctest.Wait() // the server's writer counts the answer written
+
+		third := NewClient(l.dial(t))
+		defer third.Close()
+		_, err = third.Call(t.Context(), "echo", "third")
+		require.NoError(t, err)
+		_, err = quick.Call(t.Context(), "echo", "again")
+		assert.ErrorIs(t, err, ErrBroken, "the connection whose last answer came first is evicted")
+		_, err = held.Call(t.Context(), "echo", "again")
+		assert.NoError(t, err, "the one answered last is still served")
+	})
+}
+
+// TestGoodbyeToAClientThatDoesNotRead has a connection make a call, read
+// its answer and then stop reading. Evicted, it is told why, but its
+// client reads nothing: the goodbye's write gives up at closeLinger, not
+// at WriteTimeout, an hour, and only then may another connection be
+// evicted, with MaxConns 1.
+func TestGoodbyeToAClientThatDoesNotRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer(Service{})
+		srv.MaxConns = 1
+		srv.FirstRequestTimeout, srv.IdleTimeout, srv.WriteTimeout = time.Hour, time.Hour, time.Hour
+		l := newPipeListener()
+		serve(t, srv, l)
+		deaf := l.dial(t)
+		write(t, deaf, calls(t, call(t, "add", 1, 2)))
+		assert.Equal(t, answerTo(1, intAnswer(3)), nextAnswer(t, newDecoder(deaf, DefaultMaxMessageBytes)))
+		synctest.Wait() // the server's writer counts the answer written
+
+		start := time.Now()
+		second := NewClient(l.dial(t))
+		defer second.Close()
+		require.NoError(t, callAdd(t.Context(), second))
+		third := NewClient(l.dial(t))
+		defer third.Close()
+		require.NoError(t, callAdd(t.Context(), third))
+		assert.Equal(t, closeLinger, time.Since(start), "the third is served when the goodbye nobody reads gives up")
+	})
+}
+
 // TestUnansweredConnectionsGoFirst fills both slots: a caller's
 // connection, idle since its call, and a later one that has sent nothing.
 // A third connection takes the silent one's place, though the caller's
