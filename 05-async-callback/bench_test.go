@@ -14,13 +14,14 @@ import (
 )
 
 // The benchmarks share their names with every stage's, so that benchstat can
-// set one stage against another. Run them with `make bench`. The same four
-// run against the standard library's net/rpc, with its default codec, gob,
-// in the same process and run, so that one benchstat table compares the
-// two: the same calls, the same checks on the answers, and in the parallel
-// ones the same sharing on both sides, one client for all the callers.
-// BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes, sent
-// and answered with no decoding at all, in the same run.
+// set one stage against another. Run them with `make bench`. Each of the
+// four runs twice, as the sub-benchmarks rpc=ours and rpc=net-rpc: against
+// our server, and against the standard library's net/rpc with its default
+// codec, gob, in the same process and run, so that `benchstat -col /rpc`
+// compares the two: the same calls, the same checks on the answers, and in
+// the parallel ones the same sharing on both sides, one client for all the
+// callers. BenchmarkAddFloor is the floor under BenchmarkAdd: the same
+// bytes, sent and answered with no decoding at all, in the same run.
 
 func benchClient(b *testing.B) *Client {
 	return dial(b, serve(b, NewDemoServer(Service{}), rpctest.Listen(b)))
@@ -28,12 +29,23 @@ func benchClient(b *testing.B) *Client {
 
 // BenchmarkAdd makes one call at a time on one connection.
 func BenchmarkAdd(b *testing.B) {
-	c := DemoClient{benchClient(b)}
-	for i := 0; b.Loop(); i++ {
-		if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
-			b.Fatalf("add(%d, 1) = %d, %v", i, sum, err)
+	b.Run("rpc=ours", func(b *testing.B) {
+		c := DemoClient{benchClient(b)}
+		for i := 0; b.Loop(); i++ {
+			if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
+				b.Fatalf("add(%d, 1) = %d, %v", i, sum, err)
+			}
 		}
-	}
+	})
+	b.Run("rpc=net-rpc", func(b *testing.B) {
+		c := netrpcClient(b)
+		for i := 0; b.Loop(); i++ {
+			var sum int
+			if err := c.Call("Arith.Add", AddArgs{i, 1}, &sum); err != nil || sum != i+1 {
+				b.Fatalf("Arith.Add(%d, 1) = %d, %v", i, sum, err)
+			}
+		}
+	})
 }
 
 // parallelCallers is how many goroutines the parallel benchmarks run:
@@ -42,29 +54,51 @@ const parallelCallers = 64
 
 // BenchmarkAddParallel makes calls from about 64 goroutines at once, all
 // sharing ONE Client, and so one connection: their calls are in flight
-// side by side, and their requests and answers share writes.
+// side by side, and their requests and answers share writes. net/rpc's
+// client, too, has many calls in flight on one connection.
 func BenchmarkAddParallel(b *testing.B) {
-	c := DemoClient{benchClient(b)}
-	b.SetParallelism(max(1, parallelCallers/runtime.GOMAXPROCS(0)))
-	b.RunParallel(func(pb *testing.PB) {
-		for i := 0; pb.Next(); i++ {
-			if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
-				b.Errorf("add(%d, 1) = %d, %v", i, sum, err)
-				return
+	b.Run("rpc=ours", func(b *testing.B) {
+		c := DemoClient{benchClient(b)}
+		b.SetParallelism(max(1, parallelCallers/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				if sum, err := c.Add(b.Context(), i, 1); err != nil || sum != i+1 {
+					b.Errorf("add(%d, 1) = %d, %v", i, sum, err)
+					return
+				}
 			}
-		}
+		})
+	})
+	b.Run("rpc=net-rpc", func(b *testing.B) {
+		c := netrpcClient(b)
+		b.SetParallelism(max(1, parallelCallers/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			netrpcAdds(b, pb, c)
+		})
 	})
 }
 
 func benchEcho(b *testing.B, size int) {
-	c := DemoClient{benchClient(b)}
 	s := strings.Repeat("0123456789abcdef", size/16)
-	b.SetBytes(int64(len(s)))
-	for b.Loop() {
-		if got, err := c.Echo(b.Context(), s); err != nil || got != s {
-			b.Fatalf("echo of %d bytes: %d bytes, %v", len(s), len(got), err)
+	b.Run("rpc=ours", func(b *testing.B) {
+		c := DemoClient{benchClient(b)}
+		b.SetBytes(int64(len(s)))
+		for b.Loop() {
+			if got, err := c.Echo(b.Context(), s); err != nil || got != s {
+				b.Fatalf("echo of %d bytes: %d bytes, %v", len(s), len(got), err)
+			}
 		}
-	}
+	})
+	b.Run("rpc=net-rpc", func(b *testing.B) {
+		c := netrpcClient(b)
+		b.SetBytes(int64(len(s)))
+		for b.Loop() {
+			var got string
+			if err := c.Call("Arith.Echo", s, &got); err != nil || got != s {
+				b.Fatalf("Arith.Echo of %d bytes: %d bytes, %v", len(s), len(got), err)
+			}
+		}
+	})
 }
 
 func BenchmarkEcho1K(b *testing.B)  { benchEcho(b, 1<<10) }
@@ -158,27 +192,6 @@ func netrpcClient(b *testing.B) *rpc.Client {
 	return netrpcDial(b, netrpcServer(b))
 }
 
-func BenchmarkNetRPCAdd(b *testing.B) {
-	c := netrpcClient(b)
-	for i := 0; b.Loop(); i++ {
-		var sum int
-		if err := c.Call("Arith.Add", AddArgs{i, 1}, &sum); err != nil || sum != i+1 {
-			b.Fatalf("Arith.Add(%d, 1) = %d, %v", i, sum, err)
-		}
-	}
-}
-
-// BenchmarkNetRPCAddParallel is BenchmarkAddParallel's work for net/rpc:
-// about 64 goroutines sharing one client. net/rpc's client, too, has many
-// calls in flight on one connection.
-func BenchmarkNetRPCAddParallel(b *testing.B) {
-	c := netrpcClient(b)
-	b.SetParallelism(max(1, parallelCallers/runtime.GOMAXPROCS(0)))
-	b.RunParallel(func(pb *testing.PB) {
-		netrpcAdds(b, pb, c)
-	})
-}
-
 // netrpcAdds makes add calls on c for as long as pb says.
 func netrpcAdds(b *testing.B, pb *testing.PB, c *rpc.Client) {
 	for i := 0; pb.Next(); i++ {
@@ -189,21 +202,6 @@ func netrpcAdds(b *testing.B, pb *testing.PB, c *rpc.Client) {
 		}
 	}
 }
-
-func benchNetRPCEcho(b *testing.B, size int) {
-	c := netrpcClient(b)
-	s := strings.Repeat("0123456789abcdef", size/16)
-	b.SetBytes(int64(len(s)))
-	for b.Loop() {
-		var got string
-		if err := c.Call("Arith.Echo", s, &got); err != nil || got != s {
-			b.Fatalf("Arith.Echo of %d bytes: %d bytes, %v", len(s), len(got), err)
-		}
-	}
-}
-
-func BenchmarkNetRPCEcho1K(b *testing.B)  { benchNetRPCEcho(b, 1<<10) }
-func BenchmarkNetRPCEcho64K(b *testing.B) { benchNetRPCEcho(b, 64<<10) }
 
 // BenchmarkGobStream and BenchmarkGobFreshEncoder encode the sum(1, 2)
 // call and decode it again, in memory: once more on a long-lived gob

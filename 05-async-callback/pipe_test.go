@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,26 +23,48 @@ import (
 // all it can. A net.Pipe has no kernel buffer: a write waits until the
 // other side has read it all, and there is no half-close.
 
-// pipeListener is a listener of net.Pipe connections.
+// pipeListener is a listener of net.Pipe connections. A test may also
+// queue an error for Accept to return, and see when Accept was called.
 type pipeListener struct {
 	conns     chan net.Conn // the server's ends, dialled and not accepted yet
+	fail      chan error    // errors for Accept to return, before any connection
 	accepted  atomic.Int64
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	mu    sync.Mutex  // protects calls
+	calls []time.Time // when Accept was called, each time
 }
 
 func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn, 256), closed: make(chan struct{})}
+	return &pipeListener{conns: make(chan net.Conn, 256), fail: make(chan error, 16), closed: make(chan struct{})}
 }
 
 func (l *pipeListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.calls = append(l.calls, time.Now())
+	l.mu.Unlock()
+	select {
+	case err := <-l.fail:
+		return nil, err
+	default:
+	}
 	select {
 	case c := <-l.conns:
 		l.accepted.Add(1)
 		return c, nil
+	case err := <-l.fail:
+		return nil, err
 	case <-l.closed:
 		return nil, net.ErrClosed
 	}
+}
+
+// acceptCalls returns when Accept was called, each time.
+func (l *pipeListener) acceptCalls() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.calls)
 }
 
 func (l *pipeListener) Close() error {
@@ -177,8 +200,9 @@ func TestShutdownReachesAConnectionArmingItsDeadline(t *testing.T) {
 }
 
 // TestServeManyListeners serves two listeners at once with MaxConns 1.
-// The one slot is the server's, not each Serve's: a connection on the
-// second listener waits until the first listener's connection closes.
+// The one slot is the server's, not each Serve's: while the first
+// listener's connection is busy, reading half a request, a connection on
+// the second listener waits; once it closes, the second is served.
 // Shutdown ends both Serve calls, each with ErrServerClosed.
 func TestServeManyListeners(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -189,10 +213,10 @@ func TestServeManyListeners(t *testing.T) {
 		go func() { served <- srv.Serve(a) }()
 		go func() { served <- srv.Serve(b) }()
 
-		first := NewClient(a.dial(t))
-		sum, err := first.Call(t.Context(), "add", 1, 2)
-		require.NoError(t, err)
-		assert.Equal(t, 3, sum)
+		first := a.dial(t)
+		request := calls(t, call(t, "add", 1, 2))
+		write(t, first, request[:len(request)/2])
+		synctest.Wait() // it is busy, reading a request
 		second := NewClient(b.dial(t))
 		defer second.Close()
 		call := second.Go(t.Context(), "add", 2, 2)

@@ -53,6 +53,12 @@ var ErrServerClosed = errors.New("asyncrpc: server closed")
 // caller learns that its call did not run, and may make it elsewhere.
 var errStopping = errors.New("the server is shutting down; the call did not run")
 
+// errEvicted is what the server reads from a connection it has evicted:
+// the bytes that arrived after the eviction begin a request that it drops
+// unread, and never runs. A client that had calls answered on the
+// connection is told so, by an answer with ID 0 (see readRequests).
+var errEvicted = errors.New("the server closed this idle connection to make room for another; no request sent after its last answer was run")
+
 // errZeroID refuses a request whose ID is 0: the wire keeps that ID for
 // answers that refuse the stream, so such a call could not be answered.
 var errZeroID = fmt.Errorf("%w: a request with ID 0; a call's ID is never 0", errMalformed)
@@ -80,16 +86,20 @@ var errZeroID = fmt.Errorf("%w: a request with ID 0; a call's ID is never 0", er
 // connection keeps at most 256 KiB (TestIdleConnectionKeepsAtMost: three
 // buffers of up to 64 KiB, the frame read, gob's copy of it and the
 // answers' frame; 4 KiB read ahead; its reader's and writer's
-// goroutines), and there are at most MaxConns (1024) connections:
-// 256 MiB. So the heap in use stays under about 448 MiB at the defaults,
-// and the process may grow to about twice that, since Go's collector
-// lets the heap double before it collects.
+// goroutines), and there are at most MaxConns (1024) connections
+// served: 256 MiB. At the cap, a new connection takes an idle one's place
+// (see Serve); the evicted one holds no request and at most its goodbye
+// answer while it closes, within twice closeLinger, and there are at most
+// MaxConns of those, and one connection more for each Serve, accepted
+// and waiting for a slot. So the heap in use stays under about 448 MiB at
+// the defaults, and the process may grow to about twice that, since Go's
+// collector lets the heap double before it collects.
 // Measured (cmd/server's TestPeersThatNeverReadPeakRSS), peers that keep
 // echoes of nearly 128 KiB in flight and never read an answer made
 // cmd/server's peak RSS 32 MiB with 1 peer, 174 MiB with 100 and 193 MiB
 // with 500; without the budget, 2.5 GiB with 100 and 3.6 GiB with 500.
 type Server struct {
-	MaxConns        int // connections served at once, by every Serve together; at the bound each Serve holds one more, unread, and the rest wait in the kernel's accept queue
+	MaxConns        int // connections served at once, by every Serve together; at the bound a new one takes an idle one's place (see Serve)
 	MaxInFlight     int // calls running at once on one connection; at the bound, the server stops reading it
 	MaxRequestBytes int // a larger request is refused: the stream's first closes the connection; a later one is answered by its ID, read and dropped
 	// MaxRequestBytesHeld bounds the request bytes that every connection
@@ -105,15 +115,22 @@ type Server struct {
 
 	closing atomic.Bool // Shutdown has begun; every request reads it, so it has no lock
 
-	mu        sync.Mutex // protects listeners and conns, and the making of what init makes
+	mu        sync.Mutex // protects listeners, conns and freed, and the making of what init makes
 	listeners map[*net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	stopped   chan struct{}       // closed when Shutdown begins
-	slots     chan struct{}       // one token per connection served, shared by every Serve
 	budget    *semaphore.Weighted // MaxRequestBytesHeld, in bytes
 	halted    context.Context     // ends when Shutdown gives up waiting: readers waiting for budget stop
 	halt      context.CancelFunc
 	wg        sync.WaitGroup // one per connection being served
+
+	// Made once, by init, for eviction (see Serve).
+	slots    chan struct{} // a token per connection served, shared by every Serve: MaxConns in all
+	goodbyes chan struct{} // a token per evicted connection not yet closed: MaxConns in all
+	waiting  atomic.Int32  // calls of Serve waiting for a slot
+	starting atomic.Int32  // connections accepted whose reader has not yet waited for a request
+	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
+	idleSeq  atomic.Int64  // the order in which connections became idle: the last one's number
 
 	// beforeAnswer, when set, runs inside each call before its answer is
 	// queued; answerWritten, after the writer has written an answer;
@@ -163,10 +180,22 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 // goroutine until Shutdown is called; then it returns ErrServerClosed, at
 // once if Shutdown began before it was called. It closes l.
 //
-// MaxConns counts the connections of every Serve together. With MaxConns
-// served, the connection Serve has just accepted waits, unread, until one
-// of them closes, and Serve accepts no other meanwhile: the next wait in
-// the kernel's accept queue.
+// MaxConns counts the connections of every Serve together, and at the cap
+// Serve goes on accepting. A new connection then takes the slot of an idle
+// one, which is evicted: closed, once its goodbye is said (see
+// readRequests). Idle means that no call of the connection is running or
+// has an answer not yet written, and that its reader waits for a request
+// with not one byte of it read: a connection reading a request, running a
+// call or writing an answer is never evicted. Of the idle ones, those
+// never answered go first, so that a flood of connections that send
+// nothing makes room among its own, and then the one idle the longest. If
+// none is idle, the new connection waits, accepted and unread, until a
+// slot frees or a connection becomes idle, and Serve accepts nothing more
+// meanwhile. So a flood of silent connections cannot keep a caller out.
+//
+// Out of file descriptors, it evicts an idle connection, chosen the same
+// way, if there is one, and tries again after a pause that doubles from
+// 5 ms to 1 s.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -177,7 +206,6 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[&l] = struct{}{}
-	stopped, slots := s.stopped, s.slots
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -194,30 +222,35 @@ func (s *Server) Serve(l net.Listener) error {
 			if !passing(err) {
 				return err
 			}
-			// Out of file descriptors, say: wait for some to be freed.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors: as at the cap, but the
+				// evicted connection's slot is given back.
+				if evicted, _ := s.evictIdle(); evicted {
+					<-s.slots
+				}
+			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.stopped:
+				return ErrServerClosed
+			}
 			continue
 		}
 		backoff = 0
 		// A slot is taken after Accept, not before: a Serve waiting in
 		// Accept with a slot would keep it from every other listener.
-		select {
-		case slots <- struct{}{}:
-		case <-stopped:
+		if !s.takeSlot() {
 			conn.Close()
 			return ErrServerClosed
 		}
 		c := s.track(conn)
 		if c == nil {
 			conn.Close()
-			<-slots
+			<-s.slots
 			return ErrServerClosed
 		}
-		go func() {
-			defer func() { <-slots }()
-			s.serveConn(c)
-		}()
+		go s.serveConn(c)
 	}
 }
 
@@ -250,6 +283,8 @@ func (s *Server) init() {
 		s.conns = map[*serverConn]struct{}{}
 		s.stopped = make(chan struct{})
 		s.slots = make(chan struct{}, s.MaxConns)
+		s.goodbyes = make(chan struct{}, s.MaxConns)
+		s.freed = make(chan struct{})
 		s.budget = semaphore.NewWeighted(int64(s.MaxRequestBytesHeld))
 		s.halted, s.halt = context.WithCancel(context.Background())
 	}
@@ -302,8 +337,187 @@ func (s *Server) track(conn net.Conn) *serverConn {
 	c := &serverConn{Conn: conn, srv: s, mu: make(connLock, 1)}
 	c.ctx, c.cancel = context.WithCancel(s.halted)
 	s.conns[c] = struct{}{}
+	s.starting.Add(1)
 	s.wg.Add(1)
 	return c
+}
+
+// Eviction. A connection is busy from when it is accepted until its
+// reader waits for a request with no byte of one read; then it is idle,
+// and stays so until a byte arrives. But an idle connection is evicted
+// only once it has no answer to come (connWriter.unanswered is 0): with
+// calls in flight its reader waits too. While the reader waits, no call
+// can start, so that count only falls, and a connection that Serve sees
+// idle with no answer to come stays so until a byte arrives.
+
+const (
+	busy    = 0
+	evicted = -1
+)
+
+// Read reads for the connection's request reader. The first bytes read
+// while the connection is idle make it busy, unless Serve has evicted it
+// first: then they are dropped, and the request they begin is never read,
+// so never run.
+func (c *serverConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.setBusy() {
+		return 0, errEvicted
+	}
+	return n, err
+}
+
+// setBusy makes the connection busy, and reports false if it was evicted.
+func (c *serverConn) setBusy() bool {
+	for {
+		since := c.idle.Load()
+		switch {
+		case since == busy:
+			return true
+		case since == evicted:
+			return false
+		case c.idle.CompareAndSwap(since, busy):
+			return true
+		}
+		// The writer has just renumbered it (see answered): again.
+	}
+}
+
+// setIdle marks c idle, as the latest to be, if it is busy: its reader
+// calls it when it waits for a request and holds no byte of one, once it
+// has armed the read deadline of that wait, so that the deadline an
+// eviction sets, to wake it, comes after. If it may be evicted now, a
+// Serve waiting for a slot is told.
+func (s *Server) setIdle(c *serverConn) {
+	c.idle.CompareAndSwap(busy, s.idleSeq.Add(1))
+	s.started(c)
+	if !c.answers.busy() && s.waiting.Load() > 0 {
+		s.wakeWaiting()
+	}
+}
+
+// lastAnswerWritten is the writer's, once every answer to come has been
+// written: an idle connection is idle from now, the latest to be, and a
+// Serve waiting for a slot is told.
+func (s *Server) lastAnswerWritten(c *serverConn) {
+	if since := c.idle.Load(); since > 0 {
+		c.idle.CompareAndSwap(since, s.idleSeq.Add(1))
+		if s.waiting.Load() > 0 {
+			s.wakeWaiting()
+		}
+	}
+}
+
+// started counts c out of s.starting, the first time it is called. Only
+// c's reader goroutine calls it.
+func (s *Server) started(c *serverConn) {
+	if !c.started {
+		c.started = true
+		s.starting.Add(-1)
+	}
+}
+
+// wakeWaiting wakes every Serve call waiting for a slot, to look again.
+func (s *Server) wakeWaiting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.freed)
+	s.freed = make(chan struct{})
+}
+
+// takeSlot takes a slot for a connection Serve has just accepted: a free
+// one, or the slot of an idle connection, which it evicts. With no
+// connection idle it waits until a slot frees or one becomes idle. It
+// reports false if Shutdown begins first.
+func (s *Server) takeSlot() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		evicted, freed := s.evictIdle()
+		if evicted {
+			return true
+		}
+		select {
+		case s.slots <- struct{}{}:
+			return true
+		case <-freed:
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
+// evictIdle evicts an idle connection with no answer to come: the one
+// idle the longest among those never answered, if any of them is idle,
+// or else among all. It marks it evicted and wakes its reader, which says
+// goodbye and closes it. The evicted connection's slot becomes the
+// caller's, and it holds a token of goodbyes instead until it is closed.
+// If no connection is idle, or MaxConns evicted connections are still
+// closing, it returns false and a channel that is closed when that may
+// have changed. So it does while a connection Serve accepted has not yet
+// begun to wait for a request: the accept loop can run ahead of the
+// goroutines it starts, and such a connection, soon idle, may be the one
+// to go (one that sends nothing), or one to keep (one whose request is on
+// its way).
+func (s *Server) evictIdle() (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case s.goodbyes <- struct{}{}:
+	default:
+		return false, s.freed
+	}
+	for {
+		// Read before the connections: one that stops starting is idle
+		// first (setIdle), so the look at them below sees it.
+		starting := s.starting.Load() > 0
+		var oldest *serverConn
+		var since int64
+		var answered bool
+		for c := range s.conns {
+			t := c.idle.Load()
+			if t <= 0 || c.answers.busy() {
+				continue
+			}
+			a := c.answered.Load()
+			if oldest == nil || answered && !a || a == answered && t < since {
+				oldest, since, answered = c, t, a
+			}
+		}
+		if oldest == nil || starting {
+			<-s.goodbyes
+			return false, s.freed
+		}
+		if oldest.idle.CompareAndSwap(since, evicted) {
+			oldest.wake()
+			return true, nil
+		}
+		// Its first byte came in, or its last answer was just written:
+		// look again.
+	}
+}
+
+// done gives back what c held: its slot, or, if it was evicted, its token
+// of goodbyes (its slot went to the connection that took its place).
+func (s *Server) done(c *serverConn) {
+	s.started(c)
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if c.idle.Load() == evicted {
+		<-s.goodbyes
+		if s.waiting.Load() > 0 {
+			s.wakeWaiting()
+		}
+	} else {
+		<-s.slots
+	}
+	s.wg.Done()
 }
 
 // serverConn is a connection the server serves, with what Shutdown must
@@ -317,9 +531,27 @@ func (s *Server) track(conn net.Conn) *serverConn {
 // request, and a batch of answers once to give back what they held.)
 type serverConn struct {
 	net.Conn
-	srv    *Server
-	ctx    context.Context // ends when the connection does, or the server halts
-	cancel context.CancelFunc
+	srv     *Server
+	ctx     context.Context // ends when the connection does, or the server halts
+	cancel  context.CancelFunc
+	answers *connWriter // set before the reader starts
+
+	// idle is the connection's number in the order connections became
+	// idle (from 1), while its reader waits for a request with no byte of
+	// one read. Or it is busy (0): from when it is accepted until its
+	// reader waits so, and while it reads a request. Or it is evicted
+	// (-1), for good. The reader moves it from busy to idle and back, the
+	// writer renumbers it, and Serve moves it to evicted; the moves out of
+	// idle are compare-and-swaps, so exactly one wins the race between a
+	// request's first byte and an eviction.
+	idle atomic.Int64
+	// answered is set by the writer once it has written an answer. Such a
+	// connection is evicted only when no unanswered one is idle, and its
+	// goodbye is polite.
+	answered atomic.Bool
+	// started is set by the reader when it first waits for a request;
+	// only the connection's goroutine uses it.
+	started bool
 
 	mu     connLock  // protects stopAt and readBy, and orders the setting of deadlines
 	stopAt time.Time // the deadline Shutdown set; zero until then
@@ -371,12 +603,22 @@ func (c *serverConn) stop(at time.Time) {
 	_ = c.SetWriteDeadline(at)
 }
 
+// wake is Serve's, when it evicts c: a read deadline in the past wakes its
+// reader, and stands.
+func (c *serverConn) wake() {
+	c.mu.lock()
+	defer c.mu.unlock()
+	c.readBy = time.Unix(1, 0)
+	_ = c.SetReadDeadline(c.readBy)
+}
+
 // write writes p within WriteTimeout, or within closeLinger once Shutdown
-// has begun, so that a client that stops reading cannot hold Shutdown.
+// has begun or Serve has evicted c, so that a client that stops reading
+// cannot hold Shutdown, or a slot.
 func (c *serverConn) write(p []byte) bool {
 	c.mu.lock()
 	wait := c.srv.WriteTimeout
-	if !c.stopAt.IsZero() {
+	if !c.stopAt.IsZero() || c.idle.Load() == evicted {
 		wait = c.srv.linger
 	}
 	err := c.SetWriteDeadline(time.Now().Add(wait))
@@ -412,7 +654,7 @@ func (s *Server) hangUp(c *serverConn) {
 const maxDrainBytes = 64 << 20
 
 // serveConn serves one connection until the client closes it, a limit is
-// broken, or the server shuts down. Its goroutine reads the requests; each
+// broken, Serve evicts it, or the server shuts down. Its goroutine reads the requests; each
 // call runs on a goroutine of its own, at most MaxInFlight at once; and one
 // writer goroutine writes the answers (see connWriter). Once the answers
 // are written, it hangs up politely if it wrote any, and closes.
@@ -427,12 +669,10 @@ func (s *Server) serveConn(c *serverConn) {
 	defer func() {
 		c.cancel()
 		c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.wg.Done()
+		s.done(c)
 	}()
 	answers := s.newConnWriter(c)
+	c.answers = answers
 	var calls errgroup.Group
 	calls.SetLimit(s.MaxInFlight)
 	s.readRequests(c, answers, &calls)
@@ -451,6 +691,12 @@ func (s *Server) serveConn(c *serverConn) {
 // back once its answer is written. A frame that is too large takes none:
 // the stream's first is refused, and a later one, whose ID the decoder can
 // read, is answered by that ID and dropped as it is read.
+//
+// When Serve evicts the connection, the reader stops. If the connection
+// has had calls answered, its client is told why, by an answer with ID 0
+// (errEvicted), after which the connection is hung up politely; one never
+// answered, most likely one of a flood that sends nothing, is closed at
+// once: it has no answer to lose, and its slot is needed.
 func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgroup.Group) {
 	requests := newDecoder(c, s.requestLimit())
 	requests.skipLarge = true
@@ -478,6 +724,9 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 		if !c.armRead(wait) {
 			return
 		}
+		if requests.waiting() {
+			s.setIdle(c)
+		}
 		var req Request
 		err := requests.decode(&req)
 		n := held // what the request holds, from now on
@@ -486,6 +735,10 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 			s.release(n)
 			var large *frameTooLarge
 			switch {
+			case c.idle.Load() == evicted:
+				if c.answered.Load() {
+					answers.refuse(0, errEvicted)
+				}
 			case errors.Is(err, os.ErrDeadlineExceeded) && requests.waiting() &&
 				answers.busy() && !s.closing.Load():
 				// Not idle: the client waits for answers. Wait again.
@@ -660,7 +913,10 @@ func (w *connWriter) run() {
 			return
 		}
 		w.wrote = true
-		w.unanswered.Add(-int64(len(ids)))
+		w.conn.answered.Store(true) // before the count falls: see evictIdle
+		if w.unanswered.Add(-int64(len(ids))) == 0 {
+			w.srv.lastAnswerWritten(w.conn)
+		}
 		if w.srv.answerWritten != nil {
 			for _, id := range ids {
 				w.srv.answerWritten(id)

@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:50051", "`host:port` to listen on; port 0 picks a free one")
 	grace := flags.Duration("grace", defaultGrace, "how long calls in flight may take to finish after a stop signal; calls still running then are cut off, and the server exits 1")
-	maxConns := flags.Int("max-conns", asyncrpc.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted")
+	maxConns := flags.Int("max-conns", asyncrpc.DefaultMaxConns, "the most `connections` served at once; at the cap a new one takes the place of an idle one")
 	maxInFlight := flags.Int("max-in-flight", asyncrpc.DefaultMaxInFlight, "the most `calls` running at once on one connection; at the bound the server stops reading it")
 	maxRequest := flags.Int("max-request", asyncrpc.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one is refused: the first on a connection closes it, a later one is answered by its id and dropped")
 	maxHeld := flags.Int("max-held", asyncrpc.DefaultMaxRequestBytesHeld, "the request `bytes` all connections together hold, from a request's length to its answer's write; at the bound the server stops reading")

@@ -41,6 +41,7 @@ import (
 	jsontcp "github.com/rpc-from-scratch/course/02-json-tcp"
 	customproto "github.com/rpc-from-scratch/course/03-custom-protocol"
 	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
+	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 )
 
 func main() {
@@ -75,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	flags := flag.NewFlagSet("flood", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	cfg := config{dialParallel: 256, redialBackoff: 100 * time.Millisecond}
-	flags.StringVar(&cfg.stage, "stage", "02", "the stage whose server listens at -addr: 01, 02, 03 or 04")
+	flags.StringVar(&cfg.stage, "stage", "02", "the stage whose server listens at -addr: 01, 02, 03, 04 or 05")
 	flags.StringVar(&cfg.addr, "addr", "", "the server's `host:port`")
 	flags.IntVar(&cfg.idle, "idle", 5000, "how many silent connections to hold open")
 	flags.BoolVar(&cfg.redial, "redial", true, "dial a silent connection again when the server closes it")
@@ -92,8 +93,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case cfg.addr == "":
 		return cfg, errors.New("-addr is required")
-	case !slices.Contains([]string{"01", "02", "03", "04"}, cfg.stage):
-		return cfg, fmt.Errorf("-stage %q: want 01, 02, 03 or 04", cfg.stage)
+	case !slices.Contains([]string{"01", "02", "03", "04", "05"}, cfg.stage):
+		return cfg, fmt.Errorf("-stage %q: want 01, 02, 03, 04 or 05", cfg.stage)
 	case cfg.idle < 0 || cfg.callers < 1 || cfg.calls < 1 || cfg.duration <= 0 || cfg.timeout <= 0:
 		return cfg, errors.New("-idle must not be negative, and -callers, -calls, -for and -timeout must be positive")
 	}
@@ -373,10 +374,15 @@ func dial(ctx context.Context, stage, addr string) (caller, error) {
 		if cc, err = customproto.Dial(ctx, addr); err == nil {
 			c = stage03{cc}
 		}
-	default:
+	case "04":
 		var gc *gobrpc.Client
 		if gc, err = gobrpc.Dial(ctx, addr); err == nil {
 			c = stage04{gc}
+		}
+	default:
+		var ac *asyncrpc.Client
+		if ac, err = asyncrpc.Dial(ctx, addr); err == nil {
+			c = stage05{ac}
 		}
 	}
 	return c, err
@@ -420,6 +426,15 @@ func (s stage04) add(ctx context.Context) error {
 }
 func (s stage04) close() { s.c.Close() }
 
+type stage05 struct{ c *asyncrpc.Client }
+
+func (s stage05) add(ctx context.Context) error {
+	res, err := s.c.Call(ctx, "add", 1, 2)
+	sum, _ := res.(int)
+	return check(sum, err)
+}
+func (s stage05) close() { s.c.Close() }
+
 func check(sum int, err error) error {
 	if err == nil && sum != 3 {
 		err = fmt.Errorf("add(1, 2) = %d", sum)
@@ -450,8 +465,10 @@ func oneCall(stage string, conn net.Conn) error {
 		return stage02{jsontcp.NewClient(conn)}.add(ctx)
 	case "03":
 		return stage03{customproto.NewClient(conn)}.add(ctx)
-	default:
+	case "04":
 		return stage04{gobrpc.NewClient(conn)}.add(ctx)
+	default:
+		return stage05{asyncrpc.NewClient(conn)}.add(ctx)
 	}
 }
 
