@@ -253,3 +253,27 @@ func TestServeAfterShutdown(t *testing.T) {
 		assert.ErrorIs(t, err, net.ErrClosed, "the listener is closed")
 	})
 }
+
+// TestShutdownDeadlineWithNoCallRunning shuts the server down with a
+// deadline shorter than closeLinger while a client keeps a connection
+// that waits for a request. At the deadline Shutdown closes it and returns
+// nil: no call was cut off. (cmd/server's exit status rests on this: 1
+// only when a call was cut off.)
+func TestShutdownDeadlineWithNoCallRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer(Service{})
+		l := newPipeListener()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		l.dial(t)
+		synctest.Wait() // the connection waits for its first request
+
+		const grace = 100 * time.Millisecond
+		ctx, cancel := context.WithTimeout(t.Context(), grace)
+		defer cancel()
+		start := time.Now()
+		assert.NoError(t, srv.Shutdown(ctx), "no call was running at the deadline")
+		assert.Equal(t, grace, time.Since(start), "Shutdown returned at its deadline")
+		assert.ErrorIs(t, <-served, ErrServerClosed)
+	})
+}

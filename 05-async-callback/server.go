@@ -132,6 +132,8 @@ type Server struct {
 	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
 	idleSeq  atomic.Int64  // the order in which connections became idle: the last one's number
 
+	running atomic.Int32 // calls in their function: if one is at Shutdown's deadline, it was cut off
+
 	// beforeAnswer, when set, runs inside each call before its answer is
 	// queued; answerWritten, after the writer has written an answer;
 	// waitingForBudget, when a reader must wait for budget before it reads
@@ -771,10 +773,12 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 		answers.started()
 		// Go waits while MaxInFlight calls are running: backpressure.
 		calls.Go(func() error {
+			s.running.Add(1)
 			res, err := s.handle(&req)
 			if s.beforeAnswer != nil {
 				s.beforeAnswer(&req)
 			}
+			s.running.Add(-1)
 			answers.send(req.ID, n, res, err)
 			return nil
 		})
@@ -966,9 +970,12 @@ func (s *Server) handle(req *Request) (any, error) {
 // (closeLinger at most, see hangUp) and closed. Shutdown returns nil when
 // every connection is closed.
 //
-// If ctx ends first, Shutdown closes every connection at once, and returns
-// ctx's error without waiting for the functions still running; their
-// answers are lost, and their callers see the connection close.
+// If ctx ends first, Shutdown closes every connection at once, without
+// waiting for the functions still running, and returns ctx's error if a
+// call was still running then: it was cut off, its answer is lost, and its
+// caller sees the connection close. It returns nil if all that was left
+// was connections waiting for a request, or answers their clients did not
+// read.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -1006,6 +1013,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		s.halt() // and a reader waiting for budget stops
-		return ctx.Err()
+		if s.running.Load() > 0 {
+			return ctx.Err()
+		}
+		return nil
 	}
 }

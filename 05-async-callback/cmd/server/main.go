@@ -6,9 +6,10 @@
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
-// -grace, and exits 0. The default grace outlasts the slowest slow(ms). A
-// call still running when the grace ends is cut off: its connection is
-// closed, its caller gets no answer, and the server exits 1.
+// -grace, and exits 0 if every one finished. The default grace outlasts
+// the slowest slow(ms). A call still running when the grace ends is cut
+// off: its connection is closed, its caller gets no answer, and the server
+// exits 1.
 package main
 
 import (
@@ -51,7 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("server", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	addr := flags.String("addr", "127.0.0.1:50051", "`host:port` to listen on; port 0 picks a free one")
-	grace := flags.Duration("grace", defaultGrace, "how long calls in flight may take to finish after a stop signal; calls still running then are cut off, and the server exits 1")
+	grace := flags.Duration("grace", defaultGrace, "how long calls in flight may take to finish after a stop signal; the server exits 0 if every one finished, 1 if one was still running and was cut off")
 	maxConns := flags.Int("max-conns", asyncrpc.DefaultMaxConns, "the most `connections` served at once; at the cap a new one takes the place of an idle one")
 	maxInFlight := flags.Int("max-in-flight", asyncrpc.DefaultMaxInFlight, "the most `calls` running at once on one connection; at the bound the server stops reading it")
 	maxRequest := flags.Int("max-request", asyncrpc.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one is refused: the first on a connection closes it, a later one is answered by its id and dropped")
