@@ -373,9 +373,12 @@ func TestHeaderTimeoutClosesSilentConnections(t *testing.T) {
 
 // TestMaxConnsHoldsTheNext fills MaxConns with connections that are each
 // half-way through a request: none is idle, so none may be evicted. The
-// next one is accepted, but not read, and Serve accepts no other; it is
-// answered once one of the four is answered, and so idle: it takes that
-// one's place, and that one is closed.
+// next one is accepted, but not read; it is answered once one of the
+// four is answered, and so idle: it takes that one's place, and that one
+// is closed. (That Serve then accepts no other, TestBusyConnectionsAreNotEvicted
+// shows exactly: here a third connection would take the next one's place
+// if it came while the next one's request, already in its socket, was not
+// yet read.)
 func TestMaxConnsHoldsTheNext(t *testing.T) {
 	const maxConns = 4
 	addr, l := serveSpied(t, func(s *Server) { s.MaxConns = maxConns; s.HeaderTimeout = time.Hour })
@@ -400,10 +403,7 @@ func TestMaxConnsHoldsTheNext(t *testing.T) {
 	_, err := io.WriteString(next, add)
 	require.NoError(t, err)
 	waitUntil(t, "the server to accept the next", func() bool { return len(l.accepted()) == maxConns+1 })
-	after, _ := rawConn(t, addr) // the kernel completes the handshake
-	defer after.Close()
 	assert.Zero(t, l.accepted()[maxConns].readsStarted.Load(), "the next was read with every slot busy")
-	assert.Len(t, l.accepted(), maxConns+1, "Serve accepted past the connection that waits for a slot")
 
 	_, err = io.WriteString(served[0].conn, add[half:])
 	require.NoError(t, err)
