@@ -377,6 +377,30 @@ func TestPipelinedRequestIsBusy(t *testing.T) {
 	})
 }
 
+// TestEmptyLinesLeaveAConnectionIdle: a kept-alive connection that sends
+// empty lines, which the server drops while it waits for a request (RFC
+// 9112, 2.2), is still idle, and a new connection takes its place. Were it
+// busy, it would hold its slot for what is left of IdleTimeout.
+func TestEmptyLinesLeaveAConnectionIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newDemoServer(t)
+		srv.MaxConns = 1
+		l := serveInBubble(t, srv)
+		first, firstBr := l.dialWait()
+		defer first.Close()
+		addInBubble(t, first, firstBr)
+		writeAll(t, first, "\r\n\r\n")
+		synctest.Wait()
+
+		second, secondBr := l.dialWait()
+		defer second.Close()
+		start := time.Now()
+		addInBubble(t, second, secondBr)
+		assert.Zero(t, time.Since(start), "the second connection is served at once")
+		assert.Equal(t, closeLinger, waitForClose(t, firstBr, start), "the first made room")
+	})
+}
+
 // TestLongestIdleIsEvicted fills both slots with connections that made a
 // request, a second apart, and then connects a third: the one idle the
 // longest is evicted, and its client reads the end of the stream.
@@ -487,12 +511,13 @@ func TestEvictedRequestIsDropped(t *testing.T) {
 	assert.Zero(t, n, "bytes read after the eviction are passed on")
 }
 
-// TestAcceptOutOfFiles makes Accept fail with EMFILE three times, as it
+// TestAcceptOutOfFiles makes Accept fail with EMFILE four times, as it
 // does when the process has no file descriptor left. Serve treats it as
-// the cap: each time, it evicts an idle connection, if there is one, to
-// free a descriptor, and gives its slot back; then it tries again after 5,
-// 10 and 20 ms, calling Accept once each time, not in a spin, and serves
-// the connection it then accepts.
+// the cap: it evicts an idle connection to free a descriptor, gives its
+// slot back, and calls Accept again once the connection is closed; twice,
+// at once. With none idle left, it tries again after 5 ms, then 10 ms,
+// calling Accept once each time, not in a spin, and serves the connection
+// it then accepts.
 func TestAcceptOutOfFiles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newDemoServer(t)
@@ -524,7 +549,7 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		}
 		olderClosed, newerClosed := closedAt(olderBr), closedAt(newerBr)
 		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-		for range 3 {
+		for range 4 {
 			l.queue <- acceptResult{err: emfile}
 		}
 		c, br := l.dialWait()
@@ -536,10 +561,10 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		for _, at := range l.acceptCalls()[2:] {
 			since = append(since, at.Sub(start))
 		}
-		assert.Equal(t, []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond, 35 * time.Millisecond, 35 * time.Millisecond}, since,
-			"the calls of Accept from the first EMFILE: one after each pause, and one waiting")
+		assert.Equal(t, []time.Duration{0, 0, 0, 5 * time.Millisecond, 15 * time.Millisecond, 15 * time.Millisecond}, since,
+			"the calls of Accept from the first EMFILE: two after the evictions, one after each pause, and one waiting")
 		assert.Equal(t, time.Duration(0), <-olderClosed, "the connection idle the longest is evicted at the first EMFILE")
-		assert.Equal(t, 5*time.Millisecond, <-newerClosed, "the other is evicted at the second")
+		assert.Equal(t, time.Duration(0), <-newerClosed, "the other is evicted at the second")
 	})
 }
 

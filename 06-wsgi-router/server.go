@@ -171,8 +171,8 @@ func (s *Server) init() {
 // accepts nothing more meanwhile.
 //
 // Out of file descriptors, it evicts an idle connection, chosen the same
-// way, if there is one, and tries again after a pause that doubles from
-// 5 ms to 1 s.
+// way, and tries again once it is closed; if none is idle, it tries again
+// after a pause that doubles from 5 ms to 1 s.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -199,12 +199,8 @@ func (s *Server) Serve(l net.Listener) error {
 			if !passing(err) {
 				return err
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors: as at the cap, but the
-				// evicted connection's slot is given back.
-				if evicted, _ := s.evictIdle(); evicted {
-					<-s.slots
-				}
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.evictForDescriptor() {
+				continue
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			select {
@@ -263,7 +259,7 @@ func (s *Server) takeSlot() bool {
 	defer s.waiting.Add(-1)
 	for {
 		evicted, freed := s.evictIdle()
-		if evicted {
+		if evicted != nil {
 			return true
 		}
 		select {
@@ -276,24 +272,55 @@ func (s *Server) takeSlot() bool {
 	}
 }
 
+// evictForDescriptor evicts an idle connection, as takeSlot does, to free
+// a file descriptor: it gives the evicted connection's slot back, and
+// waits until the connection is closed, or 5 ms if it says goodbye. It
+// reports false if no connection is idle: then Serve pauses.
+func (s *Server) evictForDescriptor() bool {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		c, freed := s.evictIdle()
+		if c != nil {
+			<-s.slots
+			select {
+			case <-c.gone:
+			case <-time.After(5 * time.Millisecond):
+			case <-s.stopped:
+			}
+			return true
+		}
+		if s.starting.Load() == 0 {
+			return false
+		}
+		select {
+		case <-freed: // a connection accepted has begun to wait
+		case <-time.After(5 * time.Millisecond):
+			return false
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
 // evictIdle evicts the connection idle the longest, among those never
 // answered if any of them is idle: it marks it evicted and wakes its
-// goroutine, which closes it. The evicted connection's slot becomes the
-// caller's, and it holds a token of goodbyes instead until it is closed.
-// If no connection is idle, or MaxConns evicted connections are still
-// closing, it returns false and a channel that is closed when that may
-// have changed. So it does while a connection it accepted has not yet
+// goroutine, which closes it. It returns the evicted connection, whose
+// slot becomes the caller's: it holds a token of goodbyes instead until
+// it is closed. If no connection is idle, or MaxConns evicted connections
+// are still closing, it returns nil and a channel that is closed when that
+// may have changed. So it does while a connection it accepted has not yet
 // begun to wait for a request: the accept loop can run ahead of the
 // goroutines it starts, and such a connection, soon idle, may be the one
 // to go (one that sends nothing), or one to keep (one whose request is on
 // its way).
-func (s *Server) evictIdle() (bool, <-chan struct{}) {
+func (s *Server) evictIdle() (*conn, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
 	case s.goodbyes <- struct{}{}:
 	default:
-		return false, s.freed
+		return nil, s.freed
 	}
 	for {
 		// Read before the connections: one that stops starting is idle
@@ -310,12 +337,12 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 		}
 		if oldest == nil || starting {
 			<-s.goodbyes
-			return false, s.freed
+			return nil, s.freed
 		}
 		if oldest.idle.CompareAndSwap(since, evicted) {
 			// A read deadline in the past wakes its goroutine.
 			_ = oldest.nc.SetReadDeadline(time.Unix(1, 0))
-			return true, nil
+			return oldest, nil
 		}
 		// Its first byte came in: it is busy now. Look again.
 	}
@@ -360,6 +387,7 @@ func (s *Server) wakeWaiting() {
 func (s *Server) done(c *conn) {
 	s.started(c)
 	c.nc.Close()
+	close(c.gone)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -403,9 +431,10 @@ type conn struct {
 	// and Serve evicts such a connection only when no connection that was
 	// never answered is idle.
 	answered atomic.Bool
-	started  bool   // the connection has waited for a request; only its goroutine uses it
-	dateSec  int64  // the second date was made for
-	date     []byte // the Date field's value, made once a second
+	started  bool          // the connection has waited for a request; only its goroutine uses it
+	gone     chan struct{} // closed once the connection is closed
+	dateSec  int64         // the second date was made for
+	date     []byte        // the Date field's value, made once a second
 }
 
 const (
@@ -417,15 +446,27 @@ const (
 // it read begin a request that will never be read, so never answered.
 var errEvicted = errors.New("evicted to make room for a new connection")
 
-// Read reads for the connection's requestReader. The first bytes read
-// while the connection is idle make it busy, unless Serve has evicted it
-// first: then they are dropped, and the request they begin is never run.
+// Read reads for the connection's requestReader. The first bytes of a
+// request read while the connection is idle make it busy, unless Serve
+// has evicted it first: then they are dropped, and the request they begin
+// is never run. Empty lines alone leave it idle: skipEmptyLines drops
+// them, and the wait for a request goes on.
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.nc.Read(p)
-	if n > 0 && !c.setBusy() {
+	if n > 0 && !emptyLines(p[:n]) && !c.setBusy() {
 		return 0, errEvicted
 	}
 	return n, err
+}
+
+// emptyLines reports whether p holds nothing but CR and LF.
+func emptyLines(p []byte) bool {
+	for _, b := range p {
+		if b != '\r' && b != '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 // setBusy makes the connection busy, and reports false if it was evicted.
@@ -435,7 +476,7 @@ func (c *conn) setBusy() bool {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc}
+	c := &conn{srv: s, nc: nc, gone: make(chan struct{})}
 	c.in.br = bufio.NewReaderSize(c, 4<<10)
 	c.in.limits = limits{
 		requestLine:  s.MaxRequestLineBytes + 2, // and its CR LF
