@@ -401,6 +401,33 @@ func TestEmptyLinesLeaveAConnectionIdle(t *testing.T) {
 	})
 }
 
+// TestStartingConnectionsAreWaitedFor has a caller's connection, idle
+// between requests, share two slots with silent connections that come two
+// at a time, twenty times. The first of each pair takes the slot of the
+// silent one before it, and the second comes while the first has not yet
+// begun to wait for its request: Serve waits until it has, and evicts
+// it, rather than the caller's connection, the only one idle at that
+// moment. The caller is served every time, on the same connection.
+func TestStartingConnectionsAreWaitedFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newDemoServer(t)
+		srv.MaxConns = 2
+		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		l := serveInBubble(t, srv)
+		caller, callerBr := l.dialWait()
+		defer caller.Close()
+		addInBubble(t, caller, callerBr)
+		for range 20 {
+			for range 2 {
+				silent, _ := l.dialWait()
+				defer silent.Close()
+			}
+			synctest.Wait()
+			addInBubble(t, caller, callerBr)
+		}
+	})
+}
+
 // TestLongestIdleIsEvicted fills both slots with connections that made a
 // request, a second apart, and then connects a third: the one idle the
 // longest is evicted, and its client reads the end of the stream.
@@ -565,6 +592,30 @@ func TestAcceptOutOfFiles(t *testing.T) {
 			"the calls of Accept from the first EMFILE: two after the evictions, one after each pause, and one waiting")
 		assert.Equal(t, time.Duration(0), <-olderClosed, "the connection idle the longest is evicted at the first EMFILE")
 		assert.Equal(t, time.Duration(0), <-newerClosed, "the other is evicted at the second")
+	})
+}
+
+// TestAcceptOutOfFilesWaitsForAStartingConnection has Accept fail with
+// EMFILE just after it accepted a silent connection, twenty times. The
+// connection may not yet have begun to wait for its request when the
+// error comes: Serve waits until it has, and evicts it, at once, rather
+// than pause as if none were idle.
+func TestAcceptOutOfFilesWaitsForAStartingConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newDemoServer(t)
+		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		l := serveInBubble(t, srv)
+		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		for i := range 20 {
+			start := time.Now()
+			silent, br := l.dialWait()
+			defer silent.Close()
+			require.NoError(t, silent.SetReadDeadline(start.Add(time.Second)))
+			l.queue <- acceptResult{err: emfile}
+			_, err := br.ReadByte()
+			require.ErrorIs(t, err, io.EOF, "round %d: the silent connection is evicted", i)
+			require.Zero(t, time.Since(start), "round %d: evicted at once", i)
+		}
 	})
 }
 
