@@ -314,7 +314,7 @@ func TestBusyConnectionsAreNotEvicted(t *testing.T) {
 		require.Equal(t, "done\n", body)
 		require.False(t, resp.Close)
 		require.NoError(t, <-sent)
-		resp, body = readAnswer(t, fourthBr)
+		_, body = readAnswer(t, fourthBr)
 		assert.Equal(t, "done\n", body, "the fourth connection, once the answer was read")
 		assert.Zero(t, time.Since(start), "the fourth connection is served once the answer is read, at once")
 		assert.Equal(t, closeLinger, waitForClose(t, writingBr, start), "the idle connection was evicted, politely")

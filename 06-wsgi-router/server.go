@@ -280,6 +280,9 @@ func (s *Server) evictForDescriptor() bool {
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
 	for {
+		// Read before evictIdle: if no connection was starting then, and
+		// it evicts none, none is idle.
+		starting := s.starting.Load() > 0
 		c, freed := s.evictIdle()
 		if c != nil {
 			<-s.slots
@@ -290,7 +293,7 @@ func (s *Server) evictForDescriptor() bool {
 			}
 			return true
 		}
-		if s.starting.Load() == 0 {
+		if !starting {
 			return false
 		}
 		select {
