@@ -2,7 +2,8 @@
 // began, with HTTP, but on a server written over net.Listener.
 //
 // Server reads HTTP/1.1 requests with bounds on every part, keeps
-// connections alive, answers pipelined requests in order, and calls one
+// connections alive, answers pipelined requests in order, makes room at
+// its connection cap by closing an idle connection, and calls one
 // Application per request: WSGI's application(environ, start_response),
 // typed. The Application knows nothing of sockets, so Handler runs the
 // same one behind net/http's server. Router is a route table that is data;

@@ -16,7 +16,8 @@ import (
 // Default limits. Together they bound what the server holds: one
 // connection holds at most one request (MaxHeaderBytes of head and
 // MaxBodyBytes of body) and its answer, plus two 4 KiB buffers; and at
-// most MaxConns connections are served at once by each call of Serve.
+// most MaxConns connections are served at once, by every call of Serve
+// together (the Server doc gives the whole bound).
 const (
 	DefaultMaxConns            = 1024
 	DefaultMaxRequestLineBytes = 8 << 10  // a longer request line is answered 414
@@ -30,12 +31,13 @@ const (
 )
 
 // closeLinger is how long the server keeps reading, and dropping, what a
-// client still sends after the server's last answer on a connection: one
-// absolute deadline, not renewed by the bytes that come. Closing a socket
-// with unread input makes the kernel send a reset, and a reset can destroy
-// the answer before the client reads it. Once Shutdown has begun, it is
-// also what every read and write of a connection gets, from when it
-// starts: time for the answers on their way, not for slow clients.
+// client still sends after the server's last answer on a connection (also
+// on one it evicts to make room for a new one): one absolute deadline,
+// not renewed by the bytes that come. Closing a socket with unread input
+// makes the kernel send a reset, and a reset can destroy the answer before
+// the client reads it. Once Shutdown has begun, it is also what every read
+// and write of a connection gets, from when it starts: time for the
+// answers on their way, not for slow clients.
 const closeLinger = 500 * time.Millisecond
 
 // ErrServerClosed is what Serve returns once Shutdown has begun, as
@@ -48,15 +50,23 @@ var ErrServerClosed = errors.New("wsgirouter: server closed")
 // writes the answers, in order, on the same connection.
 //
 // Set the fields before the first call of Serve. Serve may be called
-// more than once, also at the same time on other listeners: each call
-// serves up to MaxConns connections of its own, and Shutdown closes every
+// more than once, also at the same time on other listeners: the limits
+// are the server's, and all its listeners share them (MaxConns counts
+// the connections of every listener together), and Shutdown closes every
 // listener. A zero limit means its default, so the zero Server is ready
 // to use (with no App, it answers 404 to everything). Shutdown may be
 // called at any time, from any goroutine.
+//
+// What the server holds, whatever its clients do: at most MaxConns
+// connections served, each with at most one request and its answer; at
+// most MaxConns more that it evicted (see Serve) and is closing, each for
+// at most closeLinger; and one more for each call of Serve, accepted and
+// not yet read while it waits for a slot. At the defaults that is 2,049
+// connections.
 type Server struct {
 	App Application // what answers the requests
 
-	MaxConns            int // connections served at once by one call of Serve; more wait in the kernel's accept queue
+	MaxConns            int // connections served at once, by every listener together; at the cap a new one takes an idle one's place (see Serve)
 	MaxRequestLineBytes int // a longer request line is answered 414
 	MaxHeaderBytes      int // a longer head (request line and fields) is answered 431
 	MaxHeaderFields     int // more header fields are answered 431
@@ -75,12 +85,20 @@ type Server struct {
 	// does not read cannot hold its connection open.
 	WriteTimeout time.Duration
 
-	mu        sync.Mutex // protects listeners, conns
+	mu        sync.Mutex // protects listeners, conns, freed
 	listeners map[*net.Listener]struct{}
 	conns     map[*conn]struct{}
 	stopped   chan struct{} // closed when Shutdown begins
 	closing   atomic.Bool   // Shutdown has begun
 	wg        sync.WaitGroup
+
+	// Made once, by init, for eviction (see Serve).
+	slots    chan struct{} // a token per connection served: MaxConns in all
+	goodbyes chan struct{} // a token per evicted connection not yet closed: MaxConns in all
+	waiting  atomic.Int32  // calls of Serve waiting for a slot
+	starting atomic.Int32  // connections accepted whose goroutine has not yet waited for a request
+	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
+	epoch    time.Time     // idle times count from here
 
 	now    func() time.Time // the clock of Date: time.Now, unless a test needs a fixed Date
 	linger time.Duration    // closeLinger, unless a test needs another
@@ -126,14 +144,35 @@ func (s *Server) init() {
 		s.listeners = map[*net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
 		s.stopped = make(chan struct{})
+		s.slots = make(chan struct{}, s.MaxConns)
+		s.goodbyes = make(chan struct{}, s.MaxConns)
+		s.freed = make(chan struct{})
+		s.epoch = time.Now()
 	}
 }
 
 // Serve accepts connections on l and serves each on its own goroutine
 // until Shutdown is called; then it returns ErrServerClosed, and at once
-// if Shutdown was called before. A slow client delays nobody but itself.
-// With MaxConns connections of l open, Serve stops accepting until one of
-// them closes: new ones wait in the kernel's accept queue.
+// if Shutdown was called before. A slow client delays nobody but itself,
+// and a flood of connections that send nothing cannot keep a client out.
+//
+// It serves at most MaxConns connections at once, of every listener
+// together, and at the cap it goes on accepting. A new connection then
+// takes the slot of an idle one, which is evicted: closed, politely if it
+// was ever answered (see hangUp). Idle means waiting for a request with
+// not one byte of it read: a connection reading a request, running the
+// application or writing an answer is never evicted. HTTP lets a server
+// close a kept-alive connection that waits (RFC 9112, 9.8); its client
+// makes the request again on a new one. Of the idle connections, those
+// that were never answered go first, so that a flood of connections that
+// send nothing makes room among its own, and then the one idle the
+// longest. If none is idle, the new connection waits, accepted and
+// unread, until a slot frees or a connection becomes idle, and Serve
+// accepts nothing more meanwhile.
+//
+// Out of file descriptors, it evicts an idle connection, chosen the same
+// way, and tries again once it is closed; if none is idle, it tries again
+// after a pause that doubles from 5 ms to 1 s.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -144,45 +183,45 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[&l] = struct{}{}
-	stopped := s.stopped
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, &l)
 		s.mu.Unlock()
 	}()
-	slots := make(chan struct{}, s.MaxConns) // one token per connection served
 	var backoff time.Duration
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-stopped:
-			return ErrServerClosed
-		}
 		nc, err := l.Accept()
 		if err != nil {
-			<-slots
 			if s.closing.Load() {
 				return ErrServerClosed
 			}
 			if !passing(err) {
 				return err
 			}
-			// Out of file descriptors, say: wait for some to be freed.
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.evictForDescriptor() {
+				continue
+			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.stopped:
+				return ErrServerClosed
+			}
 			continue
 		}
 		backoff = 0
-		c := s.newConn(nc)
-		if !s.track(c) {
+		if !s.takeSlot() {
 			nc.Close()
 			return ErrServerClosed
 		}
-		go func() {
-			defer func() { <-slots }()
-			s.serveConn(c)
-		}()
+		c := s.newConn(nc)
+		if !s.track(c) {
+			<-s.slots
+			nc.Close()
+			return ErrServerClosed
+		}
+		go s.serveConn(c)
 	}
 }
 
@@ -201,8 +240,169 @@ func (s *Server) track(c *conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	s.starting.Add(1)
 	s.wg.Add(1)
 	return true
+}
+
+// takeSlot takes a slot for a connection Serve has just accepted: a free
+// one, or the slot of an idle connection, which it evicts. With every
+// connection busy it waits until a slot frees or a connection becomes
+// idle. It reports false if Shutdown begins first.
+func (s *Server) takeSlot() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		evicted, freed := s.evictIdle()
+		if evicted != nil {
+			return true
+		}
+		select {
+		case s.slots <- struct{}{}:
+			return true
+		case <-freed:
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
+// evictForDescriptor evicts an idle connection, as takeSlot does, to free
+// a file descriptor: it gives the evicted connection's slot back, and
+// waits until the connection is closed, or 5 ms if it says goodbye. It
+// reports false if no connection is idle: then Serve pauses.
+func (s *Server) evictForDescriptor() bool {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		// Read before evictIdle: if no connection was starting then, and
+		// it evicts none, none is idle.
+		starting := s.starting.Load() > 0
+		c, freed := s.evictIdle()
+		if c != nil {
+			<-s.slots
+			select {
+			case <-c.gone:
+			case <-time.After(5 * time.Millisecond):
+			case <-s.stopped:
+			}
+			return true
+		}
+		if !starting {
+			return false
+		}
+		select {
+		case <-freed: // a connection accepted has begun to wait
+		case <-time.After(5 * time.Millisecond):
+			return false
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
+// evictIdle evicts the connection idle the longest, among those never
+// answered if any of them is idle: it marks it evicted and wakes its
+// goroutine, which closes it. It returns the evicted connection, whose
+// slot becomes the caller's: it holds a token of goodbyes instead until
+// it is closed. If no connection is idle, or MaxConns evicted connections
+// are still closing, it returns nil and a channel that is closed when that
+// may have changed. So it does while a connection it accepted has not yet
+// begun to wait for a request: the accept loop can run ahead of the
+// goroutines it starts, and such a connection, soon idle, may be the one
+// to go (one that sends nothing), or one to keep (one whose request is on
+// its way).
+func (s *Server) evictIdle() (*conn, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case s.goodbyes <- struct{}{}:
+	default:
+		return nil, s.freed
+	}
+	for {
+		// Read before the connections: one that stops starting is idle
+		// first (setIdle), so the look at them below sees it.
+		starting := s.starting.Load() > 0
+		var oldest *conn
+		var since int64
+		var answered bool
+		for c := range s.conns {
+			t, a := c.idle.Load(), c.answered.Load()
+			if t > 0 && (oldest == nil || answered && !a || a == answered && t < since) {
+				oldest, since, answered = c, t, a
+			}
+		}
+		if oldest == nil || starting {
+			<-s.goodbyes
+			return nil, s.freed
+		}
+		if oldest.idle.CompareAndSwap(since, evicted) {
+			// A read deadline in the past wakes its goroutine.
+			_ = oldest.nc.SetReadDeadline(time.Unix(1, 0))
+			return oldest, nil
+		}
+		// Its first byte came in: it is busy now. Look again.
+	}
+}
+
+// idleClock is the time as conn.idle keeps it: nanoseconds since
+// s.epoch, plus one, so that an idle connection is never busy.
+func (s *Server) idleClock() int64 {
+	return int64(time.Since(s.epoch)) + 1
+}
+
+// setIdle marks c idle from now: its goroutine calls it when it waits for
+// a request and holds no byte of one, once it has armed the read deadline
+// of that wait, so that the deadline an eviction sets, to wake it, comes
+// after. A Serve call waiting for a slot is told.
+func (s *Server) setIdle(c *conn) {
+	c.idle.Store(s.idleClock())
+	s.started(c)
+	if s.waiting.Load() > 0 {
+		s.wakeWaiting()
+	}
+}
+
+// started counts c out of s.starting, the first time it is called.
+func (s *Server) started(c *conn) {
+	if !c.started {
+		c.started = true
+		s.starting.Add(-1)
+	}
+}
+
+// wakeWaiting wakes every Serve call waiting for a slot, to look again.
+func (s *Server) wakeWaiting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.freed)
+	s.freed = make(chan struct{})
+}
+
+// done gives back what c held: its slot, or, if it was evicted, its token
+// of goodbyes (its slot went to the connection that took its place).
+func (s *Server) done(c *conn) {
+	s.started(c)
+	c.nc.Close()
+	close(c.gone)
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if c.idle.Load() == evicted {
+		<-s.goodbyes
+		if s.waiting.Load() > 0 {
+			s.wakeWaiting()
+		}
+	} else {
+		<-s.slots
+	}
+	s.wg.Done()
 }
 
 // conn is one connection and everything the server keeps for it from
@@ -216,19 +416,71 @@ type conn struct {
 	start StartResponse // resp.start, made once so a request costs no closure
 	out   []byte        // the answer being written: its head, and its body if small
 	body  []byte        // the answer's body, if large: written after out
-	// idle is true while the connection waits for a request's first byte:
-	// Shutdown wakes such connections and they close. lingering is true
-	// once hangUp has begun: Shutdown leaves its deadline as it is.
-	idle      atomic.Bool
+	// idle is when the connection began to wait for a request with no
+	// byte of one read, as Server.idleClock gives it, while it waits so:
+	// Shutdown wakes such connections and they close, and Serve may evict
+	// one. Or it is busy: from when it is accepted until its goroutine
+	// waits for a request, and while it reads a request, runs the
+	// application or writes an answer. Or it is evicted. The connection's
+	// goroutine moves it from busy to idle and back; Serve moves it from
+	// idle to evicted, for good. The moves out of idle are
+	// compare-and-swaps, so exactly one wins the race between a request's
+	// first byte and an eviction.
+	idle atomic.Int64
+	// lingering is true once hangUp has begun: Shutdown leaves its
+	// deadline as it is.
 	lingering atomic.Bool
-	answered  bool   // an answer was written: a close must be polite
-	dateSec   int64  // the second date was made for
-	date      []byte // the Date field's value, made once a second
+	// answered is set once an answer was written: a close must be polite,
+	// and Serve evicts such a connection only when no connection that was
+	// never answered is idle.
+	answered atomic.Bool
+	started  bool          // the connection has waited for a request; only its goroutine uses it
+	gone     chan struct{} // closed once the connection is closed
+	dateSec  int64         // the second date was made for
+	date     []byte        // the Date field's value, made once a second
+}
+
+const (
+	busy    = 0
+	evicted = -1
+)
+
+// errEvicted is what a read of an evicted connection returns: the bytes
+// it read begin a request that will never be read, so never answered.
+var errEvicted = errors.New("evicted to make room for a new connection")
+
+// Read reads for the connection's requestReader. The first bytes of a
+// request read while the connection is idle make it busy, unless Serve
+// has evicted it first: then they are dropped, and the request they begin
+// is never run. Empty lines alone leave it idle: skipEmptyLines drops
+// them, and the wait for a request goes on.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.nc.Read(p)
+	if n > 0 && !emptyLines(p[:n]) && !c.setBusy() {
+		return 0, errEvicted
+	}
+	return n, err
+}
+
+// emptyLines reports whether p holds nothing but CR and LF.
+func emptyLines(p []byte) bool {
+	for _, b := range p {
+		if b != '\r' && b != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// setBusy makes the connection busy, and reports false if it was evicted.
+func (c *conn) setBusy() bool {
+	since := c.idle.Load()
+	return since == busy || since > 0 && c.idle.CompareAndSwap(since, busy)
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc}
-	c.in.br = bufio.NewReaderSize(nc, 4<<10)
+	c := &conn{srv: s, nc: nc, gone: make(chan struct{})}
+	c.in.br = bufio.NewReaderSize(c, 4<<10)
 	c.in.limits = limits{
 		requestLine:  s.MaxRequestLineBytes + 2, // and its CR LF
 		header:       s.MaxHeaderBytes,
@@ -246,19 +498,15 @@ func (s *Server) newConn(nc net.Conn) *conn {
 // answers go out in the order the requests came, even when a client sends
 // several before it reads (pipelining).
 func (s *Server) serveConn(c *conn) {
-	defer func() {
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
+	defer s.done(c)
 	wait := s.HeaderTimeout // a new connection must start its first request soon
 	for {
 		if !c.waitForRequest(wait) {
-			if c.answered && s.closing.Load() {
-				// Shutdown ends a kept-alive connection: its last answer
-				// may still be on its way, and so may the next request.
+			if c.answered.Load() && (s.closing.Load() || c.idle.Load() == evicted) {
+				// Shutdown, or an eviction, ends a kept-alive connection:
+				// its last answer may still be on its way, and so may the
+				// next request. One never answered has nothing to lose,
+				// and its slot is needed now.
 				c.hangUp()
 			}
 			return
@@ -282,8 +530,8 @@ func (s *Server) serveConn(c *conn) {
 }
 
 // waitForRequest waits, for at most wait, for the first byte of the next
-// request. It reports false if none came, or if the server is shutting
-// down.
+// request, with the connection idle. It reports false if none came, if
+// Serve evicted the connection, or if the server is shutting down.
 func (c *conn) waitForRequest(wait time.Duration) bool {
 	if c.in.requestBuffered() {
 		return !c.srv.closing.Load() // a pipelined request is here already
@@ -294,12 +542,14 @@ func (c *conn) waitForRequest(wait time.Duration) bool {
 	// Shutdown stores closing, then looks at idle; this stores idle, then
 	// looks at closing. Whatever the order, one of the two sees the
 	// other: the connection closes now, or Shutdown wakes it.
-	c.idle.Store(true)
-	defer c.idle.Store(false)
+	c.srv.setIdle(c)
 	if c.srv.closing.Load() {
 		return false
 	}
-	return c.in.skipEmptyLines() == nil
+	// Read makes the connection busy when bytes come. The request may
+	// also have been read with the last one, behind an empty line: then
+	// no read does.
+	return c.in.skipEmptyLines() == nil && c.setBusy()
 }
 
 // serveRequest reads one request, calls the application, and writes its
@@ -437,7 +687,7 @@ func (c *conn) flush() error {
 		c.out = nil // a large answer; an idle connection keeps a small buffer
 	}
 	if err == nil {
-		c.answered = true
+		c.answered.Store(true)
 	}
 	return err
 }
@@ -521,7 +771,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	now := time.Now()
 	for c := range s.conns {
 		switch {
-		case c.idle.Load():
+		case c.idle.Load() > 0:
 			_ = c.nc.SetReadDeadline(now) // wake it: it sees closing and closes
 		case c.lingering.Load():
 			// Its one deadline stands: at most closeLinger away.

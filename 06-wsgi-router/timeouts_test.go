@@ -27,28 +27,50 @@ import (
 
 // pipeListener is a net.Listener of in-memory connections, made with
 // net.Pipe. Its queue of connections not yet accepted plays the kernel's
-// accept queue.
+// accept queue; a test may queue an error too, which one call of Accept
+// returns.
 type pipeListener struct {
-	queue    chan net.Conn
+	queue    chan acceptResult
 	closed   chan struct{}
 	once     sync.Once
 	accepted atomic.Int64
+
+	mu    sync.Mutex // protects calls
+	calls []time.Time
+}
+
+// acceptResult is what one call of Accept returns.
+type acceptResult struct {
+	conn net.Conn
+	err  error
 }
 
 // newPipeListener must be called inside the bubble, so that its channels,
 // and the pipes it makes, are the bubble's.
 func newPipeListener() *pipeListener {
-	return &pipeListener{queue: make(chan net.Conn, 16), closed: make(chan struct{})}
+	return &pipeListener{queue: make(chan acceptResult, 16), closed: make(chan struct{})}
 }
 
 func (l *pipeListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.calls = append(l.calls, time.Now())
+	l.mu.Unlock()
 	select {
-	case c := <-l.queue:
-		l.accepted.Add(1)
-		return c, nil
+	case r := <-l.queue:
+		if r.err == nil {
+			l.accepted.Add(1)
+		}
+		return r.conn, r.err
 	case <-l.closed:
 		return nil, net.ErrClosed
 	}
+}
+
+// acceptCalls returns when each call of Accept began.
+func (l *pipeListener) acceptCalls() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Time(nil), l.calls...)
 }
 
 func (l *pipeListener) Close() error {
@@ -69,7 +91,7 @@ func (l *pipeListener) dial(t *testing.T) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	server, client := net.Pipe()
 	select {
-	case l.queue <- server:
+	case l.queue <- acceptResult{conn: server}:
 	default:
 		t.Fatal("the accept queue is full")
 	}
@@ -468,7 +490,7 @@ func TestIdleConnectionKeepsSmallBuffers(t *testing.T) {
 		cs := connsServed(srv)
 		require.Len(t, cs, 1)
 		c := cs[0]
-		assert.True(t, c.idle.Load(), "the connection waits for a request")
+		assert.Positive(t, c.idle.Load(), "the connection waits for a request")
 		assert.LessOrEqual(t, cap(c.in.head), keepBufferBytes, "the head buffer, after a head of %d bytes", 80*111)
 		assert.LessOrEqual(t, c.in.body.Cap(), keepBufferBytes, "the body buffer, after a body of 60 KiB")
 		assert.LessOrEqual(t, cap(c.in.fields), 64, "the fields, after 81")
@@ -477,7 +499,8 @@ func TestIdleConnectionKeepsSmallBuffers(t *testing.T) {
 }
 
 // TestServeTwoListeners serves two listeners at once. MaxConns (1)
-// bounds each of them: a connection kept alive on each is served. Then,
+// counts the connections of both: a connection kept alive on the first
+// is evicted, and closed politely, when one comes on the second. Then,
 // with both calls of Serve waiting in Accept, Shutdown ends both: it
 // closes every listener, not one of them.
 func TestServeTwoListeners(t *testing.T) {
@@ -488,12 +511,12 @@ func TestServeTwoListeners(t *testing.T) {
 		served := make(chan error, 2)
 		go func() { served <- srv.Serve(first) }()
 		go func() { served <- srv.Serve(second) }()
-		firstConn, _ := keptAliveInBubble(t, first)
+		_, firstBr := keptAliveInBubble(t, first)
+		start := time.Now()
 		secondConn, _ := keptAliveInBubble(t, second)
-		assert.Len(t, connsServed(srv), 2)
-		require.NoError(t, firstConn.Close())
+		assert.Equal(t, closeLinger, waitForClose(t, firstBr, start), "the first listener's connection made room")
 		require.NoError(t, secondConn.Close())
-		synctest.Wait() // each Serve has its slot back, and waits in Accept
+		synctest.Wait() // the slot is free, and both calls of Serve wait in Accept
 		assert.Empty(t, connsServed(srv))
 
 		require.NoError(t, srv.Shutdown(context.Background()))
@@ -516,9 +539,9 @@ func TestServeAfterShutdown(t *testing.T) {
 	})
 }
 
-// TestServeAtMaxConnsReturnsOnShutdown: a Serve that waits for one of
-// its MaxConns connections to close, not in Accept, also returns
-// ErrServerClosed once Shutdown begins.
+// TestServeAtMaxConnsReturnsOnShutdown: a Serve that waits for a slot,
+// with every connection busy, not in Accept, also returns ErrServerClosed
+// once Shutdown begins, and closes the connection that waited, unread.
 func TestServeAtMaxConnsReturnsOnShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newDemoServer(t)
@@ -526,11 +549,13 @@ func TestServeAtMaxConnsReturnsOnShutdown(t *testing.T) {
 		l := newPipeListener()
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
-		_, br := keptAliveInBubble(t, l)
+		busy, _ := l.dial(t)
+		writeAll(t, busy, addRequest[:10]) // half a request: not idle
+		_, waitingBr := l.dial(t)
 		synctest.Wait() // Serve waits for a slot
-		require.NoError(t, srv.Shutdown(context.Background()))
+		start := time.Now()
+		go func() { assert.NoError(t, srv.Shutdown(context.Background())) }()
 		assert.ErrorIs(t, <-served, ErrServerClosed)
-		_, err := br.ReadByte()
-		assert.ErrorIs(t, err, io.EOF)
+		assert.Zero(t, waitForClose(t, waitingBr, start), "the connection that waited is closed at once")
 	})
 }

@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	www := flags.String("www", "", "serve the files of `DIR`, from disk, instead of the www/ folder built into the binary; nothing outside DIR is served, not even through a link")
 	grace := flags.Duration("grace", 5*time.Second, "how long requests being answered may take to finish after a stop signal; the server exits 0 if every one finished, 1 if one was still running and was cut off")
 	var lim limits
-	flags.IntVar(&lim.maxConns, "max-conns", wsgirouter.DefaultMaxConns, "the most `connections` served at once; more wait to be accepted (not with -stdlib)")
+	flags.IntVar(&lim.maxConns, "max-conns", wsgirouter.DefaultMaxConns, "the most `connections` served at once; at the cap a new one takes the place of an idle one (not with -stdlib)")
 	flags.IntVar(&lim.maxHeader, "max-header", wsgirouter.DefaultMaxHeaderBytes, "the largest request head, request line and header fields, in `bytes`; a larger one is answered 431")
 	flags.IntVar(&lim.maxBody, "max-body", wsgirouter.DefaultMaxBodyBytes, "the largest request body, in `bytes`; a larger one is answered 413")
 	flags.DurationVar(&lim.idle, "idle", wsgirouter.DefaultIdleTimeout, "close a kept-alive connection that sends no request for this long")
