@@ -42,6 +42,7 @@ import (
 	customproto "github.com/rpc-from-scratch/course/03-custom-protocol"
 	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
+	wsgirouter "github.com/rpc-from-scratch/course/06-wsgi-router"
 )
 
 func main() {
@@ -76,7 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	flags := flag.NewFlagSet("flood", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	cfg := config{dialParallel: 256, redialBackoff: 100 * time.Millisecond}
-	flags.StringVar(&cfg.stage, "stage", "02", "the stage whose server listens at -addr: 01, 02, 03, 04 or 05")
+	flags.StringVar(&cfg.stage, "stage", "02", "the stage whose server listens at -addr: 01, 02, 03, 04, 05 or 06")
 	flags.StringVar(&cfg.addr, "addr", "", "the server's `host:port`")
 	flags.IntVar(&cfg.idle, "idle", 5000, "how many silent connections to hold open")
 	flags.BoolVar(&cfg.redial, "redial", true, "dial a silent connection again when the server closes it")
@@ -93,8 +94,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case cfg.addr == "":
 		return cfg, errors.New("-addr is required")
-	case !slices.Contains([]string{"01", "02", "03", "04", "05"}, cfg.stage):
-		return cfg, fmt.Errorf("-stage %q: want 01, 02, 03, 04 or 05", cfg.stage)
+	case !slices.Contains([]string{"01", "02", "03", "04", "05", "06"}, cfg.stage):
+		return cfg, fmt.Errorf("-stage %q: want 01, 02, 03, 04, 05 or 06", cfg.stage)
 	case cfg.idle < 0 || cfg.callers < 1 || cfg.calls < 1 || cfg.duration <= 0 || cfg.timeout <= 0:
 		return cfg, errors.New("-idle must not be negative, and -callers, -calls, -for and -timeout must be positive")
 	}
@@ -379,11 +380,13 @@ func dial(ctx context.Context, stage, addr string) (caller, error) {
 		if gc, err = gobrpc.Dial(ctx, addr); err == nil {
 			c = stage04{gc}
 		}
-	default:
+	case "05":
 		var ac *asyncrpc.Client
 		if ac, err = asyncrpc.Dial(ctx, addr); err == nil {
 			c = stage05{ac}
 		}
+	default:
+		c = stage06{wsgirouter.NewClient(addr)}
 	}
 	return c, err
 }
@@ -435,6 +438,14 @@ func (s stage05) add(ctx context.Context) error {
 }
 func (s stage05) close() { s.c.Close() }
 
+type stage06 struct{ c *wsgirouter.Client }
+
+func (s stage06) add(ctx context.Context) error {
+	sum, err := s.c.Add(ctx, 1, 2)
+	return check(sum, err)
+}
+func (s stage06) close() { s.c.Close() }
+
 func check(sum int, err error) error {
 	if err == nil && sum != 3 {
 		err = fmt.Errorf("add(1, 2) = %d", sum)
@@ -449,7 +460,7 @@ func oneCall(stage string, conn net.Conn) error {
 	defer cancel()
 	defer conn.SetDeadline(time.Time{})
 	switch stage {
-	case "01":
+	case "01", "06":
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.WriteString(conn, "GET /add?a=1&b=2 HTTP/1.1\r\nHost: flood\r\n\r\n"); err != nil {
 			return err

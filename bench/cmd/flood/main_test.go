@@ -11,6 +11,7 @@ import (
 
 	jsontcp "github.com/rpc-from-scratch/course/02-json-tcp"
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
+	wsgirouter "github.com/rpc-from-scratch/course/06-wsgi-router"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -18,8 +19,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestFlood floods a stage 02 server of 8 slots, and a stage 05 one, with
-// 40 silent connections, each dialled again when it is closed, and checks
+// TestFlood floods a server of 8 slots of stages 02, 05 and 06 with 40
+// silent connections, each dialled again when it is closed, and checks
 // that every call the callers make is answered, and that the server closed
 // silent connections to make room. The callers connect before the flood
 // (-warm): at 8 slots, a new connection is evicted unless its first
@@ -41,6 +42,14 @@ func TestFlood(t *testing.T) {
 			srv.MaxConns = 8
 			srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
 			return serve(t, srv.Serve, srv.Shutdown, asyncrpc.ErrServerClosed)
+		}},
+		{"06", func(t *testing.T) string {
+			app, err := wsgirouter.NewApp(wsgirouter.Service{})
+			require.NoError(t, err)
+			srv := wsgirouter.NewServer(app)
+			srv.MaxConns = 8
+			srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+			return serve(t, srv.Serve, srv.Shutdown, wsgirouter.ErrServerClosed)
 		}},
 	} {
 		t.Run(stage.name, func(t *testing.T) {
@@ -75,7 +84,7 @@ func serve(t *testing.T, serve func(net.Listener) error, shutdown func(context.C
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{},
-		{"-addr", "127.0.0.1:1", "-stage", "06"},
+		{"-addr", "127.0.0.1:1", "-stage", "07"},
 		{"-addr", "127.0.0.1:1", "-callers", "0"},
 		{"-addr", "127.0.0.1:1", "-idle", "-1"},
 	} {
