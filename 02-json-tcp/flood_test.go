@@ -514,6 +514,30 @@ func TestServeTwice(t *testing.T) {
 	assert.Error(t, err, "Serve after Shutdown closes its listener")
 }
 
+// TestAcceptOutOfFilesWaitsForAStartingConnection has Accept fail with
+// EMFILE just after it accepted a silent connection, twenty times. The
+// connection may not yet have begun to wait for its request when the
+// error comes: Serve waits until it has, and evicts it, at once, rather
+// than pause as if none were idle.
+func TestAcceptOutOfFilesWaitsForAStartingConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer()
+		srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		l := servePipes(t, srv)
+		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		for i := range 20 {
+			start := time.Now()
+			silent := l.dialWait()
+			defer silent.Close()
+			require.NoError(t, silent.SetReadDeadline(start.Add(time.Second)))
+			l.queue <- acceptResult{err: emfile}
+			_, err := silent.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "round %d: the silent connection is evicted", i)
+			require.Zero(t, time.Since(start), "round %d: evicted at once", i)
+		}
+	})
+}
+
 // servePipes serves srv on a pipeListener until the test ends, then shuts
 // it down and checks that Serve returned ErrServerClosed.
 func servePipes(t *testing.T, srv *Server) *pipeListener {

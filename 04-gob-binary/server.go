@@ -77,7 +77,7 @@ type Server struct {
 	// Made once, by init, for eviction (see Serve).
 	slots    chan struct{} // a token per connection served: MaxConns in all
 	goodbyes chan struct{} // a token per evicted connection not yet closed: MaxConns in all
-	waiting  atomic.Int32  // calls of Serve waiting for a slot
+	waiting  atomic.Int32  // calls of Serve waiting for a slot, or for a connection to evict
 	starting atomic.Int32  // connections accepted whose goroutine has not yet waited for a request
 	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
 	epoch    time.Time     // idle times count from here
@@ -161,23 +161,8 @@ func (s *Server) Serve(l net.Listener) error {
 			if !passing(err) {
 				return err
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors: as at the cap, but the
-				// evicted connection's slot is given back, and Accept
-				// is called again once it is closed (5 ms at most, for
-				// one that says goodbye): pausing after each eviction
-				// would take one connection from the accept queue every
-				// few milliseconds, and a flood keeps that queue full.
-				if c, _ := s.evictIdle(); c != nil {
-					<-s.slots
-					select {
-					case <-c.gone:
-					case <-time.After(5 * time.Millisecond):
-					case <-s.stopped:
-						return ErrServerClosed
-					}
-					continue
-				}
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.evictForDescriptor() {
+				continue
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			select {
@@ -370,6 +355,45 @@ func (s *Server) takeSlot() bool {
 		case s.slots <- struct{}{}:
 			return true
 		case <-freed:
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
+// evictForDescriptor evicts an idle connection, as takeSlot does, to free
+// a file descriptor, and gives the evicted connection's slot back. It
+// waits until the connection is closed (5 ms at most, for one that says
+// goodbye), so that Serve calls Accept again at once: pausing after each
+// eviction would take one connection every few milliseconds from an
+// accept queue that a flood keeps full. While a connection Serve accepted
+// has not yet begun to wait for a request, it waits for it (5 ms at most)
+// and looks again. It reports false if no connection is idle: then Serve
+// pauses.
+func (s *Server) evictForDescriptor() bool {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		// Read before evictIdle: if no connection was starting then, and
+		// it evicts none, none is idle.
+		starting := s.starting.Load() > 0
+		c, freed := s.evictIdle()
+		if c != nil {
+			<-s.slots
+			select {
+			case <-c.gone:
+			case <-time.After(5 * time.Millisecond):
+			case <-s.stopped:
+			}
+			return true
+		}
+		if !starting {
+			return false
+		}
+		select {
+		case <-freed: // a connection has begun to wait, or one has closed
+		case <-time.After(5 * time.Millisecond):
+			return false
 		case <-s.stopped:
 			return false
 		}
