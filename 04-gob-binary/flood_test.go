@@ -421,12 +421,13 @@ func TestEvictedRequestIsDropped(t *testing.T) {
 	assert.Zero(t, n, "bytes read after the eviction are passed on")
 }
 
-// TestAcceptOutOfFiles makes Accept fail with EMFILE three times, as it
+// TestAcceptOutOfFiles makes Accept fail with EMFILE four times, as it
 // does when the process has no file descriptor left. Serve treats it as
 // the cap: each time, it evicts the connection idle the longest, if there
-// is one, to free a descriptor, and gives its slot back; then it tries
-// again after 5, 10 and 20 ms, calling Accept once each time, not in a
-// spin, and serves the connection it then accepts.
+// is one, to free a descriptor, gives its slot back, and calls Accept
+// again as soon as that connection is closed. With none idle, it tries
+// again after 5, then 10 ms, calling Accept once each time, not in a spin,
+// and serves the connection it then accepts.
 func TestAcceptOutOfFiles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := NewDemoServer()
@@ -457,7 +458,7 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		}
 		olderClosed, newerClosed := closedAt(older), closedAt(newer)
 		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-		for range 3 {
+		for range 4 {
 			l.queue <- acceptResult{err: emfile}
 		}
 		c := NewClient(l.dialWait())
@@ -471,10 +472,10 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		for _, at := range l.acceptCalls()[2:] {
 			since = append(since, at.Sub(start))
 		}
-		assert.Equal(t, []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond, 35 * time.Millisecond, 35 * time.Millisecond}, since,
-			"the calls of Accept from the first EMFILE: one after each pause, and one waiting")
+		assert.Equal(t, []time.Duration{0, 0, 0, 5 * time.Millisecond, 15 * time.Millisecond, 15 * time.Millisecond}, since,
+			"the calls of Accept from the first EMFILE: one after each eviction, once its connection is closed, then one after each pause, and one waiting")
 		assert.Equal(t, time.Duration(0), <-olderClosed, "the connection idle the longest is evicted at the first EMFILE")
-		assert.Equal(t, 5*time.Millisecond, <-newerClosed, "the other is evicted at the second")
+		assert.Equal(t, time.Duration(0), <-newerClosed, "the other is evicted at the second, as soon as the first is closed")
 	})
 }
 
@@ -516,6 +517,30 @@ func TestServeTwice(t *testing.T) {
 	}
 	_, err := net.Dial("tcp", late.Addr().String())
 	assert.Error(t, err, "Serve after Shutdown closes its listener")
+}
+
+// TestAcceptOutOfFilesWaitsForAStartingConnection has Accept fail with
+// EMFILE just after it accepted a silent connection, twenty times. The
+// connection may not yet have begun to wait for its request when the
+// error comes: Serve waits until it has, and evicts it, at once, rather
+// than pause as if none were idle.
+func TestAcceptOutOfFilesWaitsForAStartingConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer()
+		srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		l := servePipes(t, srv)
+		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		for i := range 20 {
+			start := time.Now()
+			silent := l.dialWait()
+			defer silent.Close()
+			require.NoError(t, silent.SetReadDeadline(start.Add(time.Second)))
+			l.queue <- acceptResult{err: emfile}
+			_, err := silent.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "round %d: the silent connection is evicted", i)
+			require.Zero(t, time.Since(start), "round %d: evicted at once", i)
+		}
+	})
 }
 
 // servePipes serves srv on a pipeListener until the test ends, then shuts

@@ -77,7 +77,7 @@ type Server struct {
 	// Made once, by init, for eviction (see Serve).
 	slots    chan struct{} // a token per connection served: MaxConns in all
 	goodbyes chan struct{} // a token per evicted connection not yet closed: MaxConns in all
-	waiting  atomic.Int32  // calls of Serve waiting for a slot
+	waiting  atomic.Int32  // calls of Serve waiting for a slot, or for a connection to evict
 	starting atomic.Int32  // connections accepted whose goroutine has not yet waited for a request
 	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
 	epoch    time.Time     // idle times count from here
@@ -133,8 +133,8 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 // connections cannot keep a caller out.
 //
 // Out of file descriptors, it evicts an idle connection, chosen the same
-// way, if there is one, and tries again after a pause that doubles from
-// 5 ms to 1 s.
+// way, and tries again as soon as that connection is closed; with none
+// idle, it tries again after a pause that doubles from 5 ms to 1 s.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -161,12 +161,8 @@ func (s *Server) Serve(l net.Listener) error {
 			if !passing(err) {
 				return err
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors: as at the cap, but the
-				// evicted connection's slot is given back.
-				if evicted, _ := s.evictIdle(); evicted {
-					<-s.slots
-				}
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.evictForDescriptor() {
+				continue
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			select {
@@ -238,7 +234,7 @@ func (s *Server) track(conn net.Conn) (*servedConn, bool) {
 	if s.closing {
 		return nil, false
 	}
-	c := &servedConn{conn: conn}
+	c := &servedConn{conn: conn, gone: make(chan struct{})}
 	s.conns[c] = struct{}{}
 	s.starting.Add(1)
 	s.wg.Add(1)
@@ -272,6 +268,8 @@ type servedConn struct {
 	// started is set by the connection's goroutine when it first waits for
 	// a request; only that goroutine uses it.
 	started bool
+	// gone is closed once the connection is closed.
+	gone chan struct{}
 }
 
 const (
@@ -350,7 +348,7 @@ func (s *Server) takeSlot() bool {
 	defer s.waiting.Add(-1)
 	for {
 		evicted, freed := s.evictIdle()
-		if evicted {
+		if evicted != nil {
 			return true
 		}
 		select {
@@ -363,24 +361,63 @@ func (s *Server) takeSlot() bool {
 	}
 }
 
+// evictForDescriptor evicts an idle connection, as takeSlot does, to free
+// a file descriptor, and gives the evicted connection's slot back. It
+// waits until the connection is closed (5 ms at most, for one that says
+// goodbye), so that Serve calls Accept again at once: pausing after each
+// eviction would take one connection every few milliseconds from an
+// accept queue that a flood keeps full. While a connection Serve accepted
+// has not yet begun to wait for a request, it waits for it (5 ms at most)
+// and looks again. It reports false if no connection is idle: then Serve
+// pauses.
+func (s *Server) evictForDescriptor() bool {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		// Read before evictIdle: if no connection was starting then, and
+		// it evicts none, none is idle.
+		starting := s.starting.Load() > 0
+		c, freed := s.evictIdle()
+		if c != nil {
+			<-s.slots
+			select {
+			case <-c.gone:
+			case <-time.After(5 * time.Millisecond):
+			case <-s.stopped:
+			}
+			return true
+		}
+		if !starting {
+			return false
+		}
+		select {
+		case <-freed: // a connection has begun to wait, or one has closed
+		case <-time.After(5 * time.Millisecond):
+			return false
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
 // evictIdle evicts the connection idle the longest, among those not yet
 // answered if any of them is idle: it marks it evicted and wakes its
-// goroutine, which says goodbye and closes it. The evicted connection's
-// slot becomes the caller's, and it holds a token of goodbyes instead
-// until it is closed. If no connection is idle, or MaxConns evicted
-// connections are still closing, it returns false and a channel that is
-// closed when that may have changed. So it does while a connection it
+// goroutine, which says goodbye and closes it, and returns it. The
+// evicted connection's slot becomes the caller's, and it holds a token of
+// goodbyes instead until it is closed. If no connection is idle, or
+// MaxConns evicted connections are still closing, it returns nil and a
+// channel that is closed when that may have changed. So it does while a connection it
 // accepted has not yet begun to wait for a request: the accept loop can
 // run ahead of the goroutines it starts, and such a connection, soon
 // idle, may be the one to go (one that sends nothing), or one to keep
 // (one whose request is on its way).
-func (s *Server) evictIdle() (bool, <-chan struct{}) {
+func (s *Server) evictIdle() (*servedConn, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
 	case s.goodbyes <- struct{}{}:
 	default:
-		return false, s.freed
+		return nil, s.freed
 	}
 	for {
 		// Read before the connections: one that stops starting is idle
@@ -397,12 +434,12 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 		}
 		if oldest == nil || starting {
 			<-s.goodbyes
-			return false, s.freed
+			return nil, s.freed
 		}
 		if oldest.idle.CompareAndSwap(since, evicted) {
 			// A read deadline in the past wakes its goroutine.
 			_ = oldest.conn.SetReadDeadline(time.Unix(1, 0))
-			return true, nil
+			return oldest, nil
 		}
 		// Its first byte came in: it is busy now. Look again.
 	}
@@ -413,6 +450,7 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 func (s *Server) done(c *servedConn) {
 	s.started(c)
 	c.conn.Close()
+	close(c.gone)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

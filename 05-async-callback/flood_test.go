@@ -470,12 +470,13 @@ func TestEvictedRequestIsDropped(t *testing.T) {
 	assert.Zero(t, n, "bytes read after the eviction are passed on")
 }
 
-// TestAcceptOutOfFiles makes Accept fail with EMFILE three times, as it
+// TestAcceptOutOfFiles makes Accept fail with EMFILE four times, as it
 // does when the process has no file descriptor left. Serve treats it as
 // the cap: each time, it evicts the connection idle the longest, if there
-// is one, to free a descriptor, and gives its slot back; then it tries
-// again after 5, 10 and 20 ms, calling Accept once each time, not in a
-// spin, and serves the connection it then accepts.
+// is one, to free a descriptor, gives its slot back, and calls Accept
+// again as soon as that connection is closed. With none idle, it tries
+// again after 5, then 10 ms, calling Accept once each time, not in a spin,
+// and serves the connection it then accepts.
 func TestAcceptOutOfFiles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := NewDemoServer(Service{})
@@ -505,7 +506,7 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		}
 		olderClosed, newerClosed := closedAt(older), closedAt(newer)
 		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-		for range 3 {
+		for range 4 {
 			l.fail <- emfile
 		}
 		c := NewClient(l.dial(t))
@@ -519,9 +520,9 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		for _, at := range l.acceptCalls()[2:] {
 			since = append(since, at.Sub(start))
 		}
-		assert.Equal(t, []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond, 35 * time.Millisecond, 35 * time.Millisecond}, since,
+		assert.Equal(t, []time.Duration{0, 0, 0, 5 * time.Millisecond, 15 * time.Millisecond, 15 * time.Millisecond}, since,
 			"the calls of Accept from the first EMFILE: one after each pause, and one waiting")
 		assert.Equal(t, time.Duration(0), <-olderClosed, "the connection idle the longest is evicted at the first EMFILE")
-		assert.Equal(t, 5*time.Millisecond, <-newerClosed, "the other is evicted at the second")
+		assert.Equal(t, time.Duration(0), <-newerClosed, "the other is evicted at the second, as soon as the first is closed")
 	})
 }

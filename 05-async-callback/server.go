@@ -127,7 +127,7 @@ type Server struct {
 	// Made once, by init, for eviction (see Serve).
 	slots    chan struct{} // a token per connection served, shared by every Serve: MaxConns in all
 	goodbyes chan struct{} // a token per evicted connection not yet closed: MaxConns in all
-	waiting  atomic.Int32  // calls of Serve waiting for a slot
+	waiting  atomic.Int32  // calls of Serve waiting for a slot, or for a connection to evict
 	starting atomic.Int32  // connections accepted whose reader has not yet waited for a request
 	freed    chan struct{} // closed, and made anew, when a wait for a slot may end
 	idleSeq  atomic.Int64  // the order in which connections became idle: the last one's number
@@ -196,8 +196,8 @@ func (s *Server) Register(service any) ([]Skipped, error) {
 // meanwhile. So a flood of silent connections cannot keep a caller out.
 //
 // Out of file descriptors, it evicts an idle connection, chosen the same
-// way, if there is one, and tries again after a pause that doubles from
-// 5 ms to 1 s.
+// way, and tries again as soon as that connection is closed; with none
+// idle, it tries again after a pause that doubles from 5 ms to 1 s.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
@@ -224,12 +224,8 @@ func (s *Server) Serve(l net.Listener) error {
 			if !passing(err) {
 				return err
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors: as at the cap, but the
-				// evicted connection's slot is given back.
-				if evicted, _ := s.evictIdle(); evicted {
-					<-s.slots
-				}
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.evictForDescriptor() {
+				continue
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			select {
@@ -336,7 +332,7 @@ func (s *Server) track(conn net.Conn) *serverConn {
 	if s.closing.Load() {
 		return nil
 	}
-	c := &serverConn{Conn: conn, srv: s, mu: make(connLock, 1)}
+	c := &serverConn{Conn: conn, srv: s, mu: make(connLock, 1), gone: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(s.halted)
 	s.conns[c] = struct{}{}
 	s.starting.Add(1)
@@ -441,7 +437,7 @@ func (s *Server) takeSlot() bool {
 	defer s.waiting.Add(-1)
 	for {
 		evicted, freed := s.evictIdle()
-		if evicted {
+		if evicted != nil {
 			return true
 		}
 		select {
@@ -454,25 +450,64 @@ func (s *Server) takeSlot() bool {
 	}
 }
 
+// evictForDescriptor evicts an idle connection, as takeSlot does, to free
+// a file descriptor, and gives the evicted connection's slot back. It
+// waits until the connection is closed (5 ms at most, for one that says
+// goodbye), so that Serve calls Accept again at once: pausing after each
+// eviction would take one connection every few milliseconds from an
+// accept queue that a flood keeps full. While a connection Serve accepted
+// has not yet begun to wait for a request, it waits for it (5 ms at most)
+// and looks again. It reports false if no connection is idle: then Serve
+// pauses.
+func (s *Server) evictForDescriptor() bool {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		// Read before evictIdle: if no connection was starting then, and
+		// it evicts none, none is idle.
+		starting := s.starting.Load() > 0
+		c, freed := s.evictIdle()
+		if c != nil {
+			<-s.slots
+			select {
+			case <-c.gone:
+			case <-time.After(5 * time.Millisecond):
+			case <-s.stopped:
+			}
+			return true
+		}
+		if !starting {
+			return false
+		}
+		select {
+		case <-freed: // a connection has begun to wait, or one has closed
+		case <-time.After(5 * time.Millisecond):
+			return false
+		case <-s.stopped:
+			return false
+		}
+	}
+}
+
 // evictIdle evicts an idle connection with no answer to come: the one
 // idle the longest among those never answered, if any of them is idle,
 // or else among all. It marks it evicted and wakes its reader, which says
-// goodbye and closes it. The evicted connection's slot becomes the
-// caller's, and it holds a token of goodbyes instead until it is closed.
-// If no connection is idle, or MaxConns evicted connections are still
-// closing, it returns false and a channel that is closed when that may
+// goodbye and closes it, and returns it. The evicted connection's slot
+// becomes the caller's, and it holds a token of goodbyes instead until it
+// is closed. If no connection is idle, or MaxConns evicted connections
+// are still closing, it returns nil and a channel that is closed when that may
 // have changed. So it does while a connection Serve accepted has not yet
 // begun to wait for a request: the accept loop can run ahead of the
 // goroutines it starts, and such a connection, soon idle, may be the one
 // to go (one that sends nothing), or one to keep (one whose request is on
 // its way).
-func (s *Server) evictIdle() (bool, <-chan struct{}) {
+func (s *Server) evictIdle() (*serverConn, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
 	case s.goodbyes <- struct{}{}:
 	default:
-		return false, s.freed
+		return nil, s.freed
 	}
 	for {
 		// Read before the connections: one that stops starting is idle
@@ -493,11 +528,11 @@ func (s *Server) evictIdle() (bool, <-chan struct{}) {
 		}
 		if oldest == nil || starting {
 			<-s.goodbyes
-			return false, s.freed
+			return nil, s.freed
 		}
 		if oldest.idle.CompareAndSwap(since, evicted) {
 			oldest.wake()
-			return true, nil
+			return oldest, nil
 		}
 		// Its first byte came in, or its last answer was just written:
 		// look again.
@@ -554,6 +589,8 @@ type serverConn struct {
 	// started is set by the reader when it first waits for a request;
 	// only the connection's goroutine uses it.
 	started bool
+	// gone is closed once the connection is closed.
+	gone chan struct{}
 
 	mu     connLock  // protects stopAt and readBy, and orders the setting of deadlines
 	stopAt time.Time // the deadline Shutdown set; zero until then
@@ -671,6 +708,7 @@ func (s *Server) serveConn(c *serverConn) {
 	defer func() {
 		c.cancel()
 		c.Close()
+		close(c.gone)
 		s.done(c)
 	}()
 	answers := s.newConnWriter(c)
