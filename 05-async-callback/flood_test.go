@@ -470,6 +470,44 @@ func TestEvictedRequestIsDropped(t *testing.T) {
 	assert.Zero(t, n, "bytes read after the eviction are passed on")
 }
 
+// TestAcceptOutOfFilesWaitsForAStartingConnection has Accept fail with
+// EMFILE just after it accepted a silent connection, twenty times (see
+// emfileAfterAccept). The connection may not yet have begun to wait for
+// its request when the error comes: Serve waits until it has, and evicts
+// it, at once, rather than pause as if none were idle.
+func TestAcceptOutOfFilesWaitsForAStartingConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewDemoServer(Service{})
+		srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		l := &emfileAfterAccept{pipeListener: newPipeListener()}
+		serve(t, srv, l)
+		for i := range 20 {
+			start := time.Now()
+			silent := l.dial(t) // no deadline: it may be closed already, and a Read that waits for ever is a deadlock the bubble reports
+			_, err := silent.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "round %d: the silent connection is evicted", i)
+			require.Zero(t, time.Since(start), "round %d: evicted at once", i)
+		}
+	})
+}
+
+// emfileAfterAccept is a pipeListener whose Accept fails with EMFILE once
+// after each connection it accepts: the error comes as Serve's next call,
+// before the connection's reader may have begun to wait.
+type emfileAfterAccept struct {
+	*pipeListener
+	fail atomic.Bool
+}
+
+func (l *emfileAfterAccept) Accept() (net.Conn, error) {
+	if l.fail.Swap(false) {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	conn, err := l.pipeListener.Accept()
+	l.fail.Store(err == nil)
+	return conn, err
+}
+
 // TestAcceptOutOfFiles makes Accept fail with EMFILE four times, as it
 // does when the process has no file descriptor left. Serve treats it as
 // the cap: each time, it evicts the connection idle the longest, if there
