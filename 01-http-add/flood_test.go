@@ -300,11 +300,12 @@ func TestUnansweredConnectionsGoFirst(t *testing.T) {
 	})
 }
 
-// TestAcceptOutOfFiles makes Accept fail with EMFILE three times, as it
+// TestAcceptOutOfFiles makes Accept fail with EMFILE four times, as it
 // does when the process has no file descriptor left. Serve treats it as
 // the cap: each time, it evicts the connection idle the longest, if there
-// is one, to free a descriptor; net/http tries again after 5, 10 and
-// 20 ms, calling Accept once each time, not in a spin, and serves the
+// is one, to free a descriptor, and calls Accept again as soon as that
+// connection is closed. With none idle, net/http tries again after 5,
+// then 10 ms, calling Accept once each time, not in a spin, and serves the
 // connection it then accepts.
 func TestAcceptOutOfFiles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -335,7 +336,7 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		}
 		olderClosed, newerClosed := closedAt(older), closedAt(newer)
 		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-		for range 3 {
+		for range 4 {
 			l.queue <- acceptResult{err: emfile}
 		}
 		c := l.dial(t)
@@ -346,10 +347,33 @@ func TestAcceptOutOfFiles(t *testing.T) {
 		for _, at := range l.acceptCalls()[2:] {
 			since = append(since, at.Sub(start))
 		}
-		assert.Equal(t, []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond, 35 * time.Millisecond, 35 * time.Millisecond}, since,
-			"the calls of Accept from the first EMFILE: one after each pause, and one waiting")
+		assert.Equal(t, []time.Duration{0, 0, 0, 5 * time.Millisecond, 15 * time.Millisecond, 15 * time.Millisecond}, since,
+			"the calls of Accept from the first EMFILE: one after each eviction, once its connection is closed, then one after each pause, and one waiting")
 		assert.Equal(t, time.Duration(0), <-olderClosed, "the connection idle the longest is evicted at the first EMFILE")
-		assert.Equal(t, 5*time.Millisecond, <-newerClosed, "the other is evicted at the second")
+		assert.Equal(t, time.Duration(0), <-newerClosed, "the other is evicted at the second, as soon as the first is closed")
+	})
+}
+
+// TestAcceptOutOfFilesWaitsForAStartingConnection has Accept fail with
+// EMFILE just after it accepted a silent connection, twenty times. The
+// connection may not yet have been read from by net/http when the error
+// comes: Serve waits until it has, and evicts it, at once, rather than
+// have net/http pause as if none were idle.
+func TestAcceptOutOfFilesWaitsForAStartingConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := NewServer()
+		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		l := newFloodListener()
+		serve(t, srv, l)
+		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		for i := range 20 {
+			start := time.Now()
+			silent := l.dial(t)
+			l.queue <- acceptResult{err: emfile}
+			_, err := silent.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "round %d: the silent connection is evicted", i)
+			require.Zero(t, time.Since(start), "round %d: evicted at once", i)
+		}
 	})
 }
 

@@ -221,22 +221,25 @@ func newLimitListener(l net.Listener, conns *connTable) *limitListener {
 
 // Accept waits for a connection, then for a slot. Out of file
 // descriptors, it evicts an idle connection, chosen as at the cap, to free
-// one, and returns the error: net/http takes it as temporary, and accepts
-// again after a pause that doubles from 5 ms to 1 s.
+// one, and tries again once it is closed (see evictForDescriptor). With
+// none idle, it returns the error: net/http takes it as temporary, and
+// accepts again after a pause that doubles from 5 ms to 1 s.
 func (l *limitListener) Accept() (net.Conn, error) {
-	conn, err := l.Listener.Accept()
-	if err != nil {
-		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-			l.conns.evictIdle()
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && l.conns.evictForDescriptor(l.closed) {
+				continue
+			}
+			return nil, err
 		}
-		return nil, err
+		c := l.conns.takeSlot(conn, l.closed)
+		if c == nil {
+			conn.Close()
+			return nil, net.ErrClosed
+		}
+		return c, nil
 	}
-	c := l.conns.takeSlot(conn, l.closed)
-	if c == nil {
-		conn.Close()
-		return nil, net.ErrClosed
-	}
-	return c, nil
 }
 
 // Close stops the listener, and wakes an Accept that waits for a slot.
@@ -362,6 +365,44 @@ func (t *connTable) evictIdle() (*trackedConn, <-chan struct{}) {
 	}
 	close(victim.woken)
 	return victim, nil
+}
+
+// evictForDescriptor evicts an idle connection, chosen as evictIdle
+// chooses it, to free a file descriptor, and waits until it is closed
+// (5 ms at most, for one that says goodbye), so that Accept can try again
+// at once: returning the error after each eviction would have net/http
+// pause, and take one connection every few milliseconds from an accept
+// queue that a flood keeps full. While a connection handed to net/http has
+// not yet been read from, it waits for it (5 ms at most) and looks again.
+// It reports false if no connection is idle: then Accept returns the
+// error, and net/http pauses.
+func (t *connTable) evictForDescriptor(closed <-chan struct{}) bool {
+	t.waiting.Add(1)
+	defer t.waiting.Add(-1)
+	for {
+		// Read before evictIdle: if no connection was starting then, and
+		// it evicts none, none is idle.
+		starting := t.starting.Load() > 0
+		victim, idled := t.evictIdle()
+		if victim != nil {
+			select {
+			case <-victim.gone:
+			case <-time.After(5 * time.Millisecond):
+			case <-closed:
+			}
+			return true
+		}
+		if !starting {
+			return false
+		}
+		select {
+		case <-idled: // a connection has been read from, or become idle
+		case <-time.After(5 * time.Millisecond):
+			return false
+		case <-closed:
+			return false
+		}
+	}
 }
 
 // now is the time as trackedConn.idle keeps it: nanoseconds since
