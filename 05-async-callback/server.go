@@ -436,8 +436,8 @@ func (s *Server) takeSlot() bool {
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
 	for {
-		evicted, freed := s.evictIdle()
-		if evicted != nil {
+		victim, freed := s.evictIdle()
+		if victim != nil {
 			return true
 		}
 		select {
