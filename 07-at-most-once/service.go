@@ -1,0 +1,140 @@
+package atmostonce
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Service is the demo service: the article's MyCode, whose sum and
+// get_time it offers, with echo, the add that every stage's benchmarks and
+// load test call, and slow, a call that takes as long as its caller asks.
+// The server's route table is built from its exported methods: Sum answers
+// to sum, GetTime to get_time. Nothing in them knows about the wire.
+type Service struct {
+	now func() time.Time // the clock GetTime reads; nil means time.Now
+
+	// Sleep is how Slow waits; nil means time.Sleep. A test gives it a
+	// clock of its own, to make slow calls end in the order it wants.
+	Sleep func(time.Duration)
+}
+
+// Sum returns a + b, as the article's sum does in Python: two ints give an
+// int, and a float with an int or a float gives a float. (Python's + would
+// also join two strings; this Sum adds numbers only.) Its parameters are
+// any because the caller, not the method, picks the types.
+func (s Service) Sum(a, b any) (any, error) {
+	x, xInt := a.(int)
+	y, yInt := b.(int)
+	if xInt && yInt {
+		sum, err := s.Add(x, y)
+		if err != nil {
+			return nil, err
+		}
+		return sum, nil
+	}
+	fx, xOK := toFloat(a)
+	fy, yOK := toFloat(b)
+	if !xOK || !yOK {
+		return nil, fmt.Errorf("sum adds numbers, not %s and %s", describe(a), describe(b))
+	}
+	if sum := fx + fy; !math.IsInf(sum, 0) {
+		return sum, nil
+	}
+	return nil, fmt.Errorf("%s + %s does not fit in a float (64 bits)", formatFloat(fx), formatFloat(fy))
+}
+
+// toFloat returns v as a float64 if it is a number.
+func toFloat(v any) (float64, bool) {
+	switch v := v.(type) {
+	case int:
+		return float64(v), true
+	case float64:
+		return v, true
+	}
+	return 0, false
+}
+
+// Add returns a + b. Go's integers wrap around when they overflow, and
+// Python's do not, so Add checks first: an overflow is an error, never a
+// wrong sum.
+func (Service) Add(a, b int) (int, error) {
+	if (b > 0 && a > math.MaxInt-b) || (b < 0 && a < math.MinInt-b) {
+		return 0, fmt.Errorf("%d + %d does not fit in an int (%d bits)", a, b, strconv.IntSize)
+	}
+	return a + b, nil
+}
+
+// GetTime returns the time in the form of Python's time.ctime(), as the
+// article's get_time does: "Wed Jan 16 22:05:31 2019", with a space
+// before a one-digit day. Go calls that layout time.ANSIC.
+func (s Service) GetTime() string {
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	return now().Format(time.ANSIC)
+}
+
+// Echo returns s unchanged: the test of a protocol's escaping.
+func (Service) Echo(s string) string {
+	return s
+}
+
+// MaxSlow is the longest slow(ms) sleeps, in milliseconds.
+const MaxSlow = 10_000
+
+// Slow waits ms milliseconds, then returns ms: a call that takes as long
+// as its caller asks, up to MaxSlow.
+func (s Service) Slow(ms int) (int, error) {
+	if ms < 0 || ms > MaxSlow {
+		return 0, fmt.Errorf("slow sleeps 0 to %d ms, not %d", MaxSlow, ms)
+	}
+	sleep := time.Sleep
+	if s.Sleep != nil {
+		sleep = s.Sleep
+	}
+	sleep(time.Duration(ms) * time.Millisecond)
+	return ms, nil
+}
+
+// NewDemoServer returns a server offering the demo service, svc:
+//
+//	sum(a, b)
+//	get_time()
+//	echo(s)
+//	add(a, b)
+//	slow(ms)
+func NewDemoServer(svc Service) *Server {
+	s := NewServer()
+	skipped, err := s.Register(svc)
+	if err != nil || len(skipped) > 0 {
+		// Our own service: a mistake here is a bug.
+		panic(fmt.Sprintf("register the demo service: %v, skipped %v", err, skipped))
+	}
+	return s
+}
+
+// DemoClient is the demo service's typed client: a stub for each of its
+// functions that takes and returns Go types, over a general Client, which
+// calls any function by name. It is used as DemoClient{c}.Add(ctx, 1, 2).
+// The stubs live beside the service they call, not on Client, as gRPC
+// generates a typed client for each service over one general connection.
+type DemoClient struct{ *Client }
+
+// Add is a typed stub for the demo server's add(a, b).
+func (d DemoClient) Add(ctx context.Context, a, b int) (int, error) {
+	return callAs[int](ctx, d.Client, "add", a, b)
+}
+
+// Echo is a typed stub for the demo server's echo(s).
+func (d DemoClient) Echo(ctx context.Context, s string) (string, error) {
+	return callAs[string](ctx, d.Client, "echo", s)
+}
+
+// Slow is a typed stub for the demo server's slow(ms).
+func (d DemoClient) Slow(ctx context.Context, ms int) (int, error) {
+	return callAs[int](ctx, d.Client, "slow", ms)
+}
