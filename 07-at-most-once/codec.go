@@ -36,22 +36,43 @@ import (
 // Many calls share a connection, and answers come back in the order the
 // calls finish, not the order they were made. So each Request carries an
 // ID that its client chose, and the Response to it carries the same ID.
+//
+// A call may be sent more than once: again on a new connection when the
+// old one broke before its answer came. So its ID is the client's sequence
+// number for the call, the same on every attempt, and a Request says
+// which client sent it (Client, random), which attempt it is, the lowest
+// ID its client still waits for (Ack), and how long its caller will wait
+// (Timeout). With those, the server runs a call at most once: see table.
 
-// Request is a call: its id, the function's name and its arguments.
+// Request is a call: its id, the function's name and its arguments, and
+// what the server needs to run it at most once, and within its caller's
+// deadline. A Request with Cancel set is not a call: it says that the
+// caller of call ID has given up.
 type Request struct {
-	ID     uint64  // chosen by the client, never 0 (the server refuses it); the answer carries it back
+	ID     uint64  // the call's sequence number, chosen by its client, the same on every attempt; never 0 (the server refuses it)
 	Func   string  // the function's name: sum
 	Params []Value // its arguments, in order
+
+	Client  uint64 // the client's id, random; 0: a call the server runs without its table (an idempotent one)
+	Attempt uint32 // 1 for the first time the call is sent, 2 for the second...
+	Ack     uint64 // every call of this client below this ID has ended: the server may forget them
+	Epoch   uint64 // the server's epoch for this client (see Response.Epoch) when the call was first sent; 0 if it knew none
+	Timeout int64  // how long the caller will still wait, in nanoseconds, as it sends; 0: no deadline
+	Cancel  bool   // not a call: the caller of call ID gave up, and the server may stop it
 }
 
 // Response is the answer to a Request: the result, or the reason the call
-// failed. A result always has a type code, so an error cannot pass for one.
-// An ID of 0 answers no call: the server refused the connection's stream,
-// and Error says why.
+// failed, with a code that says what kind of failure it was and whether
+// the function ran. A result always has a type code, so an error cannot
+// pass for one. An ID of 0 answers no call: the server refused the
+// connection's stream, and Error says why.
 type Response struct {
 	ID    uint64 // the ID of the Request this answers
 	Data  Value  // the result; the zero Value when the call failed
 	Error string // why the call failed
+	Code  Code   // the kind of failure (see Code); OK with a result
+	Ran   bool   // the function ran: a failure with Ran false is safe to send again
+	Epoch uint64 // the epoch of the server's memory of this client: it changes when the server forgets the client
 }
 
 // Value is one argument or result. Type is the article's type code, and
@@ -1112,25 +1133,26 @@ func newRequest(name string, args []any) (Request, error) {
 }
 
 // newResponse returns the answer to a call that returned res, or failed
-// with callErr.
+// with callErr: an *Error, or the function's own error.
 func newResponse(res any, callErr error) Response {
 	if callErr == nil {
 		v, err := toValue(res)
 		if err == nil {
-			return Response{Data: v}
+			return Response{Data: v, Ran: true}
 		}
-		callErr = err
+		callErr = failure(Unknown, Ran, "%v", err)
 	}
-	return Response{Error: callErr.Error()}
+	e := asError(callErr)
+	return Response{Error: e.Message, Code: e.Code, Ran: e.Outcome == Ran}
 }
 
 // decodeAnswer reads a Response: the result, or the error the server
-// reported.
+// reported, as an *Error.
 func decodeAnswer(r *Response) (any, error) {
 	switch {
 	case r.Data == Value{}:
-		return nil, &ServerError{Message: r.Error}
-	case r.Error != "":
+		return nil, answerError(r)
+	case r.Error != "" || r.Code != OK:
 		return nil, fmt.Errorf("answer has both a result and an error, %s", quoteShort(r.Error))
 	}
 	res, err := fromValue(r.Data)
@@ -1140,14 +1162,22 @@ func decodeAnswer(r *Response) (any, error) {
 	return res, nil
 }
 
-// ServerError is a failure the server reported: the call reached the
-// server, and the server answered that it could not do it.
-type ServerError struct {
-	Message string // the answer's Error
-}
-
-func (e *ServerError) Error() string {
-	return "server answered: " + e.Message
+// answerError returns the failure an answer reports. An answer that
+// forgot its call says its outcome is unknown; any other refusal, that it
+// did not run.
+func answerError(r *Response) *Error {
+	e := &Error{Code: r.Code, Outcome: NotRun, Message: r.Error}
+	switch {
+	case r.Ran:
+		e.Outcome = Ran
+	case r.Code == Aborted:
+		e.Outcome = OutcomeUnknown
+	case r.Code == OK:
+		// A failure with no code, from a peer that sets none: it says
+		// nothing of whether the call ran.
+		e.Code, e.Outcome = Unknown, OutcomeUnknown
+	}
+	return e
 }
 
 // quoteShort quotes s for an error message, cut to a readable length: an

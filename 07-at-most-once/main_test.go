@@ -62,11 +62,16 @@ type testClock struct {
 	awake  bool // after wakeAll, no call sleeps
 }
 
-// Sleep is Service.Sleep: it waits until the test wakes d.
-func (c *testClock) Sleep(d time.Duration) {
+// Sleep is Service.Sleep: it waits until the test wakes d, or ctx ends.
+func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
 	alarm := c.alarm(d)
 	c.asleep <- d
-	<-alarm
+	select {
+	case <-alarm:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // alarm returns the channel closed when d is woken.

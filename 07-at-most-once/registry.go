@@ -1,6 +1,7 @@
 package atmostonce
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -38,10 +39,11 @@ func (r *registry) table() map[string]*function {
 // function is an exported method of a registered service, bound to the
 // service, with the types of its parameters.
 type function struct {
-	goName string        // Service.GetTime, for messages
-	fn     reflect.Value // the method, bound to the service value
-	params []reflect.Type
-	errOut bool // the method's last result is an error
+	goName string         // Service.GetTime, for messages
+	fn     reflect.Value  // the method, bound to the service value
+	params []reflect.Type // the wire's parameters: not the context
+	ctxIn  bool           // the method's first parameter is a context.Context
+	errOut bool           // the method's last result is an error
 }
 
 // Skipped is an exported method that Register left out of the route table,
@@ -58,8 +60,9 @@ func (s Skipped) String() string {
 
 // The Go types the wire carries, and the names the wire gives them.
 var (
-	errorType = reflect.TypeFor[error]()
-	wireTypes = map[reflect.Type]string{
+	errorType   = reflect.TypeFor[error]()
+	contextType = reflect.TypeFor[context.Context]()
+	wireTypes   = map[reflect.Type]string{
 		reflect.TypeFor[int]():     "int",
 		reflect.TypeFor[float64](): "float",
 		reflect.TypeFor[string]():  "str",
@@ -109,9 +112,11 @@ func (r *registry) register(service any) ([]Skipped, error) {
 // newFunction wraps a bound method that unsupported has accepted.
 func newFunction(goName string, fn reflect.Value) *function {
 	t := fn.Type()
-	f := &function{goName: goName, fn: fn, errOut: t.NumOut() == 2}
-	for in := range t.Ins() {
-		f.params = append(f.params, in)
+	f := &function{goName: goName, fn: fn, ctxIn: takesContext(t), errOut: t.NumOut() == 2}
+	for i := range t.NumIn() {
+		if i > 0 || !f.ctxIn {
+			f.params = append(f.params, t.In(i))
+		}
 	}
 	return f
 }
@@ -137,14 +142,26 @@ func snakeCase(goName string) string {
 	return b.String()
 }
 
+// takesContext reports whether a method of type t takes a context.Context
+// first: it is given the call's, with its caller's deadline, as net/http
+// gives a handler r.Context().
+func takesContext(t reflect.Type) bool {
+	return t.NumIn() > 0 && t.In(0) == contextType
+}
+
 // unsupported says why a method of type t cannot be called over the wire,
-// or returns "" if it can: every parameter is a wire type, and it returns
-// a wire type, or a wire type and an error.
+// or returns "" if it can: every parameter is a wire type, after a
+// context.Context if it takes one first, and it returns a wire type, or a
+// wire type and an error.
 func unsupported(t reflect.Type) string {
 	if t.IsVariadic() {
 		return "it is variadic, and a route takes a fixed number of arguments"
 	}
-	for i := range t.NumIn() {
+	first := 0
+	if takesContext(t) {
+		first = 1
+	}
+	for i := first; i < t.NumIn(); i++ {
 		if !isWireType(t.In(i)) {
 			return fmt.Sprintf("parameter %d is %s; the wire carries int, float64 and string, or any of them as any", i+1, t.In(i))
 		}
@@ -184,18 +201,29 @@ func pointerMethods(t reflect.Type) []Skipped {
 	return skipped
 }
 
-// call checks the arguments against f's parameters and calls f. A panic
-// inside f comes back as an error.
-func (f *function) call(args []any) (res any, err error) {
+// check reports whether args fit f's parameters: an error if not, before
+// anything runs.
+func (f *function) check(args []any) error {
 	if len(args) != len(f.params) {
-		return nil, fmt.Errorf("takes %s, got %d", arguments(len(f.params)), len(args))
+		return fmt.Errorf("takes %s, got %d", arguments(len(f.params)), len(args))
 	}
-	in := make([]reflect.Value, len(args))
 	for i, arg := range args {
-		in[i] = reflect.ValueOf(arg)
-		if !in[i].Type().AssignableTo(f.params[i]) {
-			return nil, fmt.Errorf("argument %d: want %s, got %s", i+1, wireTypes[f.params[i]], describe(arg))
+		if !reflect.TypeOf(arg).AssignableTo(f.params[i]) {
+			return fmt.Errorf("argument %d: want %s, got %s", i+1, wireTypes[f.params[i]], describe(arg))
 		}
+	}
+	return nil
+}
+
+// call calls f with ctx, if it takes one, and args, which check has
+// accepted. A panic inside f comes back as an error.
+func (f *function) call(ctx context.Context, args []any) (res any, err error) {
+	in := make([]reflect.Value, 0, len(args)+1)
+	if f.ctxIn {
+		in = append(in, reflect.ValueOf(ctx))
+	}
+	for _, arg := range args {
+		in = append(in, reflect.ValueOf(arg))
 	}
 	defer func() {
 		if p := recover(); p != nil {

@@ -33,6 +33,8 @@ const (
 	DefaultFirstRequestTimeout = 5 * time.Second  // for a new connection to send its first whole request
 	DefaultIdleTimeout         = 60 * time.Second // to receive the whole of each later request
 	DefaultWriteTimeout        = 10 * time.Second // to write an answer to a client that reads slowly
+	DefaultMaxTableBytes       = 64 << 20         // what the table of calls run holds, every client together
+	DefaultMaxCallsPerClient   = 1024             // a client's calls from its Ack, in the table (DefaultMaxPending)
 )
 
 // closeLinger is how long the server keeps open a connection it is
@@ -51,13 +53,17 @@ var ErrServerClosed = errors.New("atmostonce: server closed")
 
 // errStopping answers a request that arrives after Shutdown began: the
 // caller learns that its call did not run, and may make it elsewhere.
-var errStopping = errors.New("the server is shutting down; the call did not run")
+var errStopping = failure(Unavailable, NotRun, "the server is shutting down")
 
 // errEvicted is what the server reads from a connection it has evicted:
 // the bytes that arrived after the eviction begin a request that it drops
 // unread, and never runs. A client that had calls answered on the
 // connection is told so, by an answer with ID 0 (see readRequests).
 var errEvicted = errors.New("the server closed this idle connection to make room for another; no request sent after its last answer was run")
+
+// evictedAnswer is the goodbye that tells a client of an evicted
+// connection why: the calls it sent after it are not run.
+var evictedAnswer = &Error{Code: Unavailable, Outcome: NotRun, Message: errEvicted.Error()}
 
 // errZeroID refuses a request whose ID is 0: the wire keeps that ID for
 // answers that refuse the stream, so such a call could not be answered.
@@ -110,8 +116,14 @@ type Server struct {
 	FirstRequestTimeout time.Duration // a new connection that sends no whole request for this long is closed
 	IdleTimeout         time.Duration // a connection that sends no whole request for this long, with no call unanswered, is closed
 	WriteTimeout        time.Duration // an answer not written in this long closes its connection
+	// MaxTableBytes bounds what the table of calls run holds, every
+	// client together (see table); MaxCallsPerClient, how many calls
+	// from its Ack one client may have in it.
+	MaxTableBytes     int64
+	MaxCallsPerClient int
 
 	funcs registry // the route table; it has a lock of its own
+	table *table   // the calls run, for at-most-once; made by init
 
 	closing atomic.Bool // Shutdown has begun; every request reads it, so it has no lock
 
@@ -159,6 +171,8 @@ func NewServer() *Server {
 		FirstRequestTimeout: DefaultFirstRequestTimeout,
 		IdleTimeout:         DefaultIdleTimeout,
 		WriteTimeout:        DefaultWriteTimeout,
+		MaxTableBytes:       DefaultMaxTableBytes,
+		MaxCallsPerClient:   DefaultMaxCallsPerClient,
 	}
 }
 
@@ -263,6 +277,8 @@ func (s *Server) setDefaults() {
 	setZero(&s.FirstRequestTimeout, DefaultFirstRequestTimeout)
 	setZero(&s.IdleTimeout, DefaultIdleTimeout)
 	setZero(&s.WriteTimeout, DefaultWriteTimeout)
+	setZero(&s.MaxTableBytes, DefaultMaxTableBytes)
+	setZero(&s.MaxCallsPerClient, DefaultMaxCallsPerClient)
 	setZero(&s.linger, closeLinger)
 }
 
@@ -285,6 +301,7 @@ func (s *Server) init() {
 		s.freed = make(chan struct{})
 		s.budget = semaphore.NewWeighted(int64(s.MaxRequestBytesHeld))
 		s.halted, s.halt = context.WithCancel(context.Background())
+		s.table = newTable(s.MaxTableBytes, uint64(s.MaxCallsPerClient))
 	}
 }
 
@@ -592,6 +609,9 @@ type serverConn struct {
 	// gone is closed once the connection is closed.
 	gone chan struct{}
 
+	callsMu sync.Mutex                    // protects calls
+	calls   map[uint64]context.CancelFunc // the calls run without the table, by ID, for a cancel frame
+
 	mu     connLock  // protects stopAt and readBy, and orders the setting of deadlines
 	stopAt time.Time // the deadline Shutdown set; zero until then
 	readBy time.Time // the read deadline set last
@@ -777,28 +797,29 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 			switch {
 			case c.idle.Load() == evicted:
 				if c.answered.Load() {
-					answers.refuse(0, errEvicted)
+					answers.refuse(0, evictedAnswer)
 				}
 			case errors.Is(err, os.ErrDeadlineExceeded) && requests.waiting() &&
 				answers.busy() && !s.closing.Load():
 				// Not idle: the client waits for answers. Wait again.
 				continue
 			case errors.As(err, &large) && large.skipped:
-				answers.refuse(req.ID, fmt.Errorf("request of %d bytes is larger than MaxRequestBytes %d", large.size, large.max))
+				answers.refuse(req.ID, failure(ResourceExhausted, NotRun, "request of %d bytes is larger than MaxRequestBytes %d", large.size, large.max))
 				continue
 			case errors.Is(err, errTooLarge) || errors.Is(err, errMalformed):
 				// After these the stream cannot be trusted: say why,
 				// if the client is still listening, and hang up. The
 				// answer carries the call's id if the frame got that far.
-				answers.refuse(req.ID, fmt.Errorf("%v; closing the connection", err))
+				answers.refuse(req.ID, failure(Internal, NotRun, "%v; closing the connection", err))
 			}
 			return
 		}
 		wait = s.IdleTimeout
+		readAt := time.Now() // the caller's Timeout counts from here
 		switch {
 		case req.ID == 0:
 			s.release(n)
-			answers.refuse(0, fmt.Errorf("%v; closing the connection", errZeroID))
+			answers.refuse(0, failure(Internal, NotRun, "%v; closing the connection", errZeroID))
 			return
 		case s.closing.Load():
 			// Shutdown began while this request was on its way: say
@@ -807,17 +828,19 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 			s.release(n)
 			answers.refuse(req.ID, errStopping)
 			continue
+		case req.Cancel:
+			s.release(n)
+			s.cancel(c, &req)
+			continue
 		}
 		answers.started()
 		// Go waits while MaxInFlight calls are running: backpressure.
 		calls.Go(func() error {
-			s.running.Add(1)
-			res, err := s.handle(&req)
+			resp := s.serve(c, &req, readAt)
 			if s.beforeAnswer != nil {
 				s.beforeAnswer(&req)
 			}
-			s.running.Add(-1)
-			answers.send(req.ID, n, res, err)
+			answers.send(resp, n)
 			return nil
 		})
 	}
@@ -875,18 +898,18 @@ func (w *connWriter) started() { w.unanswered.Add(1) }
 func (w *connWriter) busy() bool { return w.unanswered.Load() > 0 }
 
 // refuse queues an answer that no call gives: a refusal of request id.
-func (w *connWriter) refuse(id uint64, err error) {
+func (w *connWriter) refuse(id uint64, err *Error) {
 	w.started()
-	w.send(id, 0, nil, err)
+	resp := newResponse(nil, err)
+	resp.ID = id
+	w.send(resp, 0)
 }
 
-// send queues the answer to the call id, which returned res or failed with
-// callErr, and whose request took held bytes of budget. It blocks while
-// the queue is full, unless writing has failed: then the answer is
-// dropped, and its budget given back.
-func (w *connWriter) send(id uint64, held int64, res any, callErr error) {
-	a := answer{resp: newResponse(res, callErr), held: held}
-	a.resp.ID = id
+// send queues resp, the answer to a request that took held bytes of
+// budget. It blocks while the queue is full, unless writing has failed:
+// then the answer is dropped, and its budget given back.
+func (w *connWriter) send(resp Response, held int64) {
+	a := answer{resp: resp, held: held}
 	select {
 	case w.queue <- a:
 	case <-w.failed:
@@ -976,22 +999,156 @@ func fits(n, size, max int) bool {
 	return n < max && size < maxKeptBuffer
 }
 
-// handle reads one request as a call and calls the function it names.
-func (s *Server) handle(req *Request) (any, error) {
+// serve answers one request: from the table, if it is an attempt of a
+// call the table remembers, or by running the call. A request with no
+// Client is run without the table.
+func (s *Server) serve(c *serverConn, req *Request, readAt time.Time) Response {
+	var resp Response
+	fn, args, refusal := s.lookup(req)
+	switch {
+	case refusal != nil:
+		resp = newResponse(nil, refusal)
+	case req.Client == 0:
+		ctx, stop := s.callContext(req, readAt)
+		c.running(req.ID, stop)
+		resp = s.run(ctx, req, fn, args)
+		c.running(req.ID, nil)
+		stop()
+	default:
+		resp = s.serveOnce(c, req, readAt, fn, args)
+	}
+	resp.ID = req.ID
+	return resp
+}
+
+// serveOnce answers a request through the table: it runs the call if the
+// table says so, waits for the attempt that runs it, or answers what the
+// table says.
+func (s *Server) serveOnce(c *serverConn, req *Request, readAt time.Time, fn *function, args []any) Response {
+	var resp Response
+	a := s.table.admit(req)
+	switch {
+	case a.refusal != nil:
+		resp = newResponse(nil, a.refusal)
+	case a.run:
+		ctx, stop := s.callContext(req, readAt)
+		s.table.running(a.e, stop)
+		resp = s.run(ctx, req, fn, args)
+		stop()
+		s.table.finish(a.client, req.ID, a.e, resp)
+	default:
+		// Another attempt runs the call, or has run it: its answer is
+		// this one's.
+		select {
+		case <-a.e.done:
+			resp = a.e.resp
+		case <-c.ctx.Done():
+			resp = newResponse(nil, failure(Unavailable, OutcomeUnknown, "the connection closed while the call ran"))
+		}
+	}
+	resp.Epoch = a.epoch
+	return resp
+}
+
+// lookup reads a request as a call, and finds the function it names: or
+// says why the call cannot run, before it runs.
+func (s *Server) lookup(req *Request) (*function, []any, *Error) {
 	name, args, err := parseCall(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, failure(InvalidArgument, NotRun, "%v", err)
 	}
 	fn, ok := s.funcs.lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("no function %s; there are: %s", quoteShort(name),
+		return nil, nil, failure(Unimplemented, NotRun, "no function %s; there are: %s", quoteShort(name),
 			strings.Join(slices.Sorted(maps.Keys(s.funcs.table())), ", "))
 	}
-	res, err := fn.call(args)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if err := fn.check(args); err != nil {
+		return nil, nil, failure(InvalidArgument, NotRun, "%s: %v", name, err)
 	}
-	return res, nil
+	return fn, args, nil
+}
+
+// callContext returns the context a call runs with: its caller's
+// deadline, counted from when its request was read, and the call's
+// CallInfo. It ends when the server halts, too.
+func (s *Server) callContext(req *Request, readAt time.Time) (context.Context, context.CancelFunc) {
+	ctx := context.WithValue(s.halted, callInfoKey{}, CallInfo{Client: req.Client, ID: req.ID, Attempt: req.Attempt})
+	if req.Timeout != 0 {
+		return context.WithDeadline(ctx, readAt.Add(time.Duration(req.Timeout)))
+	}
+	return context.WithCancel(ctx)
+}
+
+// run calls fn with args, unless ctx has ended already: a call whose
+// caller's deadline has passed is not run.
+func (s *Server) run(ctx context.Context, req *Request, fn *function, args []any) Response {
+	if err := ctx.Err(); err != nil {
+		code := Canceled
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = DeadlineExceeded
+		}
+		return newResponse(nil, failure(code, NotRun, "%s: no time left: its caller's deadline passed before it could start", req.Func))
+	}
+	s.running.Add(1)
+	res, err := fn.call(ctx, args)
+	s.running.Add(-1)
+	if err != nil {
+		e := &Error{Code: Unknown, Outcome: Ran, Message: req.Func + ": " + err.Error()}
+		switch {
+		case errors.Is(err, context.Canceled):
+			e.Code = Canceled
+		case errors.Is(err, context.DeadlineExceeded):
+			e.Code = DeadlineExceeded
+		}
+		return newResponse(nil, e)
+	}
+	return newResponse(res, nil)
+}
+
+// cancel is a cancel frame's: it cancels the context of the call it names,
+// if that call is running.
+func (s *Server) cancel(c *serverConn, req *Request) {
+	if req.Client != 0 {
+		s.table.cancel(req.Client, req.ID)
+		return
+	}
+	c.callsMu.Lock()
+	stop := c.calls[req.ID]
+	c.callsMu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// running records stop as the way to cancel call id of c, a call run
+// without the table; a nil stop forgets it.
+func (c *serverConn) running(id uint64, stop context.CancelFunc) {
+	c.callsMu.Lock()
+	defer c.callsMu.Unlock()
+	if stop == nil {
+		delete(c.calls, id)
+		return
+	}
+	if c.calls == nil {
+		c.calls = map[uint64]context.CancelFunc{}
+	}
+	c.calls[id] = stop
+}
+
+// CallInfo is what a function that takes a context can learn of the call
+// it runs, through CallFrom.
+type CallInfo struct {
+	Client  uint64 // the client's id; 0 for a call run without the table
+	ID      uint64 // the call's sequence number
+	Attempt uint32 // the attempt that runs it
+}
+
+type callInfoKey struct{}
+
+// CallFrom returns the CallInfo of the call whose context ctx is.
+func CallFrom(ctx context.Context) (CallInfo, bool) {
+	info, ok := ctx.Value(callInfoKey{}).(CallInfo)
+	return info, ok
 }
 
 // Shutdown may be called at any time, and more than once; each call waits

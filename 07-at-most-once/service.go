@@ -5,20 +5,27 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Service is the demo service: the article's MyCode, whose sum and
 // get_time it offers, with echo, the add that every stage's benchmarks and
-// load test call, and slow, a call that takes as long as its caller asks.
+// load test call, slow, a call that takes as long as its caller asks or
+// until its caller gives up, and counters, whose incr must not run twice.
 // The server's route table is built from its exported methods: Sum answers
 // to sum, GetTime to get_time. Nothing in them knows about the wire.
 type Service struct {
 	now func() time.Time // the clock GetTime reads; nil means time.Now
 
-	// Sleep is how Slow waits; nil means time.Sleep. A test gives it a
-	// clock of its own, to make slow calls end in the order it wants.
-	Sleep func(time.Duration)
+	// Sleep is how Slow waits; nil means a timer. It returns ctx's error
+	// if ctx ends first. A test gives it a clock of its own, to make slow
+	// calls end in the order it wants.
+	Sleep func(ctx context.Context, d time.Duration) error
+
+	// Counters holds incr's counters; NewDemoServer makes it if it is nil.
+	Counters *Counters
 }
 
 // Sum returns a + b, as the article's sum does in Python: two ints give an
@@ -87,17 +94,115 @@ func (Service) Echo(s string) string {
 const MaxSlow = 10_000
 
 // Slow waits ms milliseconds, then returns ms: a call that takes as long
-// as its caller asks, up to MaxSlow.
-func (s Service) Slow(ms int) (int, error) {
+// as its caller asks, up to MaxSlow. It stops when ctx ends, and returns
+// ctx's error: a caller that gives up frees the server at once.
+func (s Service) Slow(ctx context.Context, ms int) (int, error) {
 	if ms < 0 || ms > MaxSlow {
 		return 0, fmt.Errorf("slow sleeps 0 to %d ms, not %d", MaxSlow, ms)
 	}
-	sleep := time.Sleep
+	sleep := sleepCtx
 	if s.Sleep != nil {
 		sleep = s.Sleep
 	}
-	sleep(time.Duration(ms) * time.Millisecond)
+	if err := sleep(ctx, time.Duration(ms)*time.Millisecond); err != nil {
+		return 0, err
+	}
 	return ms, nil
+}
+
+// sleepCtx waits d, or until ctx ends, and then returns ctx's error.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Incr adds 1 to the counter key and returns its new value. It must run at
+// most once per call: it reads the call's client and ID from ctx, and
+// counts in its Counters any call it has applied before (RanTwice).
+func (s Service) Incr(ctx context.Context, key string) (int, error) {
+	if s.Counters == nil {
+		return 0, fmt.Errorf("this service has no counters")
+	}
+	return s.Counters.incr(ctx, key)
+}
+
+// Get returns the counter key, 0 if it was never incremented.
+func (s Service) Get(key string) (int, error) {
+	if s.Counters == nil {
+		return 0, fmt.Errorf("this service has no counters")
+	}
+	return s.Counters.get(key), nil
+}
+
+// RanTwice returns how many incr calls were applied more than once, as
+// far as the Counters' log of applied calls can tell (see Counters).
+func (s Service) RanTwice() (int, error) {
+	if s.Counters == nil {
+		return 0, fmt.Errorf("this service has no counters")
+	}
+	return s.Counters.ranTwice(), nil
+}
+
+// Counters are the demo's counters, and its log of the incr calls applied,
+// by client and ID: an incr applied twice is counted, not hidden. Both are
+// bounded: at most MaxCounters keys, of at most 64 bytes, and a log of
+// maxApplied calls (about 12 MiB), after which calls are applied and no
+// longer logged.
+type Counters struct {
+	mu      sync.Mutex // protects values, applied, twice
+	values  map[string]int
+	applied map[CallInfo]struct{} // by Client and ID; Attempt is 0
+	twice   int
+}
+
+// MaxCounters is how many counters incr keeps.
+const MaxCounters = 10_000
+
+// maxApplied bounds the log of applied calls.
+const maxApplied = 1 << 18
+
+// NewCounters returns counters all at 0.
+func NewCounters() *Counters {
+	return &Counters{values: map[string]int{}, applied: map[CallInfo]struct{}{}}
+}
+
+func (c *Counters) incr(ctx context.Context, key string) (int, error) {
+	if len(key) > 64 || !utf8.ValidString(key) {
+		return 0, fmt.Errorf("a counter's key is at most 64 bytes of UTF-8, not %s", quoteShort(key))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.values[key]; !ok && len(c.values) >= MaxCounters {
+		return 0, fmt.Errorf("there are %d counters already", MaxCounters)
+	}
+	if info, ok := CallFrom(ctx); ok && info.Client != 0 {
+		k := CallInfo{Client: info.Client, ID: info.ID}
+		if _, dup := c.applied[k]; dup {
+			c.twice++
+		} else if len(c.applied) < maxApplied {
+			c.applied[k] = struct{}{}
+		}
+	}
+	c.values[key]++
+	return c.values[key], nil
+}
+
+func (c *Counters) get(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.values[key]
+}
+
+func (c *Counters) ranTwice() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.twice
 }
 
 // NewDemoServer returns a server offering the demo service, svc:
@@ -107,7 +212,15 @@ func (s Service) Slow(ms int) (int, error) {
 //	echo(s)
 //	add(a, b)
 //	slow(ms)
+//	incr(key)
+//	get(key)
+//	ran_twice()
+//
+// If svc has no Counters, it gets new ones.
 func NewDemoServer(svc Service) *Server {
+	if svc.Counters == nil {
+		svc.Counters = NewCounters()
+	}
 	s := NewServer()
 	skipped, err := s.Register(svc)
 	if err != nil || len(skipped) > 0 {
@@ -137,4 +250,19 @@ func (d DemoClient) Echo(ctx context.Context, s string) (string, error) {
 // Slow is a typed stub for the demo server's slow(ms).
 func (d DemoClient) Slow(ctx context.Context, ms int) (int, error) {
 	return callAs[int](ctx, d.Client, "slow", ms)
+}
+
+// Incr is a typed stub for the demo server's incr(key).
+func (d DemoClient) Incr(ctx context.Context, key string) (int, error) {
+	return callAs[int](ctx, d.Client, "incr", key)
+}
+
+// Get is a typed stub for the demo server's get(key).
+func (d DemoClient) Get(ctx context.Context, key string) (int, error) {
+	return callAs[int](ctx, d.Client, "get", key)
+}
+
+// RanTwice is a typed stub for the demo server's ran_twice().
+func (d DemoClient) RanTwice(ctx context.Context) (int, error) {
+	return callAs[int](ctx, d.Client, "ran_twice")
 }
