@@ -544,44 +544,31 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return n, nil
 		}
-		stalled := c.stalled
-		c.mu.Unlock()
-		if stalled {
-			return 0, c.drain()
+		buf := p
+		if c.stalled {
+			buf = make([]byte, 512) // what a stalled conn reads is dropped
 		}
-		n, err := c.Conn.Read(p)
+		c.mu.Unlock()
+		n, err := c.Conn.Read(buf)
 		if err != nil && c.isClosed() {
 			return 0, c.opErr("read", net.ErrClosed)
 		}
-		if n > 0 {
-			c.mu.Lock()
-			switch {
-			case c.stalled:
-				n = 0
-			case c.net.partitioned():
-				c.held = append(c.held, p[:n]...)
-				n = 0
-			default:
-				c.readData = true
-			}
-			c.mu.Unlock()
+		if n == 0 {
+			return 0, err
 		}
+		c.mu.Lock()
+		switch {
+		case c.stalled: // before this read or during it: dropped
+			n = 0
+		case c.net.partitioned() && err == nil: // held until Heal
+			c.held = append(c.held, p[:n]...)
+			n = 0
+		default:
+			c.readData = true
+		}
+		c.mu.Unlock()
 		if n > 0 || err != nil {
 			return n, err
-		}
-	}
-}
-
-// drain reads and drops what arrives, for a stalled conn, until a read
-// fails: a deadline passes or the conn closes.
-func (c *conn) drain() error {
-	buf := make([]byte, 512)
-	for {
-		if _, err := c.Conn.Read(buf); err != nil {
-			if c.isClosed() {
-				return c.opErr("read", net.ErrClosed)
-			}
-			return err
 		}
 	}
 }
@@ -614,14 +601,8 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 	case Cut, Stall, Reset:
 		c.mu.Lock()
-		if c.stalled {
-			past := !c.wdl.t.IsZero() && !time.Now().Before(c.wdl.t)
-			c.mu.Unlock()
-			if past {
-				return 0, c.opErr("write", os.ErrDeadlineExceeded)
-			}
-			return len(p), nil
-		}
+		// Once the fault has fired, no byte is allowed: a stalled conn's
+		// writes go nowhere, a cut or reset one is closed.
 		allowed := min(len(p), max(c.fault.After-c.written, 0))
 		c.written += allowed
 		fires := allowed < len(p)

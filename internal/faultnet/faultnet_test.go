@@ -106,11 +106,12 @@ func TestCutAtZeroSendsNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a, b := net.Pipe()
 		c := Script(Fault{Kind: Cut}).Conn(a)
-		got := received(b)
-		k, err := c.Write([]byte("hello"))
+		k, err := c.Write([]byte("hello")) // no reader: nothing to wait for
 		assert.Equal(t, 0, k)
 		assert.ErrorIs(t, err, net.ErrClosed)
-		assert.Equal(t, "", <-got)
+		got, err := readAll(b)
+		assert.Equal(t, "", got)
+		assert.ErrorIs(t, err, io.EOF)
 		require.NoError(t, b.Close())
 	})
 }
@@ -137,7 +138,9 @@ func TestLoseAnswer(t *testing.T) {
 		n := Script(Fault{Kind: LoseAnswer})
 		client, s := net.Pipe()
 		server := n.Conn(s)
+		served := make(chan struct{})
 		go func() {
+			defer close(served)
 			_, _ = server.Write([]byte("hi")) // a greeting, before any read: it passes
 			buf := make([]byte, 16)
 			k, _ := server.Read(buf)
@@ -149,13 +152,14 @@ func TestLoseAnswer(t *testing.T) {
 		}()
 		buf := make([]byte, 2)
 		_, err := io.ReadFull(client, buf)
-		require.NoError(t, err)
+		assert.NoError(t, err)
 		assert.Equal(t, "hi", string(buf))
 		_, err = client.Write([]byte("request"))
-		require.NoError(t, err, "the request arrives")
+		assert.NoError(t, err, "the request arrives")
 		got, err := readAll(client)
 		assert.Equal(t, "", got, "the answer is lost")
 		assert.ErrorIs(t, err, io.EOF)
+		<-served
 		assert.Equal(t, map[Kind]int{LoseAnswer: 1}, n.Fired())
 		require.NoError(t, client.Close())
 	})
@@ -213,6 +217,10 @@ func TestStall(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 4, k)
 		assert.Equal(t, map[Kind]int{Stall: 1}, n.Fired())
+		require.NoError(t, c.SetWriteDeadline(time.Now()))
+		_, err = c.Write([]byte("late"))
+		assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "a passed deadline still fails a write")
+		require.NoError(t, c.SetWriteDeadline(time.Time{}))
 
 		// The peer's writes are read and dropped: they succeed, and the
 		// stalled side's read ends only at its deadline.
@@ -267,35 +275,51 @@ func TestResetOverPipeCloses(t *testing.T) {
 }
 
 func TestPartitionHoldsBytesUntilHeal(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		n := Script()
-		a, b := net.Pipe()
-		ca, cb := n.Conn(a), n.Conn(b)
-		n.Partition()
-		sent := make(chan struct{})
-		go func() {
-			defer close(sent)
-			for _, s := range []string{"one ", "two ", "three"} {
-				_, err := ca.Write([]byte(s))
-				assert.NoError(t, err)
-			}
-			assert.NoError(t, ca.Close())
-		}()
-		got := received(cb)
-		time.Sleep(time.Hour) // fake time: an hour of partition
-		synctest.Wait()
-		select {
-		case s := <-got:
-			t.Fatalf("read %q during the partition", s)
-		case <-sent:
-			t.Fatal("the writes went through during the partition")
-		default:
-		}
-		n.Heal()
-		assert.Equal(t, "one two three", <-got, "every byte, in order")
-		<-sent
-		require.NoError(t, cb.Close())
-	})
+	for _, tc := range []struct {
+		name           string
+		writer, reader bool // which ends are wrapped
+	}{
+		{"both ends wrapped", true, true},
+		{"writer wrapped", true, false},
+		{"reader wrapped", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := Script()
+				a, b := net.Pipe()
+				if tc.writer {
+					a = n.Conn(a)
+				}
+				if tc.reader {
+					b = n.Conn(b)
+				}
+				n.Partition()
+				sent := make(chan struct{})
+				go func() {
+					defer close(sent)
+					for _, s := range []string{"one ", "two ", "three"} {
+						_, err := a.Write([]byte(s))
+						assert.NoError(t, err)
+					}
+					assert.NoError(t, a.Close())
+				}()
+				got := received(b)
+				time.Sleep(time.Hour) // fake time: an hour of partition
+				synctest.Wait()
+				select {
+				case s := <-got:
+					t.Fatalf("read %q during the partition", s)
+				case <-sent:
+					t.Fatal("the writes went through during the partition")
+				default:
+				}
+				n.Heal()
+				assert.Equal(t, "one two three", <-got, "every byte, in order")
+				<-sent
+				require.NoError(t, b.Close())
+			})
+		})
+	}
 }
 
 func TestPartitionHoldsBytesAlreadyInFlight(t *testing.T) {
@@ -511,6 +535,22 @@ func TestConcurrentReadAndWrite(t *testing.T) {
 		assert.Equal(t, map[Kind]int{Delay: 2}, n.Fired())
 		require.NoError(t, ca.Close())
 		require.NoError(t, cb.Close())
+	})
+}
+
+func TestCloseEndsABlockedWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		c := Script().Conn(a)
+		writeErr := make(chan error, 1)
+		go func() {
+			_, err := c.Write([]byte("nobody reads this"))
+			writeErr <- err
+		}()
+		synctest.Wait() // the write waits in net.Pipe for a reader
+		require.NoError(t, c.Close())
+		assert.ErrorIs(t, <-writeErr, net.ErrClosed, "net.Pipe says io.ErrClosedPipe; the wrapper says net.ErrClosed")
+		require.NoError(t, b.Close())
 	})
 }
 
