@@ -36,7 +36,9 @@ const (
 	// None: the connection works (it still stops during a Partition).
 	None Kind = iota
 	// Cut: once the connection has written After bytes, it is closed; the
-	// rest of the write that crossed After is lost, mid-frame.
+	// rest of the write that crossed After is lost, mid-frame. (Cut, Stall
+	// and Reset fire on the first Write that would go past After bytes: a
+	// Write that ends exactly at After succeeds.)
 	Cut
 	// LoseAnswer: the connection reads normally; its first Write after a
 	// Read returned data closes the connection instead of writing. Wrap the
@@ -50,8 +52,9 @@ const (
 	// peer is half-open.
 	Stall
 	// Reset: once the connection has written After bytes, it is reset: a
-	// TCP connection closes with SetLinger(0), so the peer sees "connection
-	// reset by peer"; any other connection just closes.
+	// connection with a SetLinger method (*net.TCPConn) closes with
+	// SetLinger(0), so the peer sees "connection reset by peer"; any other
+	// connection just closes.
 	Reset
 )
 
@@ -341,7 +344,10 @@ func (n *Net) fire(id int, f Fault) {
 // Partition cuts every connection of the Net off, from now until Heal: their
 // Writes block and their Reads deliver nothing. Bytes are held, not lost, as
 // TCP would retransmit them, and flow again on Heal. A deadline or Close
-// still ends a blocked call. Dial waits for Heal too.
+// still ends a blocked call. Dial waits for Heal too. A Write already
+// handed to the wrapped connection when Partition is called is not stopped;
+// the peer's wrapped Read holds its bytes. Under testing/synctest, call
+// Partition inside the bubble, so that the waits are durably blocking.
 func (n *Net) Partition() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -385,7 +391,11 @@ func (n *Net) partitioned() bool {
 }
 
 // Conn wraps c as the Net's next connection. The result has a CloseWrite
-// method, which forwards to c's or fails if c has none.
+// method, which forwards to c's or fails if c has none. Once a fault or
+// Close has closed it, its Read and Write return errors that wrap
+// net.ErrClosed, whatever c says (net.Pipe says io.ErrClosedPipe); a
+// deadline that passes during one of its own waits returns an error that
+// wraps os.ErrDeadlineExceeded, as c's would.
 func (n *Net) Conn(c net.Conn) net.Conn {
 	n.mu.Lock()
 	id := n.next
