@@ -172,19 +172,21 @@ func TestRetryBudget(t *testing.T) {
 }
 
 // TestGivenUpCallsFreeTheServer makes 64 slow(3000) calls, each given up
-// after 20 ms, on a server that runs 64 calls at once. Each is cancelled
-// on the server, and slow returns: add(1, 2) is answered at once, 20 ms
-// in. In stage 05 the slow calls ran on, and add waited 3 s.
+// after 20 ms (cancelled: no deadline goes with them), on a server that
+// runs 64 calls at once. Each is cancelled on the server by a cancel
+// frame, and slow returns: add(1, 2) is answered at once, 20 ms in. In
+// stage 05 the slow calls ran on, and add waited 3 s.
 func TestGivenUpCallsFreeTheServer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv, _, c := faultyServer(t, faultnet.Script())
 		var wg sync.WaitGroup
 		for range srv.MaxInFlight {
 			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-				defer cancel()
+				ctx, cancel := context.WithCancel(t.Context())
+				time.AfterFunc(20*time.Millisecond, cancel)
 				_, err := c.Call(ctx, "slow", 3000)
-				assert.ErrorIs(t, err, DeadlineExceeded)
+				assert.ErrorIs(t, err, Canceled)
+				assert.ErrorIs(t, err, context.Canceled)
 			})
 		}
 		wg.Wait()
@@ -336,7 +338,13 @@ func TestReconnectBackoff(t *testing.T) {
 			assert.LessOrEqual(t, wait, ceiling, "wait %d", i)
 			assert.Equal(t, wait, dials[i+1].Sub(dials[i]), "dial %d came when its wait ended", i+1)
 		}
-		assert.Greater(t, len(slices.Compact(slices.Clone(waits))), len(waits)/2, "the waits are jittered")
+		low := 0 // waits below half their ceiling: half of them, drawn at random
+		for i, wait := range waits {
+			if wait < min(100*time.Millisecond<<i, 10*time.Second)/2 {
+				low++
+			}
+		}
+		assert.GreaterOrEqual(t, low, 2, "the waits are jittered: %v", waits)
 	})
 }
 
