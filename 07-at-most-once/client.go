@@ -594,7 +594,9 @@ type clientConn struct {
 	conn     net.Conn
 	broken   chan struct{} // closed when the connection fails or is closed
 	wg       sync.WaitGroup
-	answered atomic.Bool // an answer came on it
+	answered atomic.Bool   // an answer came on it
+	welcome  chan struct{} // closed when the answer to the hello comes
+	welcomed sync.Once
 	once     sync.Once
 	failure  error // why it broke; set before broken is closed
 }
@@ -615,7 +617,7 @@ func (c *Client) serve(conn net.Conn) *clientConn {
 	if c.tap != nil {
 		conn = c.tap.Conn(conn)
 	}
-	cc := &clientConn{conn: conn, broken: make(chan struct{})}
+	cc := &clientConn{conn: conn, broken: make(chan struct{}), welcome: make(chan struct{})}
 	c.mu.Lock()
 	c.conn, c.lastErr = cc, nil
 	c.mu.Unlock()
@@ -698,6 +700,9 @@ func (c *Client) writeCalls(cc *clientConn) {
 	defer cc.wg.Done()
 	calls := newEncoder()
 	calls.max = c.maxRequest
+	if !c.hello(cc, calls) {
+		return
+	}
 	var frames []byte
 	for {
 		call, ok := c.nextCall(cc)
@@ -725,6 +730,43 @@ func (c *Client) writeCalls(cc *clientConn) {
 			return
 		}
 	}
+}
+
+// hello says hello on cc, if the client knows no epoch yet, and waits for
+// the answer: every call then carries an epoch, and the server can vouch
+// for it if its connection breaks before it arrives (see table). It
+// reports false if cc broke first.
+func (c *Client) hello(cc *clientConn, calls *encoder) bool {
+	c.mu.Lock()
+	known := c.epoch != 0
+	c.mu.Unlock()
+	if known {
+		return true
+	}
+	frames, err := calls.encode(&Request{Client: c.id})
+	if err == nil {
+		err = c.write(cc, frames)
+	}
+	calls.release()
+	if err != nil {
+		c.fail(cc, err)
+		return false
+	}
+	select {
+	case <-cc.welcome:
+		return true
+	case <-cc.broken:
+		return false
+	}
+}
+
+// greeted is the reader's, when the answer to a hello comes: the client
+// knows its epoch, and the writer may send calls.
+func (c *Client) greeted(cc *clientConn, epoch uint64) {
+	c.mu.Lock()
+	c.epoch = epoch
+	c.mu.Unlock()
+	cc.welcomed.Do(func() { close(cc.welcome) })
 }
 
 // nextCall waits for a call to send, or a cancel, on cc: a call to send
@@ -873,6 +915,10 @@ func (c *Client) readAnswers(cc *clientConn, answers *decoder) {
 		}
 		cc.answered.Store(true)
 		if resp.ID == 0 {
+			if resp.Error == "" && resp.Epoch != 0 {
+				c.greeted(cc, resp.Epoch)
+				continue
+			}
 			// The server refused the stream, and will hang up.
 			refusal = answerError(&resp)
 			continue

@@ -61,6 +61,16 @@ type Request struct {
 	Cancel  bool   // not a call: the caller of call ID gave up, and the server may stop it
 }
 
+// isHello reports whether r is a hello: a Request with ID 0 and a Client,
+// and nothing else, which asks the server for its epoch for the client.
+// The answer has ID 0 and the Epoch, and no Error. A client says hello on
+// its first connection before any call, so that every call it sends
+// carries an epoch (see table).
+func (r *Request) isHello() bool {
+	return r.ID == 0 && r.Client != 0 && r.Func == "" && len(r.Params) == 0 &&
+		r.Attempt == 0 && r.Ack == 0 && r.Epoch == 0 && r.Timeout == 0 && !r.Cancel
+}
+
 // Response is the answer to a Request: the result, or the reason the call
 // failed, with a code that says what kind of failure it was and whether
 // the function ran. A result always has a type code, so an error cannot

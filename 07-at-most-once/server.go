@@ -817,6 +817,11 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 		wait = s.IdleTimeout
 		readAt := time.Now() // the caller's Timeout counts from here
 		switch {
+		case req.isHello():
+			s.release(n)
+			answers.started()
+			answers.send(s.table.hello(req.Client), 0)
+			continue
 		case req.ID == 0:
 			s.release(n)
 			answers.refuse(0, failure(Internal, NotRun, "%v; closing the connection", errZeroID))

@@ -226,6 +226,21 @@ func (t *table) finish(c *clientCalls, id uint64, e *entry, resp Response) {
 	close(e.done)
 }
 
+// hello returns the answer to a hello from client: its epoch, remembering
+// the client if it is new; or a refusal, with ID 0, if there is no room.
+func (t *table) hello(client uint64) Response {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.clients[client]
+	if c == nil {
+		if c = t.newClient(&Request{Client: client}); c == nil {
+			return newResponse(nil, failure(ResourceExhausted, NotRun, "the server's table of calls is full; closing the connection"))
+		}
+	}
+	t.touch(c)
+	return Response{Epoch: c.epoch}
+}
+
 // running records stop as the way to cancel the call e while it runs.
 func (t *table) running(e *entry, stop context.CancelFunc) {
 	t.mu.Lock()
