@@ -132,7 +132,12 @@ func faultyServer(t *testing.T, faults *faultnet.Net, opts ...Option) (*Server, 
 	return srv, counters, c
 }
 
-var lose = faultnet.Fault{Kind: faultnet.LoseAnswer}
+// lose loses a connection's first answer; loseAfterHello lets the first
+// through, the answer to the client's hello on its first connection.
+var (
+	lose           = faultnet.Fault{Kind: faultnet.LoseAnswer}
+	loseAfterHello = faultnet.Fault{Kind: faultnet.LoseAnswer, After: 1}
+)
 
 // TestLostAnswerIsSentAgainNotRunTwice loses the answer of the first
 // connection: incr ran, and its answer never came. The client dials
@@ -140,7 +145,7 @@ var lose = faultnet.Fault{Kind: faultnet.LoseAnswer}
 // from its table, without running incr again.
 func TestLostAnswerIsSentAgainNotRunTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, counters, c := faultyServer(t, faultnet.Script(lose, faultnet.Fault{}))
+		_, counters, c := faultyServer(t, faultnet.Script(loseAfterHello, faultnet.Fault{}))
 		n, err := DemoClient{c}.Incr(t.Context(), "k")
 		require.NoError(t, err)
 		assert.Equal(t, 1, n)
@@ -159,7 +164,8 @@ func TestLostAnswerIsSentAgainNotRunTwice(t *testing.T) {
 func TestRetryBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		policy := RetryPolicy{MaxAttempts: 100}
-		_, counters, c := faultyServer(t, faultnet.Script(lose), WithRetryPolicy(policy))
+		faults := append([]faultnet.Fault{loseAfterHello}, slices.Repeat([]faultnet.Fault{lose}, 10)...)
+		_, counters, c := faultyServer(t, faultnet.Script(faults...), WithRetryPolicy(policy))
 		for i := range 2 {
 			_, err := DemoClient{c}.Incr(t.Context(), "k")
 			require.ErrorIs(t, err, ErrOutcomeUnknown, "call %d", i)

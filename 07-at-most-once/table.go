@@ -88,8 +88,9 @@ func newTable(max int64, window uint64) *table {
 	t := &table{clients: map[uint64]*clientCalls{}, max: max, window: window}
 	t.recent.prev, t.recent.next = &t.recent, &t.recent
 	// Epochs start at a random number, so that a server started again
-	// does not give a client the epoch it had before.
-	t.epoch = rand.Uint64() >> 1
+	// does not give a client the epoch it had before. Its top bits are
+	// fixed, so that every epoch takes as many bytes on the wire (9).
+	t.epoch = rand.Uint64()>>2 | 1<<62
 	return t
 }
 

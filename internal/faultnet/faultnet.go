@@ -40,9 +40,11 @@ const (
 	// and Reset fire on the first Write that would go past After bytes: a
 	// Write that ends exactly at After succeeds.)
 	Cut
-	// LoseAnswer: the connection reads normally; its first Write after a
-	// Read returned data closes the connection instead of writing. Wrap the
-	// server side: the request arrived and ran, its answer is lost.
+	// LoseAnswer: the connection reads normally; once After writes have
+	// gone through, its first Write after a Read returned data closes the
+	// connection instead of writing. Wrap the server side: the request
+	// arrived and ran, its answer is lost. (After lets a protocol's first
+	// answers through, a greeting's for one: New draws it from 0 to 3.)
 	LoseAnswer
 	// Delay: every Write first waits Fault.Delay.
 	Delay
@@ -79,7 +81,7 @@ func (k Kind) String() string {
 // Fault is the fault one connection gets.
 type Fault struct {
 	Kind  Kind
-	After int           // Cut, Stall, Reset: the bytes written before it fires
+	After int           // Cut, Stall, Reset: the bytes written before it fires; LoseAnswer: the writes let through first
 	Delay time.Duration // Delay: the pause before each write
 }
 
@@ -92,6 +94,9 @@ func (f Fault) String() string {
 	case Cut, Stall, Reset:
 		return fmt.Sprintf("%s after %d bytes", f.Kind, f.After)
 	case LoseAnswer:
+		if f.After > 0 {
+			return fmt.Sprintf("lose the answer after %d writes", f.After)
+		}
 		return "lose the answer"
 	case Delay:
 		return "delay each write " + f.Delay.String()
@@ -291,7 +296,7 @@ func (n *Net) faultFor(i int) Fault {
 			case Delay:
 				return Fault{Kind: Delay, Delay: orDefault(s.DelayBy, defaultDelayBy)}
 			case LoseAnswer:
-				return Fault{Kind: LoseAnswer}
+				return Fault{Kind: LoseAnswer, After: after % 4}
 			}
 			return Fault{Kind: f.kind, After: after}
 		}
@@ -469,6 +474,7 @@ type conn struct {
 	fired    bool   // the fault has fired
 	stalled  bool   // a Stall has fired
 	readData bool   // a Read has returned data (LoseAnswer)
+	writes   int    // writes let through so far (LoseAnswer)
 	held     []byte // bytes read during a Partition, for the Reads after Heal
 }
 
@@ -603,7 +609,8 @@ func (c *conn) Write(p []byte) (int, error) {
 	switch c.fault.Kind {
 	case LoseAnswer:
 		c.mu.Lock()
-		lose := c.readData && !c.fired
+		lose := c.readData && !c.fired && c.writes >= c.fault.After
+		c.writes++
 		c.mu.Unlock()
 		if lose && c.fire() {
 			c.close()

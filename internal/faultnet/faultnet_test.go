@@ -784,3 +784,38 @@ func TestCloseWriteTCP(t *testing.T) {
 	defer piped.Close()
 	assert.Error(t, piped.(interface{ CloseWrite() error }).CloseWrite(), "net.Pipe has no CloseWrite")
 }
+
+// TestLoseAnswerAfter lets After writes through, a greeting's answer for
+// one, and loses the next answer.
+func TestLoseAnswerAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := Script(Fault{Kind: LoseAnswer, After: 1})
+		client, server := net.Pipe()
+		defer client.Close()
+		s := n.Conn(server)
+		go func() {
+			buf := make([]byte, 8)
+			for {
+				k, err := s.Read(buf)
+				if err != nil {
+					return
+				}
+				if _, err := s.Write(buf[:k]); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 8)
+		_, err := client.Write([]byte("hello"))
+		require.NoError(t, err)
+		k, err := client.Read(buf)
+		require.NoError(t, err)
+		assert.Equal(t, "hello", string(buf[:k]), "the first answer goes through")
+		_, err = client.Write([]byte("call"))
+		require.NoError(t, err)
+		_, err = client.Read(buf)
+		assert.ErrorIs(t, err, io.EOF, "the second answer is lost, and the connection closed")
+		assert.Equal(t, map[Kind]int{LoseAnswer: 1}, n.Fired())
+		assert.Equal(t, "lose the answer after 1 writes", Fault{Kind: LoseAnswer, After: 1}.String())
+	})
+}
