@@ -2,7 +2,7 @@
 //
 //	go run ./07-at-most-once/cmd/client [-addr HOST:PORT] [-trace]
 //	go run ./07-at-most-once/cmd/client [-addr HOST:PORT] -calls N [-concurrency C] [-conns K] [-incr KEY] [-faults SPEC]
-//	go run ./07-at-most-once/cmd/client [-addr HOST:PORT] -call 'incr("k")'
+//	go run ./07-at-most-once/cmd/client [-addr HOST:PORT] [-trace] -call 'incr("k")'
 //
 // Without -addr it starts the demo server in this process, so that nothing
 // needs a second terminal. With -trace it prints every byte that crosses
@@ -143,7 +143,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			calls: *calls, concurrency: *concurrency, conns: *conns, timeout: *timeout, key: *incr, faults: fn,
 		})
 	case *oneCall != "":
-		c, err := connect(ctx, dial)
+		var opts []atmostonce.Option
+		var tap *wiretap.Tap
+		if *trace {
+			tap = wiretap.New(stdout)
+			opts = append(opts, atmostonce.WithTap(tap))
+		}
+		c, err := connect(ctx, dial, opts...)
 		if err != nil {
 			return err
 		}
@@ -151,6 +157,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		callCtx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		res, err := c.Call(callCtx, name, callArgs...)
+		if tap != nil {
+			tap.Flush()
+		}
 		if err != nil {
 			return err
 		}

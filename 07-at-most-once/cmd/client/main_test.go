@@ -568,6 +568,17 @@ func TestOneCall(t *testing.T) {
 	assert.Regexp(t, `^`+ctime.String()+`\n$`, stdout.String())
 }
 
+// TestOneCallTrace makes one call with -trace: the bytes come first, then
+// the result, alone on its line, and then the client closes.
+func TestOneCallTrace(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"-trace", "-call", `echo("hi")`}, &stdout, &stderr), stderr.String())
+	out := stdout.String()
+	assert.Regexp(t, `^=== conn 1 open to 127\.0\.0\.1:\d+\n--> conn 1 sent \d+ bytes\n`, out)
+	assert.Contains(t, out, "<-- conn 1 received")
+	assert.Regexp(t, `<-- conn 1 received \d+ bytes\n(    .*\n)+hi\n=== conn 1 closed by this side\n$`, out, "the result after the bytes")
+}
+
 // TestOneCallAtAddr makes calls with -call against a server at -addr: the
 // counter it increments is the server's.
 func TestOneCallAtAddr(t *testing.T) {
