@@ -203,8 +203,10 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // the server in this process listens and how a client dials it, the
 // options the demo's client gets (a seed, so that its id and its backoff
 // are the same on every run), and how the demo sets the deadline of the
-// call it gives up.
+// call it gives up. A test also gives the demo a server that breaks its
+// promise, to see the demo catch it.
 var (
+	newDemoServer = func() *atmostonce.Server { return atmostonce.NewDemoServer(atmostonce.Service{}) }
 	listenLocal = func() (net.Listener, atmostonce.Dialer, error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -651,7 +653,7 @@ func startServer(faults *faultnet.Net) (dial atmostonce.Dialer, addr net.Addr, s
 	if faults != nil {
 		l = faults.Listener(l)
 	}
-	srv := atmostonce.NewDemoServer(atmostonce.Service{})
+	srv := newDemoServer()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	return dial, addr, func() {

@@ -231,6 +231,50 @@ func TestDemoWithoutTrace(t *testing.T) {
 	assert.Equal(t, "(no -addr: serving on 127.0.0.1:50051 in this process)\n", stderr)
 }
 
+// twice is the demo service, but its incr runs twice each time it is
+// called: the demo's server, with at most once broken.
+type twice struct{ atmostonce.Service }
+
+func (s twice) Incr(ctx context.Context, key string) (int, error) {
+	if _, err := s.Service.Incr(ctx, key); err != nil {
+		return 0, err
+	}
+	return s.Service.Incr(ctx, key)
+}
+
+// liesAboutTwice is the demo service, but its ran_twice says 1.
+type liesAboutTwice struct{ atmostonce.Service }
+
+func (liesAboutTwice) RanTwice() (int, error) { return 1, nil }
+
+// TestDemoCatchesBrokenAtMostOnce gives the demo a server that runs each
+// incr twice, or says it ran one twice: the demo must say so, and fail.
+func TestDemoCatchesBrokenAtMostOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		service any
+		want    string
+	}{
+		{"incr runs twice", twice{atmostonce.Service{Counters: atmostonce.NewCounters()}},
+			"the counter is 18 after 9 calls of incr: at most once is broken"},
+		{"ran_twice says 1", liesAboutTwice{atmostonce.Service{Counters: atmostonce.NewCounters()}},
+			"the server ran 1 calls twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := newDemoServer
+			t.Cleanup(func() { newDemoServer = saved })
+			newDemoServer = func() *atmostonce.Server {
+				srv := atmostonce.NewServer()
+				_, err := srv.Register(tc.service)
+				require.NoError(t, err)
+				return srv
+			}
+			var stdout, stderr bytes.Buffer
+			assert.EqualError(t, run(t.Context(), nil, &stdout, &stderr), tc.want)
+		})
+	}
+}
+
 // timings matches what changes from run to run on the real clock: the
 // backoff the client drew, and how long the server took to stop slow(500).
 var timings = regexp.MustCompile(`(dialling again in|its answer came) \S+`)
@@ -462,21 +506,22 @@ func TestLoadWithFaults(t *testing.T) {
 }
 
 // counters is a service with the demo's get and ran_twice, whose incr
-// adds 2, and whose ran_twice says what the test sets.
+// adds step, and whose ran_twice says what the test sets.
 type counters struct {
 	n        *atomic.Int64
+	step     int64
 	ranTwice int
 }
 
-func (c counters) Incr(key string) int     { return int(c.n.Add(2)) }
+func (c counters) Incr(key string) int     { return int(c.n.Add(c.step)) }
 func (c counters) Get(key string) int      { return int(c.n.Load()) }
 func (c counters) RanTwice() int           { return c.ranTwice }
 func (counters) Add(a, b int) (int, error) { return a + b, nil }
 
 // startCounters serves counters on a free port until the test ends.
-func startCounters(t *testing.T, ranTwice int) string {
+func startCounters(t *testing.T, step int64, ranTwice int) string {
 	srv := atmostonce.NewServer()
-	_, err := srv.Register(counters{n: new(atomic.Int64), ranTwice: ranTwice})
+	_, err := srv.Register(counters{n: new(atomic.Int64), step: step, ranTwice: ranTwice})
 	require.NoError(t, err)
 	l := rpctest.Listen(t)
 	serve(t, srv, l)
@@ -488,17 +533,44 @@ func startCounters(t *testing.T, ranTwice int) string {
 // outcome explains. The run must report it and fail.
 func TestLoadIncrCatchesACounterThatGrewTooMuch(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), []string{"-addr", startCounters(t, 0), "-calls", "50", "-incr", "k"}, &stdout, &stderr)
+	err := run(t.Context(), []string{"-addr", startCounters(t, 2, 0), "-calls", "50", "-incr", "k"}, &stdout, &stderr)
 	require.Error(t, err)
 	assert.Equal(t, loadResult{calls: 50, ok: 50, mismatches: 1, counter: 100}, loadSummary(t, stdout.String()))
 	assert.Contains(t, stderr.String(), `the counter "k" grew by 100, for 50 incr calls that succeeded and 0 whose outcome is unknown`)
+}
+
+// TestLoadIncrCatchesACounterThatGrewTooLittle points -incr at a server
+// whose incr answers and does not count: the counter grows by less than
+// the calls that succeeded. The run must report it and fail.
+func TestLoadIncrCatchesACounterThatGrewTooLittle(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"-addr", startCounters(t, 0, 0), "-calls", "50", "-incr", "k"}, &stdout, &stderr)
+	require.Error(t, err)
+	assert.Equal(t, loadResult{calls: 50, ok: 50, mismatches: 1, counter: 0}, loadSummary(t, stdout.String()))
+}
+
+// TestLoadExcusesUnknownOutcomesUnderFaults makes every connection of the
+// client lose what it writes after its first answer: each call after the
+// first on a connection is lost with it, until the retry budget is spent,
+// and then such calls end with their outcome unknown. Under -faults they
+// are counted, not errors, and the run succeeds; the counter grew by the
+// calls that succeeded, as the lost ones never reached the server.
+func TestLoadExcusesUnknownOutcomesUnderFaults(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-calls", "30", "-concurrency", "1", "-incr", "k", "-faults", "lose-answer=1"}
+	require.NoError(t, run(t.Context(), args, &stdout, &stderr), stderr.String())
+	r := loadSummary(t, stdout.String())
+	assert.Positive(t, r.unknown)
+	assert.Zero(t, r.errors)
+	assert.Equal(t, r.calls, r.ok+r.unknown)
+	assert.Equal(t, r.ok, r.counter)
 }
 
 // TestLoadFailsIfTheServerRanACallTwice points load mode at a server whose
 // ran_twice() says 3: the run must report it and fail.
 func TestLoadFailsIfTheServerRanACallTwice(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), []string{"-addr", startCounters(t, 3), "-calls", "50"}, &stdout, &stderr)
+	err := run(t.Context(), []string{"-addr", startCounters(t, 1, 3), "-calls", "50"}, &stdout, &stderr)
 	require.ErrorContains(t, err, "the server ran 3 calls twice")
 	assert.Equal(t, loadResult{calls: 50, ok: 50, ranTwice: 3, counter: -1}, loadSummary(t, stdout.String()))
 }
