@@ -207,7 +207,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // promise, to see the demo catch it.
 var (
 	newDemoServer = func() *atmostonce.Server { return atmostonce.NewDemoServer(atmostonce.Service{}) }
-	listenLocal = func() (net.Listener, atmostonce.Dialer, error) {
+	listenLocal   = func() (net.Listener, atmostonce.Dialer, error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, nil, err
