@@ -78,10 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	trace := flags.Bool("trace", false, "print the bytes that cross the connection")
 	calls := flags.Int("calls", 0, "load mode: make `N` calls and check every result")
 	concurrency := flags.Int("concurrency", 8, "load mode: how many callers at once; they share the -conns clients")
-	conns := flags.Int("conns", 1, "load mode: how many clients, each with its `connections`, one at a time, the callers share, a call on each in turn")
+	conns := flags.Int("conns", 1, "load mode: how many `clients` the callers share, a call on each in turn; each keeps one connection up at a time")
 	incr := flags.String("incr", "", "load mode: call incr(`KEY`) instead of add, and check how much the counter grew")
 	faults := flags.String("faults", "", "load mode: faultnet's `SPEC` for the clients' connections, such as lose-answer=0.05,cut=0.01,seed=7; a call whose outcome stays unknown is then counted, not an error")
-	oneCall := flags.String("call", "", "make one `call`, such as 'incr(\"k\")' or 'add(1, 2)', and print its result")
+	oneCall := flags.String("call", "", "make one `CALL`, such as 'incr(\"k\")' or 'add(1, 2)', and print its result")
 	timeout := flags.Duration("timeout", 10*time.Second, "deadline for each call")
 	if err := flags.Parse(args); err != nil {
 		return err
