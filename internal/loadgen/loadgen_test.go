@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,4 +46,35 @@ func TestPercentile(t *testing.T) {
 	assert.Equal(t, ms(3), percentile(sorted, 50))
 	assert.Equal(t, ms(100), percentile(sorted, 99))
 	assert.Equal(t, time.Duration(0), percentile(nil, 50))
+}
+
+// TestExcusedFailuresAreCountedApart runs a Test whose every third call
+// fails in a way it expects, and one more in a way it does not: the
+// expected ones are counted apart, not reported, and are no error.
+func TestExcusedFailuresAreCountedApart(t *testing.T) {
+	errExpected := errors.New("expected")
+	test := Test{Calls: 9, Concurrency: 3, Timeout: time.Minute,
+		Call: func(_ context.Context, i int) error {
+			switch {
+			case i%3 == 0:
+				return fmt.Errorf("call %d: %w", i, errExpected)
+			case i == 4:
+				return &Mismatch{"four"}
+			}
+			return nil
+		},
+		Excused: func(err error) bool { return errors.Is(err, errExpected) },
+	}
+	var stderr bytes.Buffer
+	r, err := test.Run(context.Background(), &stderr)
+	require.NoError(t, err)
+	assert.Equal(t, []int{9, 5, 0, 1, 3}, []int{r.Calls, r.OK, r.Errors, r.Mismatches, r.Excused})
+	assert.Equal(t, "call 4: four\n", stderr.String())
+	assert.ErrorContains(t, r.Err(), "1 of 9 calls")
+	assert.Regexp(t, `^calls=9 ok=5 errors=0 mismatches=1 elapsed=\S+ rps=\d+ p50=\S+ p99=\S+$`, r.String())
+
+	test.Excused = nil
+	r, err = test.Run(context.Background(), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, []int{5, 3, 1, 0}, []int{r.OK, r.Errors, r.Mismatches, r.Excused})
 }

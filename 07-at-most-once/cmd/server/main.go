@@ -1,8 +1,9 @@
-// Command server runs stage 05's server, offering the demo service's
-// sum(a, b), get_time(), echo(s), add(a, b) and slow(ms) over gob, in
-// frames, with many calls in flight on each connection.
+// Command server runs stage 07's server, offering the demo service's
+// sum(a, b), get_time(), echo(s), add(a, b), slow(ms), incr(key), get(key)
+// and ran_twice() over gob, in frames, with many calls in flight on each
+// connection, each run at most once however often its client sends it.
 //
-//	go run ./07-at-most-once/cmd/server [-addr 127.0.0.1:50051] [-grace 12s] [-max-conns 1024] [-max-in-flight 64] [-max-request 131072] [-max-held 67108864] [-idle 60s]
+//	go run ./07-at-most-once/cmd/server [-addr 127.0.0.1:50051] [-grace 12s] [-max-conns 1024] [-max-in-flight 64] [-max-request 131072] [-max-held 67108864] [-idle 60s] [-max-table 67108864] [-max-calls-per-client 1024]
 //
 // It prints "listening on HOST:PORT" once it accepts connections. On SIGINT
 // or SIGTERM it stops accepting, lets calls in flight finish for up to
@@ -58,11 +59,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxRequest := flags.Int("max-request", atmostonce.DefaultMaxMessageBytes, "the largest request, in `bytes`; a larger one is refused: the first on a connection closes it, a later one is answered by its id and dropped")
 	maxHeld := flags.Int("max-held", atmostonce.DefaultMaxRequestBytesHeld, "the request `bytes` all connections together hold, from a request's length to its answer's write; at the bound the server stops reading")
 	idle := flags.Duration("idle", atmostonce.DefaultIdleTimeout, "close a connection that sends no whole request for this long")
+	maxTable := flags.Int64("max-table", atmostonce.DefaultMaxTableBytes, "the `bytes` the table of calls run holds, every client together; at the bound it forgets the clients idle the longest, and refuses (aborted) a call of theirs sent again, rather than run it twice")
+	maxPerClient := flags.Int("max-calls-per-client", atmostonce.DefaultMaxCallsPerClient, "how many `calls` of one client, from the lowest it still waits for, the table keeps; a call beyond is refused; set it at least as large as the clients' WithMaxPending (1024 by default)")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *maxConns < 1 || *maxInFlight < 1 || *maxRequest < 1 || *maxHeld < 1 || *idle <= 0 {
-		return errors.New("-max-conns, -max-in-flight, -max-request, -max-held and -idle must be positive")
+	if *maxConns < 1 || *maxInFlight < 1 || *maxRequest < 1 || *maxHeld < 1 || *idle <= 0 || *maxTable < 1 || *maxPerClient < 1 {
+		return errors.New("-max-conns, -max-in-flight, -max-request, -max-held, -idle, -max-table and -max-calls-per-client must be positive")
 	}
 
 	l, err := net.Listen("tcp", *addr)
@@ -75,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv.MaxRequestBytes = *maxRequest
 	srv.MaxRequestBytesHeld = *maxHeld
 	srv.IdleTimeout = *idle
+	srv.MaxTableBytes = *maxTable
+	srv.MaxCallsPerClient = *maxPerClient
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	fmt.Fprintf(stdout, "listening on %s\n", l.Addr())

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -81,9 +82,10 @@ func heldSleeps(t *testing.T) (held <-chan time.Duration, release chan<- struct{
 	saved := newDemoServer
 	t.Cleanup(func() { newDemoServer = saved })
 	newDemoServer = func() *atmostonce.Server {
-		return atmostonce.NewDemoServer(atmostonce.Service{Sleep: func(d time.Duration) {
+		return atmostonce.NewDemoServer(atmostonce.Service{Sleep: func(_ context.Context, d time.Duration) error {
 			heldc <- d
 			<-releasec
+			return nil // it ignores its context: the test decides when it ends
 		}})
 	}
 	return heldc, releasec
@@ -112,12 +114,15 @@ func TestStopLetsCallsInFlightFinish(t *testing.T) {
 
 // TestGraceCutsOffCallsInFlight stops the server with a grace shorter than
 // a call that is running: run must return an error, and the caller's call
-// must fail, not wait for an answer that will never come.
+// must fail, not wait for an answer that will never come. The client fails
+// fast: once its connection is cut and it cannot dial again, the call ends,
+// Unavailable, and its outcome is unknown: it was running when the answer
+// was lost.
 func TestGraceCutsOffCallsInFlight(t *testing.T) {
 	held, release := heldSleeps(t)
 	ctx, stop := context.WithCancel(t.Context())
 	addr, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0", "-grace", "1ms")
-	c, err := atmostonce.Dial(t.Context(), addr)
+	c, err := atmostonce.Dial(t.Context(), addr, atmostonce.WithFailFast())
 	require.NoError(t, err)
 	defer c.Close()
 
@@ -126,7 +131,8 @@ func TestGraceCutsOffCallsInFlight(t *testing.T) {
 	stop()
 	assert.ErrorContains(t, <-done, "calls still in flight after 1ms")
 	<-call.Done
-	assert.ErrorIs(t, call.Error, atmostonce.ErrBroken)
+	assert.ErrorIs(t, call.Error, atmostonce.Unavailable)
+	assert.ErrorIs(t, call.Error, atmostonce.ErrOutcomeUnknown)
 	release <- struct{}{} // the call ends now, and its goroutine with it
 }
 
@@ -154,13 +160,16 @@ func TestFlagsSetLimits(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(t.Context())
 	_, done := runInProcess(t, ctx, "-addr", "127.0.0.1:0",
-		"-max-conns", "5", "-max-in-flight", "3", "-max-request", "1000", "-max-held", "5000", "-idle", "7s")
+		"-max-conns", "5", "-max-in-flight", "3", "-max-request", "1000", "-max-held", "5000", "-idle", "7s",
+		"-max-table", "70000", "-max-calls-per-client", "9")
 	// run set the limits before it printed "listening on", which we read.
 	assert.Equal(t, 5, srv.MaxConns)
 	assert.Equal(t, 3, srv.MaxInFlight)
 	assert.Equal(t, 1000, srv.MaxRequestBytes)
 	assert.Equal(t, 5000, srv.MaxRequestBytesHeld)
 	assert.Equal(t, 7*time.Second, srv.IdleTimeout)
+	assert.Equal(t, int64(70000), srv.MaxTableBytes)
+	assert.Equal(t, 9, srv.MaxCallsPerClient)
 	stop()
 	assert.NoError(t, <-done)
 }
@@ -194,11 +203,12 @@ func TestDefaultAddressIsLoopback(t *testing.T) {
 
 // echoFrames returns the frames an atmostonce client sends for two calls of
 // echo(s) on a new connection: the first defines the types, the second is
-// a call alone. A later call can be sent as the second again: the server
-// does not mind ids that repeat.
+// a call alone. A later call can be sent as the second again: echo is
+// called as idempotent, so its requests carry no client id, skip the
+// server's table, and run each time, as in stage 05.
 func echoFrames(t *testing.T, s string) (first, later []byte) {
 	clientEnd, serverEnd := net.Pipe()
-	c := atmostonce.NewClient(clientEnd)
+	c := atmostonce.NewClient(onlyConn(clientEnd), atmostonce.WithIdempotent("echo"))
 	defer c.Close()
 	c.Go(t.Context(), "echo", s)
 	c.Go(t.Context(), "echo", s)
@@ -214,6 +224,19 @@ func echoFrames(t *testing.T, s string) (first, later []byte) {
 	}
 	serverEnd.Close()
 	return frames[0], frames[1]
+}
+
+// onlyConn returns a Dialer whose first connection is conn, and which then
+// never connects again: each later dial waits until the client is closed.
+func onlyConn(conn net.Conn) atmostonce.Dialer {
+	var dialled atomic.Bool
+	return func(ctx context.Context) (net.Conn, error) {
+		if dialled.CompareAndSwap(false, true) {
+			return conn, nil
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 }
 
 // TestSIGTERMWithClientsNotReading opens five connections that send calls
@@ -329,6 +352,9 @@ func TestBadFlags(t *testing.T) {
 		{"-max-in-flight", "0"},
 		{"-max-held", "0"},
 		{"-idle", "-1s"},
+		{"-max-table", "0"},
+		{"-max-calls-per-client", "0"},
+		{"-max-calls-per-client", "x"},
 	} {
 		args = append([]string{"-addr", "127.0.0.1:0"}, args...) // a later -addr wins
 		assert.Error(t, run(ctx, args, io.Discard, io.Discard), "%q", args)
