@@ -366,18 +366,35 @@ func TestShutdownWithCallsInFlight(t *testing.T) {
 	assert.ErrorIs(t, err, Unavailable, "the connection is closed after its answers, and no other can be made")
 }
 
+// deafCalls is a service whose hold(s) waits in its function, deaf to its
+// context, until the test releases it, and returns s.
+type deafCalls struct{ entered, held chan struct{} }
+
+func (d deafCalls) Hold(s string) string {
+	d.entered <- struct{}{}
+	<-d.held
+	return s
+}
+
 // TestShutdownDeadlineWithCallsInFlight holds calls past Shutdown's
 // deadline: Shutdown closes the connection and returns ctx.Err(), while
-// the calls are still held in their function.
+// the calls are still held in their function. (They are held in a
+// function deaf to its context: the server cancels the context of every
+// call as Shutdown gives up, and a call that heeds it could end before
+// Shutdown looks.)
 func TestShutdownDeadlineWithCallsInFlight(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	entered, release := holdCalls(srv)
+	srv := NewServer()
+	deaf := deafCalls{entered: make(chan struct{}, 2), held: make(chan struct{})}
+	_, err := srv.Register(deaf)
+	require.NoError(t, err)
+	entered, release := deaf.entered, sync.OnceFunc(func() { close(deaf.held) })
+	t.Cleanup(release)
 	l := rpctest.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
 	c := dial(t, l.Addr().String(), noRetries()...) // a client that may retry waits for a server to come back
-	calls := []*Call{c.Go(t.Context(), "echo", "a"), c.Go(t.Context(), "echo", "b")}
+	calls := []*Call{c.Go(t.Context(), "hold", "a"), c.Go(t.Context(), "hold", "b")}
 	<-entered
 	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
