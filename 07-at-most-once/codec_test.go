@@ -40,18 +40,25 @@ var (
 	// connection: gob defines each type before the first value that uses
 	// it.
 	sumFirstFrame = unhex(`
-		00 00 00 9f                          // the frame: 159 bytes follow
-		30 7f                                // a message of 48 bytes, defining type 64:
+		00 00 00 e1                          // the frame: 225 bytes follow
+		70 7f                                // a message of 112 bytes, defining type 64:
 		03 01 01 07 52 65 71 75 65 73 74     //   a struct named "Request"
 		01 ff 80 00                          //   with id 64
-		01 03                                //   and 3 fields:
+		01 09                                //   and 9 fields:
 		01 02 49 44 01 06 00                 //     "ID", of type 3 (uint)
 		01 04 46 75 6e 63 01 0c 00           //     "Func", of type 6 (string)
 		01 06 50 61 72 61 6d 73 01 ff 84 00  //     "Params", of type 66
+		01 06 43 6c 69 65 6e 74 01 06 00     //     "Client", of type 3 (uint)
+		01 07 41 74 74 65 6d 70 74 01 06 00  //     "Attempt", of type 3 (uint)
+		01 03 41 63 6b 01 06 00              //     "Ack", of type 3 (uint)
+		01 05 45 70 6f 63 68 01 06 00        //     "Epoch", of type 3 (uint)
+		01 07 54 69 6d 65 6f 75 74 01 04 00  //     "Timeout", of type 2 (int)
+		01 06 43 61 6e 63 65 6c 01 02 00     //     "Cancel", of type 1 (bool)
 		00 00
-		1f ff 83                             // a message of 31 bytes, defining type 66:
-		02 01 01 10 5b 5d 61 73 79 6e 63 72  //   a slice named "[]atmostonce.Value"
-		70 63 2e 56 61 6c 75 65 01 ff 84 00  //   with id 66
+		21 ff 83                             // a message of 33 bytes, defining type 66:
+		02 01 01 12 5b 5d 61 74 6d 6f 73 74  //   a slice named "[]atmostonce.Value"
+		6f 6e 63 65 2e 56 61 6c 75 65        //
+		01 ff 84 00                          //   with id 66
 		01 ff 82 00 00                       //   of type 65
 		36 ff 81                             // a message of 54 bytes, defining type 65:
 		03 01 01 05 56 61 6c 75 65           //   a struct named "Value"
@@ -73,7 +80,28 @@ var (
 		16 ff 80                             // a message of 22 bytes: a value of type 64, a Request
 		01 02                                //   field 1, ID: 2
 	` + sumFields)
+
+	// sumAttemptFrame is sum(1, 2), call 3, as a Client sends it a second
+	// time, with 1.5 s left: the fields this stage adds follow the call's.
+	// A field left at zero is not written: the next one's step skips it.
+	sumAttemptFrame = unhex(`
+		00 00 00 2b                          // the frame: 43 bytes follow
+		2a ff 80                             // a message of 42 bytes: a value of type 64, a Request
+		01 03                                //   field 1, ID: 3
+		01 03 73 75 6d                       //   field 2, Func: 3 bytes, "sum"
+		01 02                                //   field 3, Params: 2 Values
+		01 01 01 02 00                       //     Type 1, Int 1, end
+		01 01 01 04 00                       //     Type 1, Int 2, end
+		01 f8 01 23 45 67 89 ab cd ef        //   field 4, Client: 8 bytes, 0x0123456789abcdef
+		01 02                                //   field 5, Attempt: 2
+		01 01                                //   field 6, Ack: 1
+		02 fc b2 d0 5e 00                    //   field 8, Timeout: 4 bytes, 3,000,000,000, which is 1,500,000,000 ns (no Epoch: field 7 is 0)
+		00                                   //   end of the Request (no Cancel)
+	`)
 )
+
+// sumAttempt is the Request that sumAttemptFrame carries.
+var sumAttempt = Request{ID: 3, Func: "sum", Params: sumRequest.Params, Client: 0x0123456789abcdef, Attempt: 2, Ack: 1, Timeout: int64(1500 * time.Millisecond)}
 
 // sumFields are the fields of the Request for sum(1, 2) after its ID, to
 // the end of its message.
@@ -88,8 +116,8 @@ const sumFields = `
 // The sizes of the messages that define our Request's types, as they
 // start sumFirstFrame's payload, and of sum(1, 2)'s value message.
 const (
-	requestDefBytes = 49
-	sliceDefBytes   = 32
+	requestDefBytes = 113
+	sliceDefBytes   = 34
 	valueDefBytes   = 55
 	sumValueBytes   = 23
 )
@@ -144,18 +172,20 @@ func withID(req Request, id uint64) *Request {
 // written out by hand: the first frame on a connection defines the types,
 // later ones do not.
 func TestEncoder(t *testing.T) {
-	frames := encodeFrames(t, &sumRequest, withID(sumRequest, 2))
+	frames := encodeFrames(t, &sumRequest, withID(sumRequest, 2), &sumAttempt)
 	assert.Equal(t, hex.Dump(sumFirstFrame), hex.Dump(frames[0]))
 	assert.Equal(t, hex.Dump(sumLaterFrame), hex.Dump(frames[1]))
-	assert.Len(t, sumFirstFrame, 4+159)
+	assert.Equal(t, hex.Dump(sumAttemptFrame), hex.Dump(frames[2]))
+	assert.Len(t, sumFirstFrame, 4+225)
 	assert.Len(t, sumLaterFrame, 4+23)
+	assert.Len(t, sumAttemptFrame, 4+43)
 	assert.Len(t, sumFirstFrame, 4+requestDefBytes+sliceDefBytes+valueDefBytes+sumValueBytes)
 
-	d := newDecoder(bytes.NewReader(append(sumFirstFrame, sumLaterFrame...)), 1000)
-	for id := range uint64(2) {
+	d := newDecoder(bytes.NewReader(join(sumFirstFrame, sumLaterFrame, sumAttemptFrame)), 1000)
+	for _, want := range []Request{sumRequest, *withID(sumRequest, 2), sumAttempt} {
 		var req Request
 		require.NoError(t, d.decode(&req))
-		assert.Equal(t, *withID(sumRequest, id+1), req)
+		assert.Equal(t, want, req)
 	}
 }
 
@@ -423,7 +453,7 @@ func TestScanMessages(t *testing.T) {
 		{"cut in the last message", nil, frames[0][4 : len(frames[0])-1], requests, "a gob message whose length does not fit in its frame"},
 		{"a definition that is not ours", nil, []byte{2, 0x01, 0}, requests, "a type definition that is not one of ours"},
 		{"our answer's definitions, to the server", nil, answers[0][4:], requests,
-			"a type definition that is not one of ours: struct Response {ID uint; Data Value; Error string}"},
+			"a type definition that is not one of ours: struct Response {ID uint; Data Value; Error string; Code uint; Ran bool; Epoch uint}"},
 		{"a value of another type", frames[0][4:], []byte{3, 0xff, 0x82, 0}, requests, "a value of type 65 (Value), where Request was wanted"},
 		{"65 arguments", nil, encodeFrames(t, &Request{ID: 1, Func: "f", Params: make([]Value, maxArgs+1)})[0][4:], requests, "more than 64 arguments"},
 	}
@@ -575,7 +605,7 @@ func TestDecoderRefusesOtherDefinitions(t *testing.T) {
 	const request, value, slice = 68, 69, 70 // as a process that met 4 other types first numbers ours
 	requestDef := func(fields ...field) []byte { return defineStruct(request, "Request", fields...) }
 	valueDef := func(fields ...field) []byte { return defineStruct(value, "Value", fields...) }
-	ourRequest := requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice})
+	ourRequest := requestDef(requestFields(slice)...)
 	ourSlice := defineSlice(slice, "[]atmostonce.Value", value)
 	ourValue := valueDef(field{"Type", idUint}, field{"Int", idInt}, field{"Float", idFloat}, field{"Str", idString})
 	sum := withTypeID(sumLaterFrame, request)[frameHeaderBytes:]
@@ -590,40 +620,40 @@ func TestDecoderRefusesOtherDefinitions(t *testing.T) {
 		stream  []byte
 		wantErr string
 	}{
-		{"a field of another name", firstFrame(requestDef(field{"ID", idUint}, field{"Funk", idString}, field{"Params", slice}), ourSlice, ourValue),
-			notOurs + ": struct Request {ID uint; Funk string; Params []atmostonce.Value}"},
-		{"a field of another type", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idInt}, field{"Params", slice}), ourSlice, ourValue),
-			notOurs + ": struct Request {ID uint; Func int; Params []atmostonce.Value}"},
-		{"an ID that may be negative", firstFrame(requestDef(field{"ID", idInt}, field{"Func", idString}, field{"Params", slice}), ourSlice, ourValue),
-			notOurs + ": struct Request {ID int; Func string; Params []atmostonce.Value}"},
-		{"a field of another of our types", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", value}), ourSlice, ourValue),
-			notOurs + ": struct Request {ID uint; Func string; Params Value}"},
-		{"a field more", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}, field{"X", idInt}), ourSlice, ourValue),
-			notOurs + ": struct Request {ID uint; Func string; Params []atmostonce.Value; X int}"},
-		{"a field fewer", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}), ourSlice, ourValue),
-			notOurs + ": struct Request {ID uint; Func string}"},
+		{"a field of another name", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Funk", idString}, field{"Params", slice})...), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Funk string; Params []atmostonce.Value" + atmostonceFields + "}"},
+		{"a field of another type", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Func", idInt}, field{"Params", slice})...), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func int; Params []atmostonce.Value" + atmostonceFields + "}"},
+		{"an ID that may be negative", firstFrame(requestDef(callFields(slice, field{"ID", idInt}, field{"Func", idString}, field{"Params", slice})...), ourSlice, ourValue),
+			notOurs + ": struct Request {ID int; Func string; Params []atmostonce.Value" + atmostonceFields + "}"},
+		{"a field of another of our types", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Func", idString}, field{"Params", value})...), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params Value" + atmostonceFields + "}"},
+		{"a field more", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}, field{"X", idInt})...), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params []atmostonce.Value; X int" + atmostonceFields + "}"},
+		{"a field fewer", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Func", idString})...), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string" + atmostonceFields + "}"},
 		// Stage 04's client sends this: its calls carry no ID to answer by.
-		{"stage 04's Request, without the ID", firstFrame(requestDef(field{"Func", idString}, field{"Params", slice}), ourSlice, ourValue),
-			notOurs + ": struct Request {Func string; Params []atmostonce.Value}"},
-		{"the fields in another order", firstFrame(requestDef(field{"Func", idString}, field{"ID", idUint}, field{"Params", slice}), ourSlice, ourValue),
-			notOurs + ": struct Request {Func string; ID uint; Params []atmostonce.Value}"},
-		{"a type of another name", firstFrame(defineStruct(request, "Reqvest", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}), ourSlice, ourValue),
-			notOurs + ": struct Reqvest {ID uint; Func string; Params []atmostonce.Value}"},
+		{"stage 04's Request, without the ID", firstFrame(requestDef(callFields(slice, field{"Func", idString}, field{"Params", slice})...), ourSlice, ourValue),
+			notOurs + ": struct Request {Func string; Params []atmostonce.Value" + atmostonceFields + "}"},
+		{"the fields in another order", firstFrame(requestDef(callFields(slice, field{"Func", idString}, field{"ID", idUint}, field{"Params", slice})...), ourSlice, ourValue),
+			notOurs + ": struct Request {Func string; ID uint; Params []atmostonce.Value" + atmostonceFields + "}"},
+		{"a type of another name", firstFrame(defineStruct(request, "Reqvest", requestFields(slice)...), ourSlice, ourValue),
+			notOurs + ": struct Reqvest {ID uint; Func string; Params []atmostonce.Value" + atmostonceFields + "}"},
 		{"Value's Int a uint", firstFrame(ourRequest, ourSlice, valueDef(field{"Type", idUint}, field{"Int", idUint}, field{"Float", idFloat}, field{"Str", idString})),
 			notOurs + ": struct Value {Type uint; Int uint; Float float; Str string}"},
 		{"a Value that holds a Value", firstFrame(ourRequest, ourSlice, valueDef(field{"Type", idUint}, field{"Int", idInt}, field{"Float", idFloat}, field{"Str", value})),
 			notOurs + ": struct Value {Type uint; Int int; Float float; Str Value}"},
 		{"a slice of Requests", firstFrame(ourRequest, defineSlice(slice, "[]atmostonce.Value", request), ourValue),
 			notOurs + ": slice []atmostonce.Value of Request"},
-		{"stage 04's slice of Values", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}), defineSlice(slice, "[]gobrpc.Value", value), ourValue),
-			notOurs + ": struct Request {ID uint; Func string; Params []gobrpc.Value}"},
-		{"a field of a type the stream never defines", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", 99}), ourSlice, ourValue),
-			notOurs + ": struct Request {ID uint; Func string; Params type 99}"},
+		{"stage 04's slice of Values", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Func", idString}, field{"Params", slice})...), defineSlice(slice, "[]gobrpc.Value", value), ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params []gobrpc.Value" + atmostonceFields + "}"},
+		{"a field of a type the stream never defines", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Func", idString}, field{"Params", 99})...), ourSlice, ourValue),
+			notOurs + ": struct Request {ID uint; Func string; Params type 99" + atmostonceFields + "}"},
 		{"a name that is not a name", firstFrame(defineStruct(request, "Request {ID uint}", field{"X", idInt}), ourSlice, ourValue),
 			notOurs},
 		// One field, named "Func string; Params": described without the
 		// rule on names, it would read as our two.
-		{"a field name that reads as two fields", firstFrame(requestDef(field{"ID", idUint}, field{"Func string; Params", slice}), ourSlice, ourValue),
+		{"a field name that reads as two fields", firstFrame(requestDef(callFields(slice, field{"ID", idUint}, field{"Func string; Params", slice})...), ourSlice, ourValue),
 			notOurs},
 		{"a definition longer than any of ours", firstFrame(requestDef(field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}, field{strings.Repeat("X", 250), idInt}), ourSlice, ourValue),
 			notOurs},
@@ -632,9 +662,9 @@ func TestDecoderRefusesOtherDefinitions(t *testing.T) {
 		{"a definition of an id that says it is another", firstFrame(selfless, ourSlice, ourValue), notOurs},
 		// gob would read it: a struct may end where its message does.
 		{"a definition cut short of its last byte", firstFrame(cut, ourSlice, ourValue), notOurs},
-		{"Request defined twice, under two ids", firstFrame(ourRequest, ourSlice, ourValue, defineStruct(80, "Request", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice})),
+		{"Request defined twice, under two ids", firstFrame(ourRequest, ourSlice, ourValue, defineStruct(80, "Request", requestFields(slice)...)),
 			"malformed message: two definitions of Request"},
-		{"Request defined again in a later frame", join(firstFrame(ourRequest, ourSlice, ourValue), frame(join(defineStruct(80, "Request", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}), withTypeID(sumLaterFrame, 80)[frameHeaderBytes:]))),
+		{"Request defined again in a later frame", join(firstFrame(ourRequest, ourSlice, ourValue), frame(join(defineStruct(80, "Request", requestFields(slice)...), withTypeID(sumLaterFrame, 80)[frameHeaderBytes:]))),
 			"malformed message: two definitions of Request"},
 		{"a value of Value, where a Request is wanted", join(firstFrame(ourRequest, ourSlice, ourValue), withTypeID(sumLaterFrame, value)),
 			"malformed message: a value of type 69 (Value), where Request was wanted"},
@@ -727,18 +757,37 @@ func lengthFirst(msg []byte) []byte {
 
 // The ids gob gives its own types that ours use, in every process.
 const (
+	idBool   = 1
 	idInt    = 2
 	idUint   = 3
 	idFloat  = 4
 	idString = 6
 )
 
+// requestFields are the fields of our Request, the type of its Params
+// being slice: the call's three, then the six this stage adds.
+func requestFields(slice int64) []field {
+	return []field{{"ID", idUint}, {"Func", idString}, {"Params", slice},
+		{"Client", idUint}, {"Attempt", idUint}, {"Ack", idUint}, {"Epoch", idUint}, {"Timeout", idInt}, {"Cancel", idBool}}
+}
+
+// atmostonceFields describes, as the decoder does, the fields of our
+// Request after the call's three: the six this stage adds.
+const atmostonceFields = "; Client uint; Attempt uint; Ack uint; Epoch uint; Timeout int; Cancel bool"
+
+// callFields returns the fields of our Request, the type of its Params
+// being slice, with the call's three (ID, Func, Params) replaced by
+// first: the six this stage adds follow them.
+func callFields(slice int64, first ...field) []field {
+	return append(first, requestFields(slice)[3:]...)
+}
+
 // numbered returns the definitions our client's first frame starts with,
 // in gob's order, as a process that gave Request, Value and []Value these
 // ids writes them.
 func numbered(request, value, slice int64) []byte {
 	return join(
-		defineStruct(request, "Request", field{"ID", idUint}, field{"Func", idString}, field{"Params", slice}),
+		defineStruct(request, "Request", requestFields(slice)...),
 		defineSlice(slice, "[]atmostonce.Value", value),
 		defineStruct(value, "Value", field{"Type", idUint}, field{"Int", idInt}, field{"Float", idFloat}, field{"Str", idString}),
 	)
@@ -844,7 +893,7 @@ func TestWireTypesRunNoCode(t *testing.T) {
 	}
 	walk(reflect.TypeFor[Request]())
 	walk(reflect.TypeFor[Response]())
-	assert.Len(t, seen, 9, "Request, uint64, []Value, Value, uint8, int, float64, string, Response")
+	assert.Len(t, seen, 13, "Request, uint64, []Value, Value, uint8, int, float64, string, uint32, int64, bool, Response, Code")
 }
 
 func TestValues(t *testing.T) {
@@ -979,14 +1028,19 @@ func TestAnswers(t *testing.T) {
 		callErr error
 		want    Response
 	}{
-		{3, nil, Response{Data: Value{Type: typeInt, Int: 3}}},
-		{3.1, nil, Response{Data: Value{Type: typeFloat, Float: 3.1}}},
-		{"Wed Jan 16 22:05:31 2019", nil, Response{Data: Value{Type: typeStr, Str: "Wed Jan 16 22:05:31 2019"}}},
-		{"", nil, Response{Data: Value{Type: typeStr}}},
-		{nil, errNo, Response{Error: "no, b: c"}},
-		{nil, errors.New(""), Response{}},
-		{uint(7), nil, Response{Error: "a uint cannot be sent: the wire carries int, float64 and string"}},
-		{math.Inf(1), nil, Response{Error: "+Inf cannot be sent: the wire carries finite floats only"}},
+		{3, nil, Response{Data: Value{Type: typeInt, Int: 3}, Ran: true}},
+		{3.1, nil, Response{Data: Value{Type: typeFloat, Float: 3.1}, Ran: true}},
+		{"Wed Jan 16 22:05:31 2019", nil, Response{Data: Value{Type: typeStr, Str: "Wed Jan 16 22:05:31 2019"}, Ran: true}},
+		{"", nil, Response{Data: Value{Type: typeStr}, Ran: true}},
+		// A function's own error: it ran, and failed (gRPC's Unknown).
+		{nil, errNo, Response{Error: "no, b: c", Code: Unknown, Ran: true}},
+		{nil, errors.New(""), Response{Code: Unknown, Ran: true}},
+		// A result the wire cannot carry: the function ran all the same.
+		{uint(7), nil, Response{Error: "a uint cannot be sent: the wire carries int, float64 and string", Code: Unknown, Ran: true}},
+		{math.Inf(1), nil, Response{Error: "+Inf cannot be sent: the wire carries finite floats only", Code: Unknown, Ran: true}},
+		// A refusal: its Code and Outcome go as they are.
+		{nil, failure(InvalidArgument, NotRun, "add: takes 2 arguments, got 1"), Response{Error: "add: takes 2 arguments, got 1", Code: InvalidArgument}},
+		{nil, failure(Aborted, OutcomeUnknown, "forgotten"), Response{Error: "forgotten", Code: Aborted}},
 	}
 	var stream []byte
 	e := newEncoder()
@@ -1005,6 +1059,8 @@ func TestAnswers(t *testing.T) {
 		res, err := decodeAnswer(&resp)
 		if serverErr, ok := errors.AsType[*Error](err); ok {
 			assert.Equal(t, tt.want.Error, serverErr.Message)
+			assert.Equal(t, tt.want.Code, serverErr.Code)
+			assert.Equal(t, tt.want.Ran, serverErr.Outcome == Ran)
 			assert.Nil(t, res)
 			continue
 		}
@@ -1025,8 +1081,14 @@ func TestDecodeAnswer(t *testing.T) {
 		{Response{Data: Value{Int: 3}}, "answer: unknown type code 0: 1 is int, 2 float, 3 str"},
 		{Response{Data: Value{Type: typeInt, Int: 3, Str: "3"}}, "answer: type code 1, with the field of another type set too"},
 		{Response{Data: Value{Type: typeStr, Str: "\xff"}}, `answer: "\xff" is not valid UTF-8`},
-		{Response{Error: "RPC Server Function Error"}, "server answered: RPC Server Function Error"},
-		{Response{}, "server answered: "},
+		{Response{Data: Value{Type: typeInt, Int: 3}, Code: Unknown}, `answer has both a result and an error, ""`},
+		// An error with no code, as a peer that sets none sends it: it
+		// says nothing of whether the call ran.
+		{Response{Error: "RPC Server Function Error"}, "unknown (outcome unknown): RPC Server Function Error"},
+		{Response{}, "unknown (outcome unknown)"},
+		{Response{Error: "no function", Code: Unimplemented}, "unimplemented (did not run): no function"},
+		{Response{Error: "no", Code: Unknown, Ran: true}, "unknown (ran): no"},
+		{Response{Error: "forgotten", Code: Aborted}, "aborted (outcome unknown): forgotten"},
 	} {
 		res, err := decodeAnswer(&tt.resp)
 		assert.EqualError(t, err, tt.wantErr, "%+v", tt.resp)
@@ -1054,6 +1116,10 @@ func TestWireStreamsAreFixed(t *testing.T) {
 		{&Response{Data: Value{Type: typeStr, Str: "Wed Jan 16 22:05:31 2019"}}, responses},
 		{&Response{Error: "no"}, responses},
 		{&Response{}, responses},
+		{&sumAttempt, requests},
+		{&Request{ID: 2, Client: 1, Cancel: true}, requests},
+		{&Response{ID: 1, Data: Value{Type: typeInt, Int: 3}, Ran: true, Epoch: 1 << 62}, responses},
+		{&Response{ID: 1, Error: "no", Code: Unimplemented}, responses},
 	} {
 		payload := encodeFrames(t, tt.first)[0][frameHeaderBytes:]
 		var types peerTypes
@@ -1072,13 +1138,13 @@ func TestWireStreamsAreFixed(t *testing.T) {
 		assert.Equal(t, tt.stream.defs, said, "%+v", tt.first)
 	}
 	assert.Equal(t, map[string]bool{
-		"struct Request {ID uint; Func string; Params []atmostonce.Value}": true,
-		"slice []atmostonce.Value of Value":                                true,
-		"struct Value {Type uint; Int int; Float float; Str string}":       true,
+		"struct Request {ID uint; Func string; Params []atmostonce.Value" + atmostonceFields + "}": true,
+		"slice []atmostonce.Value of Value":                          true,
+		"struct Value {Type uint; Int int; Float float; Str string}": true,
 	}, requests.defs)
 	assert.Equal(t, map[string]bool{
-		"struct Response {ID uint; Data Value; Error string}":        true,
-		"struct Value {Type uint; Int int; Float float; Str string}": true,
+		"struct Response {ID uint; Data Value; Error string; Code uint; Ran bool; Epoch uint}": true,
+		"struct Value {Type uint; Int int; Float float; Str string}":                           true,
 	}, responses.defs)
 	assert.Equal(t, "Request", requests.name)
 	assert.Equal(t, "Response", responses.name)
@@ -1328,7 +1394,9 @@ func TestIdleAfterLargeMessages(t *testing.T) {
 	addr := serve(t, NewDemoServer(Service{}), rpctest.Listen(t))
 	clients := make([]*Client, conns)
 	for i := range clients {
-		clients[i] = dial(t, addr)
+		// echo skips the server's table, which keeps a call's answer
+		// until its client's next call (see TestIdleConnectionsHoldLittle).
+		clients[i] = dial(t, addr, WithIdempotent("echo"))
 		_, err := DemoClient{clients[i]}.Echo(t.Context(), "warm up: the types and gob's engines")
 		require.NoError(t, err)
 	}

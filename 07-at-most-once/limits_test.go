@@ -16,6 +16,11 @@ import (
 // writer wrote, so the large echoes add almost nothing to what the
 // connections hold between calls: a server reader's buffer, a queue of
 // MaxInFlight answers, the client's buffers, and their goroutines' state.
+//
+// The echoes skip the server's table (WithIdempotent): a call made through
+// it has its answer kept there until its client's next call says it has
+// it (the Ack), 100 KiB each here. That is the price of running each call
+// at most once, and MaxTableBytes bounds it, every client together.
 func TestIdleConnectionsHoldLittle(t *testing.T) {
 	const conns, size = 100, 100 << 10
 	addr := serve(t, NewDemoServer(Service{}), rpctest.Listen(t))
@@ -23,7 +28,7 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	before := heapInUse()
 	clients := make([]*Client, conns)
 	for i := range clients {
-		clients[i] = dial(t, addr)
+		clients[i] = dial(t, addr, WithIdempotent("echo"))
 		got, err := DemoClient{clients[i]}.Echo(t.Context(), "x")
 		require.NoError(t, err)
 		require.Equal(t, "x", got)
