@@ -1,6 +1,7 @@
 package atmostonce
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"slices"
@@ -149,7 +150,11 @@ func TestCall(t *testing.T) {
 	for _, tt := range tests {
 		fn, ok := r.lookup(tt.name)
 		require.True(t, ok, tt.name)
-		got, err := fn.call(t.Context(), tt.args)
+		err := fn.check(tt.args) // the server checks, then calls
+		var got any
+		if err == nil {
+			got, err = fn.call(t.Context(), tt.args)
+		}
 		if tt.wantErr != "" {
 			assert.EqualError(t, err, tt.wantErr, "%s%v", tt.name, tt.args)
 			assert.Nil(t, got)
@@ -186,4 +191,43 @@ func TestRegisterWhileServing(t *testing.T) {
 	got, err := c.Call(t.Context(), "later")
 	require.NoError(t, err)
 	assert.Equal(t, "registered late", got)
+}
+
+// withContext is a service whose functions take a context first.
+type withContext struct{}
+
+type ctxKey struct{}
+
+// Whose returns the value ctx carries, and s.
+func (withContext) Whose(ctx context.Context, s string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	who, _ := ctx.Value(ctxKey{}).(string)
+	return who + ": " + s, nil
+}
+
+// TestCallWithContext registers a function that takes a context first:
+// the context is not one of its arguments, which check counts without it,
+// and call hands it the context it is given.
+func TestCallWithContext(t *testing.T) {
+	var r registry
+	skipped, err := r.register(withContext{})
+	require.NoError(t, err)
+	assert.Empty(t, skipped)
+	fn, ok := r.lookup("whose")
+	require.True(t, ok)
+	assert.EqualError(t, fn.check(nil), "takes 1 argument, got 0")
+	assert.EqualError(t, fn.check([]any{"a", "b"}), "takes 1 argument, got 2")
+	require.NoError(t, fn.check([]any{"x"}))
+
+	ctx := context.WithValue(t.Context(), ctxKey{}, "ada")
+	got, err := fn.call(ctx, []any{"x"})
+	require.NoError(t, err)
+	assert.Equal(t, "ada: x", got)
+
+	ctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = fn.call(ctx, []any{"x"})
+	assert.ErrorIs(t, err, context.Canceled, "the function sees its context end")
 }

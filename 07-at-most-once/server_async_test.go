@@ -93,7 +93,8 @@ func TestPeerThatNeverReadsIsBounded(t *testing.T) {
 		stream := bytes.Join(encodeFrames(t, requests...), nil)
 		requests = nil
 		// Warm up: gob's engines and the pools.
-		c := NewClient(onlyConn(l.dial(t)))
+		c := NewClient(onlyConn(l.dial(t)), WithIdempotent("echo"))
+		defer c.Close()
 		_, err := c.Call(t.Context(), "echo", strings.Repeat("x", size))
 		require.NoError(t, err)
 		synctest.Wait()

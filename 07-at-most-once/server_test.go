@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -644,16 +645,20 @@ func TestShutdownDoesNotWaitForSlowReaders(t *testing.T) {
 // closes the connection and returns the context's error, while the call
 // is still stuck in its function.
 func TestShutdownDeadline(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	entered, release := holdCalls(srv)
+	srv := NewServer()
+	deaf := deafCalls{entered: make(chan struct{}, 1), held: make(chan struct{})}
+	_, err := srv.Register(deaf) // a call stuck in its function (see TestShutdownDeadlineWithCallsInFlight)
+	require.NoError(t, err)
+	entered, release := deaf.entered, sync.OnceFunc(func() { close(deaf.held) })
+	t.Cleanup(release)
 	l := rpctest.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
-	c := dial(t, l.Addr().String())
+	c := dial(t, l.Addr().String(), noRetries()...) // a client that may retry waits for a server to come back
 	failed := make(chan error, 1)
 	go func() {
-		_, err := DemoClient{c}.Add(context.Background(), 1, 2)
+		_, err := c.Call(context.Background(), "hold", "x")
 		failed <- err
 	}()
 	<-entered
@@ -662,7 +667,7 @@ func TestShutdownDeadline(t *testing.T) {
 	cancel() // the deadline has passed already
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(ctx) }()
-	assert.Error(t, <-failed, "the call's connection was closed under it")
+	assertFailure(t, <-failed, Unavailable, OutcomeUnknown, "the call's connection was closed under it")
 	assert.ErrorIs(t, <-shutdown, context.Canceled, "Shutdown does not wait for a call that is stuck")
 	assert.ErrorIs(t, <-served, ErrServerClosed)
 	release()
