@@ -36,6 +36,7 @@ func TestHangUpHasOneDeadline(t *testing.T) {
 		refusal := nextAnswer(t, answers)
 		start := time.Now()
 		assert.Equal(t, "malformed message: a frame of 0 bytes; a frame holds at least one gob message; closing the connection", refusal.Error)
+		assert.Equal(t, Internal, refusal.Code)
 
 		trickled := make(chan int, 1)
 		go func() {

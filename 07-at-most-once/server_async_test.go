@@ -320,6 +320,7 @@ func TestRefusalWhileCallInFlight(t *testing.T) {
 	refusal := nextAnswer(t, answers)
 	assert.Equal(t, uint64(2), refusal.ID, "the refusal names the request it refuses")
 	assert.Equal(t, "malformed message: more than 64 arguments; closing the connection", refusal.Error)
+	assert.Equal(t, Internal, refusal.Code)
 	release()
 	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, answers), "the call in flight is answered")
 	assertClosed(t, answers.decode(&Response{}))

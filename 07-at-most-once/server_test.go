@@ -125,7 +125,7 @@ func TestServerCalls(t *testing.T) {
 	write(t, conn, calls(t, call(t, "sum", 1, 2), call(t, "sum", 1.1, 2), call(t, "get_time")))
 	assert.Equal(t, map[uint64]Response{
 		1: answerTo(1, intAnswer(3)),
-		2: {ID: 2, Data: Value{Type: typeFloat, Float: 3.1}},
+		2: {ID: 2, Data: Value{Type: typeFloat, Float: 3.1}, Ran: true},
 		3: answerTo(3, strAnswer("Wed Jan 16 22:05:31 2019")),
 	}, nextAnswers(t, answers, 3))
 
@@ -141,33 +141,38 @@ func TestServerCalls(t *testing.T) {
 }
 
 // TestServerErrorsAreNotData sends calls that decode well and must be
-// refused. Each gets an answer with an Error and no Data, and the same
-// connection then serves a good call.
+// refused, or that fail. Each gets an answer with an Error and no Data,
+// with its Code and whether it ran, and the same connection then serves a
+// good call.
 func TestServerErrorsAreNotData(t *testing.T) {
 	addr := serve(t, NewDemoServer(Service{}), rpctest.Listen(t))
+	const functions = "add, echo, get, get_time, incr, ran_twice, slow, sum"
 	tests := []struct {
 		name   string
 		req    Request
 		answer string
+		code   Code
+		ran    bool
 	}{
-		{"unknown function", call(t, "sub", 3, 1), `no function "sub"; there are: add, echo, get_time, slow, sum`},
-		{"a Go name", call(t, "Sum", 1, 2), `no function "Sum"; there are: add, echo, get_time, slow, sum`},
-		{"a Python attribute", call(t, "__class__"), `no function "__class__"; there are: add, echo, get_time, slow, sum`},
-		{"unknown type code", Request{ID: 1, Func: "sum", Params: []Value{{Type: 9, Int: 1}, {Type: typeInt, Int: 2}}}, "argument 1: unknown type code 9: 1 is int, 2 float, 3 str"},
-		{"two fields set", Request{ID: 1, Func: "echo", Params: []Value{{Type: typeStr, Str: "x", Int: 1}}}, "argument 1: type code 3, with the field of another type set too"},
-		{"too few arguments", call(t, "sum", 1), "sum: takes 2 arguments, got 1"},
-		{"too many arguments", call(t, "get_time", 1), "get_time: takes 0 arguments, got 1"},
-		{"the wrong type", call(t, "echo", 42), "echo: argument 1: want str, got int 42"},
-		{"not numbers", call(t, "sum", "a", 1), `sum: sum adds numbers, not str "a" and int 1`},
-		{"overflow", call(t, "add", 9223372036854775807, 1), "add: 9223372036854775807 + 1 does not fit in an int (64 bits)"},
-		{"not UTF-8", call(t, "echo", "\xff"), `argument 1: "\xff" is not valid UTF-8`},
+		{"unknown function", call(t, "sub", 3, 1), `no function "sub"; there are: ` + functions, Unimplemented, false},
+		{"a Go name", call(t, "Sum", 1, 2), `no function "Sum"; there are: ` + functions, Unimplemented, false},
+		{"a Python attribute", call(t, "__class__"), `no function "__class__"; there are: ` + functions, Unimplemented, false},
+		{"unknown type code", Request{ID: 1, Func: "sum", Params: []Value{{Type: 9, Int: 1}, {Type: typeInt, Int: 2}}}, "argument 1: unknown type code 9: 1 is int, 2 float, 3 str", InvalidArgument, false},
+		{"two fields set", Request{ID: 1, Func: "echo", Params: []Value{{Type: typeStr, Str: "x", Int: 1}}}, "argument 1: type code 3, with the field of another type set too", InvalidArgument, false},
+		{"too few arguments", call(t, "sum", 1), "sum: takes 2 arguments, got 1", InvalidArgument, false},
+		{"too many arguments", call(t, "get_time", 1), "get_time: takes 0 arguments, got 1", InvalidArgument, false},
+		{"the wrong type", call(t, "echo", 42), "echo: argument 1: want str, got int 42", InvalidArgument, false},
+		// The function's own errors: it ran.
+		{"not numbers", call(t, "sum", "a", 1), `sum: sum adds numbers, not str "a" and int 1`, Unknown, true},
+		{"overflow", call(t, "add", 9223372036854775807, 1), "add: 9223372036854775807 + 1 does not fit in an int (64 bits)", Unknown, true},
+		{"not UTF-8", call(t, "echo", "\xff"), `argument 1: "\xff" is not valid UTF-8`, InvalidArgument, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, answers := rawConn(t, addr)
 			write(t, conn, calls(t, tt.req, call(t, "sum", 1, 2)))
 			assert.Equal(t, map[uint64]Response{
-				1: {ID: 1, Error: tt.answer},
+				1: {ID: 1, Error: tt.answer, Code: tt.code, Ran: tt.ran},
 				2: answerTo(2, intAnswer(3)),
 			}, nextAnswers(t, answers, 2))
 		})
@@ -250,7 +255,7 @@ func TestServerBadResults(t *testing.T) {
 		_, err := c.Call(t.Context(), tt.name, tt.args...)
 		serverErr, ok := errors.AsType[*Error](err)
 		require.True(t, ok, "%s: %v", tt.name, err)
-		assert.Equal(t, tt.name+": "+tt.want, serverErr.Message)
+		assert.Equal(t, tt.want, serverErr.Message)
 		assert.Equal(t, Unknown, serverErr.Code, "%s: the function ran, and its answer failed", tt.name)
 		assert.Equal(t, Ran, serverErr.Outcome, tt.name)
 	}
@@ -287,7 +292,7 @@ func TestServerRequestTooLarge(t *testing.T) {
 	} {
 		conn, answers := rawConn(t, addr)
 		write(t, conn, []byte(header+"xxxxxxxx"))
-		assert.Equal(t, Response{Error: want}, nextAnswer(t, answers))
+		assert.Equal(t, Response{Error: want, Code: Internal}, nextAnswer(t, answers), "a stream that breaks the rules: Internal")
 		err := answers.decode(&Response{})
 		assertClosed(t, err)
 	}
@@ -332,6 +337,8 @@ func TestServerMalformed(t *testing.T) {
 			assert.Equal(t, tt.id, resp.ID, "the refused call's ID")
 			assert.Contains(t, resp.Error, tt.want)
 			assert.True(t, strings.HasSuffix(resp.Error, "; closing the connection"), resp.Error)
+			assert.Equal(t, Internal, resp.Code, "a stream that breaks the rules")
+			assert.False(t, resp.Ran)
 			assertClosed(t, answers.decode(&Response{}))
 		})
 	}
@@ -474,7 +481,7 @@ func TestRefusalIsReadable(t *testing.T) {
 		sent <- err
 	}()
 	assert.Equal(t, answerTo(1, strAnswer(big)), nextAnswer(t, answers), "the answer written before the refusal")
-	assert.Equal(t, Response{Error: "message too large: a frame of 1048576 bytes, more than 524288; closing the connection"},
+	assert.Equal(t, Response{Error: "message too large: a frame of 1048576 bytes, more than 524288; closing the connection", Code: Internal},
 		nextAnswer(t, answers))
 	assert.ErrorIs(t, answers.decode(&Response{}), io.EOF, "then the end of the stream, not a reset")
 	assert.NoError(t, <-sent, "the server read all the client sent")
@@ -599,9 +606,9 @@ func TestShutdownAnswersRequestsOnTheirWay(t *testing.T) {
 	require.ErrorIs(t, <-served, ErrServerClosed) // Shutdown has begun
 
 	write(t, idle, frames[1])
-	assert.Equal(t, Response{ID: 2, Error: "the server is shutting down; the call did not run"}, nextAnswer(t, answers))
+	assert.Equal(t, Response{ID: 2, Error: "the server is shutting down", Code: Unavailable}, nextAnswer(t, answers), "Unavailable, and not run: safe to send again")
 	write(t, idle, frames[2])
-	assert.Equal(t, Response{ID: 3, Error: "the server is shutting down; the call did not run"}, nextAnswer(t, answers))
+	assert.Equal(t, Response{ID: 3, Error: "the server is shutting down", Code: Unavailable}, nextAnswer(t, answers))
 	idle.Close()
 	close(held)
 	assert.NoError(t, <-waited, "the call in flight is answered")

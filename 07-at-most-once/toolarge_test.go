@@ -36,7 +36,7 @@ func TestLaterRequestTooLargeIsSkipped(t *testing.T) {
 		answers := newDecoder(conn, DefaultMaxMessageBytes)
 		assert.Equal(t, map[uint64]Response{
 			1: answerTo(1, intAnswer(3)),
-			5: {ID: 5, Error: fmt.Sprintf("request of %d bytes is larger than MaxRequestBytes 131072", len(frames[1])-frameHeaderBytes)},
+			5: {ID: 5, Error: fmt.Sprintf("request of %d bytes is larger than MaxRequestBytes 131072", len(frames[1])-frameHeaderBytes), Code: ResourceExhausted},
 			6: answerTo(6, intAnswer(5)),
 		}, nextAnswers(t, answers, 3))
 
