@@ -39,7 +39,14 @@ import (
 // until the answer to call 2 has been written.
 func TestWire(t *testing.T) {
 	srv := newStoppedClockServer(t)
-	srv.MaxRequestBytes = 200
+	srv.MaxRequestBytes = 250 // our first frame, 225 bytes, fits
+	// The table's epochs start at a random number: fixed here, the first
+	// client the table meets has epoch 7.
+	srv.mu.Lock()
+	srv.setDefaults()
+	srv.init()
+	srv.table.epoch = 6
+	srv.mu.Unlock()
 	written := newWrittenIDs(t)
 	var cross atomic.Bool // the case being run makes call 1 wait for call 2
 	srv.beforeAnswer = func(req *Request) {
@@ -60,6 +67,13 @@ func TestWire(t *testing.T) {
 		01 01 01 04 00 00                                          //   Type 1, Int 2, end; end
 	`)
 	getTime := unhex(`00 00 00 10  0f ff 80 01 03 01 08 67 65 74 5f 74 69 6d 65 00`) // ID 3, Func "get_time", no Params
+	// Call 2 of a client, as its first attempt: sumAttempt's fields, and
+	// the table's.
+	tableCall := sumAttempt
+	tableCall.ID, tableCall.Attempt = 2, 1
+	again := tableCall
+	again.Attempt = 2
+	tableFrames := encodeFrames(t, &sumRequest, &tableCall, &again)
 	tests := []struct {
 		name   string
 		writes [][]byte // each one conn.Write
@@ -67,6 +81,9 @@ func TestWire(t *testing.T) {
 		// between, if set, is the ID of an answer that must be written
 		// before the next write is made.
 		between uint64
+		// waits, if set, is the ID of the answer that must be written
+		// before each write after the first: one ID a write.
+		waits []uint64
 	}{
 		{name: "sum(1, 2): the first frame defines Request, []Value and Value; the answer carries the call's ID",
 			writes: [][]byte{sumFirstFrame}},
@@ -86,7 +103,10 @@ func TestWire(t *testing.T) {
 		)}},
 		{name: "a frame cut short: nothing to answer, then closed", writes: [][]byte{sumFirstFrame[:100]}},
 		{name: "a zero length: answered with ID 0, no call's, then closed", writes: [][]byte{{0, 0, 0, 0}}},
-		{name: "larger than the limit (200 bytes here): refused from the length alone, with ID 0",
+		{name: "calls through the table, each sent once the answer before it is written: call 2 of client 0x0123456789abcdef, attempt 1, Ack 1, 1.5 s left, answered with Ran and the client's Epoch, 7; attempt 2 of call 3, which the server never saw: Aborted, with the Epoch, as the server cannot say whether attempt 1 ran; attempt 2 of call 2, answered from the table, not run again",
+			writes: [][]byte{sumFirstFrame, tableFrames[1], sumAttemptFrame, tableFrames[2]},
+			waits:  []uint64{1, 2, 3}},
+		{name: "larger than the limit (250 bytes here): refused from the length alone, with ID 0",
 			writes: [][]byte{[]byte("\x00\x00\x13\x88xxxxxxxx")}},
 		{name: "a 4 GiB length", writes: [][]byte{[]byte("\xff\xff\xff\xffxxxxxxxx")}},
 		{name: "stage 03's framed text, read as a length", writes: [][]byte{[]byte("23 func:sum@params:1-1,1-2\n")}},
@@ -96,8 +116,8 @@ func TestWire(t *testing.T) {
 			writes: [][]byte{sumLaterFrame}},
 		{name: "a foreign client's Request, with one more field, X of type any: refused at its definition, then closed",
 			writes: [][]byte{requestWithAnyFrame}},
-		{name: "sum(1, 2), answered, then call 2 over the limit (200 bytes here): answered with its ID and dropped as it is read; call 3 is answered on the same connection",
-			writes:  [][]byte{sumFirstFrame, join(encodeFrames(t, &sumRequest, withID(call(t, "echo", strings.Repeat("x", 210)), 2))[1], unhex(`00 00 00 17  16 ff 80 01 03`+sumFields))},
+		{name: "sum(1, 2), answered, then call 2 over the limit (250 bytes here): answered with its ID and dropped as it is read; call 3 is answered on the same connection",
+			writes:  [][]byte{sumFirstFrame, join(encodeFrames(t, &sumRequest, withID(call(t, "echo", strings.Repeat("x", 260)), 2))[1], unhex(`00 00 00 17  16 ff 80 01 03`+sumFields))},
 			between: 1},
 		{name: "sum(1, 2), answered, then call 2 of 65 arguments: refused with its ID before gob builds them, then closed",
 			writes:  [][]byte{sumFirstFrame, encodeFrames(t, &sumRequest, &Request{ID: 2, Func: "f", Params: make([]Value, maxArgs+1)})[1]},
@@ -116,6 +136,9 @@ func TestWire(t *testing.T) {
 		for i, w := range tt.writes {
 			if i > 0 && tt.between != 0 {
 				written.wait(tt.between)
+			}
+			if i > 0 && tt.waits != nil {
+				written.wait(tt.waits[i-1])
 			}
 			_, err := conn.Write(w)
 			require.NoError(t, err, tt.name)
@@ -138,14 +161,20 @@ func TestWire(t *testing.T) {
 // one more field in the definition of Request: X, of gob's interface type.
 // A foreign gob client whose Request has an X any writes this.
 var requestWithAnyFrame = unhex(`
-	00 00 00 a5                          // the frame: 165 bytes follow
-	36 7f                                // a message of 54 bytes, defining type 64:
+	00 00 00 e7                          // the frame: 231 bytes follow
+	76 7f                                // a message of 118 bytes, defining type 64:
 	03 01 01 07 52 65 71 75 65 73 74     //   a struct named "Request"
 	01 ff 80 00                          //   with id 64
-	01 04                                //   and 4 fields:
+	01 0a                                //   and 10 fields:
 	01 02 49 44 01 06 00                 //     "ID", of type 3 (uint)
 	01 04 46 75 6e 63 01 0c 00           //     "Func", of type 6 (string)
 	01 06 50 61 72 61 6d 73 01 ff 84 00  //     "Params", of type 66
+	01 06 43 6c 69 65 6e 74 01 06 00     //     "Client", of type 3 (uint)
+	01 07 41 74 74 65 6d 70 74 01 06 00  //     "Attempt", of type 3 (uint)
+	01 03 41 63 6b 01 06 00              //     "Ack", of type 3 (uint)
+	01 05 45 70 6f 63 68 01 06 00        //     "Epoch", of type 3 (uint)
+	01 07 54 69 6d 65 6f 75 74 01 04 00  //     "Timeout", of type 2 (int)
+	01 06 43 61 6e 63 65 6c 01 02 00     //     "Cancel", of type 1 (bool)
 	01 01 58 01 10 00                    //     "X", of type 8 (interface)
 	00 00
 ` + hex.EncodeToString(sumFirstFrame[frameHeaderBytes+requestDefBytes:]))
