@@ -2,6 +2,7 @@ package atmostonce_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -47,7 +48,7 @@ func ExampleServer_Register() {
 	// Output:
 	// [atmostonce_test.Greeter.Repeat: parameter 2 is uint; the wire carries int, float64 and string, or any of them as any] <nil>
 	// Hello, Ada, Grace: 你好! <nil>
-	// repeat: server answered: no function "repeat"; there are: say_hello
+	// repeat: unimplemented (did not run): no function "repeat"; there are: say_hello
 }
 
 // startDemo serves the demo service, svc, on a free port. It returns the
@@ -85,6 +86,7 @@ func ExampleClient_Call() {
 	fmt.Println(res, err)
 	_, err = c.Call(ctx, "sub", 3, 1)
 	fmt.Println(err)
+	fmt.Println("safe to make again:", errors.Is(err, atmostonce.ErrNotRun))
 
 	// The demo's typed stubs, on the same connection.
 	demo := atmostonce.DemoClient{Client: c}
@@ -92,12 +94,15 @@ func ExampleClient_Call() {
 	defer cancel()
 	_, err = demo.Slow(soon, 500)
 	fmt.Println(err)
+	fmt.Println(errors.Is(err, atmostonce.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded))
 	sum, err := demo.Add(ctx, 40, 2)
 	fmt.Println(sum, err)
 	// Output:
 	// 3.5 <nil>
-	// sub: server answered: no function "sub"; there are: add, echo, get_time, slow, sum
-	// slow: context deadline exceeded
+	// sub: unimplemented (did not run): no function "sub"; there are: add, echo, get, get_time, incr, ran_twice, slow, sum
+	// safe to make again: true
+	// slow: deadline exceeded (outcome unknown): given up: context deadline exceeded
+	// true true
 	// 42 <nil>
 }
 
@@ -126,7 +131,7 @@ func ExampleClient_Go() {
 	// Output:
 	// 1 add [1 2] 3 <nil>
 	// 2 echo [hello] hello <nil>
-	// 3 add [1 two] <nil> add: server answered: add: argument 2: want int, got str "two"
+	// 3 add [1 two] <nil> add: invalid argument (did not run): add: argument 2: want int, got str "two"
 }
 
 // GoFunc is fire and forget: the callback runs once when the call ends,
@@ -156,5 +161,5 @@ func ExampleClient_GoFunc() {
 	fmt.Print(<-ended)
 	// Output:
 	// add [40 2] ended: 42 <nil>
-	// echo: argument 1: a []uint8 cannot be sent: the wire carries int, float64 and string
+	// echo: invalid argument (did not run): argument 1: a []uint8 cannot be sent: the wire carries int, float64 and string
 }
