@@ -221,9 +221,10 @@ func holdAdds(srv *Server) (entered chan struct{}, release func()) {
 }
 
 // TestBusyConnectionsAreNotEvicted fills the three slots with busy
-// connections, each in one of the ways stage 05 has: one has a call in
-// flight while its reader waits for the next request, one has an answer
-// that its client does not read, and one has sent half a request. A fourth
+// connections, each in one of the ways a connection may be busy: one has
+// a call in flight while its reader waits for the next request, one has
+// an answer that its client does not read, and one has sent half a
+// request. A fourth
 // connection is accepted but not served, and Serve accepts nothing more,
 // until the call ends and its answer is written: then that connection is
 // idle, and the fourth takes its place. The unread answer is read, and

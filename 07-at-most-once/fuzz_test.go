@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 // frameSeeds are streams for the fuzz targets to start from: our own
@@ -198,7 +199,10 @@ func FuzzHandle(f *testing.F) {
 	f.Add("echo", uint8(typeStr), 0, 0.0, "x", uint8(1))
 	f.Add("echo", uint8(typeInt), 1, 0.0, "", uint8(1))
 	f.Add("nosuch", uint8(typeStr), 0, 0.0, "\xff", uint8(70))
-	srv := NewDemoServer(Service{})
+	f.Add("incr", uint8(typeStr), 0, 0.0, "k", uint8(1))
+	f.Add("slow", uint8(typeInt), MaxSlow, 0.0, "", uint8(1))
+	// slow sleeps on no clock, and incr counts in Counters of its own.
+	srv := NewDemoServer(Service{Counters: NewCounters(), Sleep: func(context.Context, time.Duration) error { return nil }})
 	f.Fuzz(func(t *testing.T, name string, typ uint8, i int, x float64, s string, n uint8) {
 		req := Request{Func: name}
 		for range n {

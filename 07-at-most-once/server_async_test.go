@@ -20,8 +20,9 @@ import (
 	"go.uber.org/goleak"
 )
 
-// The server's side of stage 05: calls side by side, backpressure, and
-// what the timeouts and Shutdown do while calls are in flight.
+// The server's side of calls in flight, as stage 05 built it: calls side
+// by side, backpressure, and what the timeouts and Shutdown do while calls
+// are in flight.
 
 // TestArticleFlawOneCallAtATime holds a slow call inside the server and
 // makes fast calls meanwhile, on the slow call's connection and on
