@@ -1,0 +1,446 @@
+package atmostonce
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rpc-from-scratch/course/internal/rpctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// The server's side of calls in flight, as stage 05 built it: calls side
+// by side, backpressure, and what the timeouts and Shutdown do while calls
+// are in flight.
+
+// TestArticleFlawOneCallAtATime holds a slow call inside the server and
+// makes fast calls meanwhile, on the slow call's connection and on
+// another. The article's server is one select loop: for each connection
+// with bytes to read, it reads a request, runs the function and sends the
+// answer before it looks at the next, so one slow call holds up every
+// caller on every connection. Ours runs each call on a goroutine of its
+// own: the fast calls are answered while the slow one is still held.
+func TestArticleFlawOneCallAtATime(t *testing.T) {
+	srv := NewDemoServer(Service{})
+	slowEntered, releaseSlow := make(chan struct{}), make(chan struct{})
+	srv.beforeAnswer = func(req *Request) {
+		if req.Func == "echo" && req.Params[0].Str == "slow" {
+			close(slowEntered)
+			<-releaseSlow
+		}
+	}
+	addr := serve(t, srv, rpctest.Listen(t))
+	defer close(releaseSlow) // before the server's shutdown, which waits for it
+
+	c := dial(t, addr)
+	slow := c.Go(t.Context(), "echo", "slow")
+	<-slowEntered
+	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop) // only a broken server takes it
+	defer cancel()
+	for i := range 3 {
+		sum, err := DemoClient{c}.Add(ctx, i, 1)
+		require.NoError(t, err, "a fast call on the slow call's connection")
+		assert.Equal(t, i+1, sum)
+	}
+	sum, err := DemoClient{dial(t, addr)}.Add(ctx, 2, 2)
+	require.NoError(t, err, "a fast call on another connection")
+	assert.Equal(t, 4, sum)
+	select {
+	case <-slow.Done:
+		t.Fatal("the slow call was answered while it was held")
+	default:
+	}
+}
+
+// TestPeerThatNeverReadsIsBounded attacks one connection with calls whose
+// answers are 64 KiB each, and never reads an answer. The server's write
+// blocks; then its answer queue fills; then MaxInFlight calls wait to queue
+// their answers, and the reader waits for one of them to end before it
+// reads another request. That is backpressure: 256 calls sent, and the
+// server holds a bounded number of them, in goroutines, answers and bytes,
+// while it goes on serving everyone else.
+//
+// It runs in a synctest bubble (see pipe_test.go): synctest.Wait returns
+// once the server has done all it can, so the test sees the state the
+// server is stuck in, exactly, with no clock and no guess. The connection
+// is a net.Pipe, which has no kernel buffer: the server's first write of
+// an answer blocks.
+func TestPeerThatNeverReadsIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxInFlight, size, sent = 4, 64 << 10, 256
+		srv := NewDemoServer(Service{})
+		srv.MaxInFlight = maxInFlight
+		var entered, written atomic.Int64
+		srv.beforeAnswer = func(*Request) { entered.Add(1) }
+		srv.answerWritten = func(uint64) { written.Add(1) }
+		l := newPipeListener()
+		serve(t, srv, l)
+
+		requests := make([]any, sent)
+		for i := range requests {
+			requests[i] = &Request{ID: uint64(i + 1), Func: "echo", Params: []Value{{Type: typeStr, Str: strings.Repeat("x", size)}}}
+		}
+		stream := bytes.Join(encodeFrames(t, requests...), nil)
+		requests = nil
+		// Warm up: gob's engines and the pools.
+		c := NewClient(onlyConn(l.dial(t)), WithIdempotent("echo"))
+		defer c.Close()
+		_, err := c.Call(t.Context(), "echo", strings.Repeat("x", size))
+		require.NoError(t, err)
+		synctest.Wait()
+		entered.Store(0)
+		written.Store(0)
+		goroutinesBefore := runtime.NumGoroutine()
+		heapBefore := heapInUse()
+
+		peer := l.dial(t)
+		sending := make(chan error, 1)
+		go func() {
+			_, err := peer.Write(stream) // blocks: the server stops reading
+			sending <- err
+		}()
+		synctest.Wait() // the server is stuck, as backpressure says it should be
+		goroutines := runtime.NumGoroutine() - goroutinesBefore
+		heap := int64(heapInUse()) - int64(heapBefore)
+		t.Logf("%d calls sent: %d entered, %d answers written; %d goroutines more; heap %d KiB more",
+			sent, entered.Load(), written.Load(), goroutines, heap>>10)
+
+		assert.Empty(t, sending, "the server read every call of a peer that reads no answer")
+		// One answer in the writer's write, which blocks; MaxInFlight in
+		// its queue; MaxInFlight calls waiting to queue theirs. The
+		// reader holds the next request, and waits for a call to end.
+		assert.Equal(t, int64(2*maxInFlight+1), entered.Load(), "calls run")
+		assert.Zero(t, written.Load(), "answers written")
+		// The connection's reader and writer, its calls, and the test's
+		// writing goroutine.
+		assert.Equal(t, 2+maxInFlight+1, goroutines, "goroutines more")
+		// Each call run holds its request's string, which is its answer
+		// too; the writer, one answer encoded; the reader, one request:
+		// 11 messages, and 256 KiB for the rest (11.3 messages measured).
+		// Had the server read every call, it would hold 256 × 64 KiB.
+		bound := int64(2*maxInFlight+1+2)*size + 256<<10
+		assert.Less(t, heap, bound, "bytes of heap more")
+
+		sum, err := c.Call(t.Context(), "add", 1, 2)
+		require.NoError(t, err, "another connection is served meanwhile")
+		assert.Equal(t, 3, sum)
+
+		peer.Close()
+		assert.Error(t, <-sending, "the peer's writes fail once it has closed")
+	})
+}
+
+// watchedListener hands the test each connection it accepts, wrapped so
+// that the test sees the server's reads and its close.
+type watchedListener struct {
+	net.Listener
+	conns chan *watchedConn
+}
+
+func watch(l net.Listener) *watchedListener {
+	return &watchedListener{Listener: l, conns: make(chan *watchedConn, 16)}
+}
+
+func (l *watchedListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	w := &watchedConn{Conn: conn, timeouts: make(chan readTimeout, 64), closed: make(chan struct{}), hungUp: make(chan struct{})}
+	l.conns <- w
+	return w, nil
+}
+
+// watchedConn is the server's side of a connection, as the test sees it.
+type watchedConn struct {
+	net.Conn
+	reads     atomic.Int64 // Read calls made
+	bytesRead atomic.Int64
+	timeouts  chan readTimeout // a read that hit its deadline
+	closeOnce sync.Once
+	closed    chan struct{} // closed when the server closes the connection
+	// hungUp is closed when the server closes its writing side, to hang
+	// up politely; readsBeforeHangUp is Read calls made by then.
+	hangUpOnce        sync.Once
+	hungUp            chan struct{}
+	readsBeforeHangUp atomic.Int64
+}
+
+// readTimeout is a read that hit its deadline: the how-manieth read it
+// was, and the bytes read before it.
+type readTimeout struct{ read, bytesRead int64 }
+
+func (c *watchedConn) Read(p []byte) (int, error) {
+	read := c.reads.Add(1)
+	n, err := c.Conn.Read(p)
+	total := c.bytesRead.Add(int64(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		select {
+		case c.timeouts <- readTimeout{read, total}:
+		default:
+		}
+	}
+	return n, err
+}
+
+func (c *watchedConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// CloseWrite keeps the polite close of the connection it wraps, and
+// records it.
+func (c *watchedConn) CloseWrite() error {
+	c.hangUpOnce.Do(func() {
+		c.readsBeforeHangUp.Store(c.reads.Load())
+		close(c.hungUp)
+	})
+	return c.Conn.(*net.TCPConn).CloseWrite()
+}
+
+// ending returns once the server has begun to end the connection: hung
+// up, or closed.
+func ending(t *testing.T, c *watchedConn) {
+	t.Helper()
+	select {
+	case <-c.hungUp:
+	case <-c.closed:
+	case <-time.After(rpctest.Backstop):
+		t.Fatal("the server never ended the connection")
+	}
+}
+
+// nextTimeout returns the next read of c that hit its deadline.
+func nextTimeout(t *testing.T, c *watchedConn) readTimeout {
+	t.Helper()
+	select {
+	case rt := <-c.timeouts:
+		return rt
+	case <-time.After(rpctest.Backstop):
+		t.Fatal("the server's read never hit its deadline")
+		return readTimeout{}
+	}
+}
+
+// busyConn is a raw connection to a server whose IdleTimeout is 50 ms
+// and whose calls are held inside the server until release is called; its
+// first call, echo("held") with ID 1, is held there already. next is
+// sum(1, 2) with ID 2, not sent.
+type busyConn struct {
+	conn    net.Conn
+	answers *decoder
+	server  *watchedConn // the server's side, whose reads and timeouts the test sees
+	sent    int          // bytes sent so far: the held call's frame
+	next    []byte
+	entered chan struct{} // receives once for each call that reaches the server
+	release func()
+}
+
+func newBusyConn(t *testing.T) busyConn {
+	srv := NewDemoServer(Service{})
+	srv.FirstRequestTimeout = time.Hour
+	srv.IdleTimeout = 50 * time.Millisecond
+	entered, release := holdCalls(srv)
+	l := watch(rpctest.Listen(t))
+	addr := serve(t, srv, l)
+	t.Cleanup(release) // before the server's shutdown, which waits for the held call
+
+	conn, answers := rawConn(t, addr)
+	frames := encodeFrames(t, withID(call(t, "echo", "held"), 1), withID(call(t, "sum", 1, 2), 2))
+	write(t, conn, frames[0])
+	<-entered
+	return busyConn{conn, answers, <-l.conns, len(frames[0]), frames[1], entered, release}
+}
+
+// TestIdleTimeoutSparesBusyConnections holds a call past IdleTimeout: the
+// client is waiting for an answer, not idle, so when the server's read
+// hits its deadline the server reads on, and serves another call. Once
+// both are answered, the connection is idle, and it is closed.
+func TestIdleTimeoutSparesBusyConnections(t *testing.T) {
+	b := newBusyConn(t)
+	nextTimeout(t, b.server) // IdleTimeout has passed, with the call held
+	write(t, b.conn, b.next)
+	within(t, b.entered, "the second call, on a connection past its IdleTimeout")
+	b.release()
+	assert.Equal(t, map[uint64]Response{1: answerTo(1, strAnswer("held")), 2: answerTo(2, intAnswer(3))},
+		nextAnswers(t, b.answers, 2))
+	assertClosed(t, b.answers.decode(&Response{})) // idle now: closed after IdleTimeout
+}
+
+// TestHalfFrameDuringCallTimesOut holds a call and sends half of the next
+// request. A client that is waiting for an answer may be silent, but one
+// that stops in the middle of a frame is not waiting: the read timeout
+// still ends it. The server stops reading, answers the call in flight once
+// it ends, and closes the connection.
+func TestHalfFrameDuringCallTimesOut(t *testing.T) {
+	b := newBusyConn(t)
+	half := b.next[:len(b.next)/2]
+	write(t, b.conn, half)
+	sent := int64(b.sent + len(half))
+	var timeout readTimeout
+	for timeout.bytesRead < sent {
+		timeout = nextTimeout(t, b.server) // timeouts before the half frame arrived do not count
+	}
+	b.release()
+	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, b.answers), "the call in flight is answered")
+	assertClosed(t, b.answers.decode(&Response{}))
+	<-b.server.closed
+	select {
+	case <-b.server.hungUp: // it wrote an answer, so it hung up politely first
+	default:
+		t.Fatal("the server closed without hanging up, after writing an answer")
+	}
+	assert.Equal(t, timeout.read, b.server.readsBeforeHangUp.Load(), "the server read on after a frame stopped halfway")
+}
+
+// TestRefusalWhileCallInFlight holds a call and sends a request of 65
+// arguments. The refusal carries that request's ID and comes first; the
+// call in flight is still answered; then the connection is closed.
+func TestRefusalWhileCallInFlight(t *testing.T) {
+	srv := NewDemoServer(Service{})
+	entered, release := holdCalls(srv)
+	addr := serve(t, srv, rpctest.Listen(t))
+	defer release()
+
+	conn, answers := rawConn(t, addr)
+	frames := encodeFrames(t, withID(call(t, "echo", "held"), 1), &Request{ID: 2, Func: "sum", Params: make([]Value, maxArgs+1)})
+	write(t, conn, frames[0])
+	<-entered
+	write(t, conn, frames[1])
+	refusal := nextAnswer(t, answers)
+	assert.Equal(t, uint64(2), refusal.ID, "the refusal names the request it refuses")
+	assert.Equal(t, "malformed message: more than 64 arguments; closing the connection", refusal.Error)
+	assert.Equal(t, Internal, refusal.Code)
+	release()
+	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, answers), "the call in flight is answered")
+	assertClosed(t, answers.decode(&Response{}))
+}
+
+// TestShutdownWithCallsInFlight holds three calls on one connection and
+// shuts the server down. Shutdown waits for them: each is answered, the
+// answers are written before Shutdown returns, and then the connection is
+// closed.
+func TestShutdownWithCallsInFlight(t *testing.T) {
+	srv := NewDemoServer(Service{})
+	entered, release := holdCalls(srv)
+	var written atomic.Int64
+	srv.answerWritten = func(uint64) { written.Add(1) }
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	c := dial(t, l.Addr().String(), noRetries()...)
+	var calls []*Call
+	for _, s := range []string{"a", "b", "c"} {
+		calls = append(calls, c.Go(t.Context(), "echo", s))
+		<-entered
+	}
+	type shutdownResult struct {
+		err     error
+		written int64 // answers written when Shutdown returned
+	}
+	shutdown := make(chan shutdownResult, 1)
+	go func() {
+		err := srv.Shutdown(context.Background())
+		shutdown <- shutdownResult{err, written.Load()}
+	}()
+	require.ErrorIs(t, <-served, ErrServerClosed) // Shutdown has begun
+	release()
+	res := <-shutdown
+	assert.NoError(t, res.err)
+	assert.Equal(t, int64(3), res.written, "answers written when Shutdown returned")
+	for i, want := range []string{"a", "b", "c"} {
+		call := <-calls[i].Done
+		require.NoError(t, call.Error)
+		assert.Equal(t, want, call.Result)
+	}
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
+	assert.ErrorIs(t, err, Unavailable, "the connection is closed after its answers, and no other can be made")
+}
+
+// deafCalls is a service whose hold(s) waits in its function, deaf to its
+// context, until the test releases it, and returns s.
+type deafCalls struct{ entered, held chan struct{} }
+
+func (d deafCalls) Hold(s string) string {
+	d.entered <- struct{}{}
+	<-d.held
+	return s
+}
+
+// TestShutdownDeadlineWithCallsInFlight holds calls past Shutdown's
+// deadline: Shutdown closes the connection and returns ctx.Err(), while
+// the calls are still held in their function. (They are held in a
+// function deaf to its context: the server cancels the context of every
+// call as Shutdown gives up, and a call that heeds it could end before
+// Shutdown looks.)
+func TestShutdownDeadlineWithCallsInFlight(t *testing.T) {
+	srv := NewServer()
+	deaf := deafCalls{entered: make(chan struct{}, 2), held: make(chan struct{})}
+	_, err := srv.Register(deaf)
+	require.NoError(t, err)
+	entered, release := deaf.entered, sync.OnceFunc(func() { close(deaf.held) })
+	t.Cleanup(release)
+	l := rpctest.Listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	c := dial(t, l.Addr().String(), noRetries()...) // a client that may retry waits for a server to come back
+	calls := []*Call{c.Go(t.Context(), "hold", "a"), c.Go(t.Context(), "hold", "b")}
+	<-entered
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
+	select {
+	case err := <-shutdown:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(rpctest.Backstop):
+		release()
+		t.Fatal("Shutdown did not return at its deadline")
+	}
+	assert.ErrorIs(t, <-served, ErrServerClosed)
+	for _, call := range calls {
+		assertFailure(t, (<-call.Done).Error, Unavailable, OutcomeUnknown, "the call's connection was closed under it")
+	}
+	release()
+	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the calls to end")
+}
+
+// TestServerPeerDiesMidCall has a client send three calls and die while
+// the server holds them. When the calls end, the server cannot deliver
+// their answers: it closes the connection, and every goroutine it started
+// for it returns.
+func TestServerPeerDiesMidCall(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	srv := NewDemoServer(Service{})
+	entered, release := holdCalls(srv)
+	l := watch(rpctest.Listen(t))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	conn, _ := rawConn(t, l.Addr().String())
+	write(t, conn, calls(t, call(t, "echo", "a"), call(t, "echo", "b"), call(t, "echo", "c")))
+	for range 3 {
+		<-entered
+	}
+	require.NoError(t, conn.Close())
+	release()
+	<-(<-l.conns).closed // the server has closed its side
+
+	require.NoError(t, srv.Shutdown(t.Context()))
+	require.ErrorIs(t, <-served, ErrServerClosed)
+	goleak.VerifyNone(t, ignore)
+}
