@@ -140,10 +140,30 @@ func TestOutOfOrderCompletion(t *testing.T) {
 
 // fakeServer serves each connection with handle, which reads requests and
 // writes answers the way a test wants. It returns the address to dial.
+// The fake server answers the client's hello first, as the server does.
 func fakeServer(t *testing.T, handle func(requests *decoder, answers *answerWriter)) string {
 	return rpctest.ServeConns(t, func(conn net.Conn) {
-		handle(newDecoder(conn, DefaultMaxMessageBytes), &answerWriter{conn: conn, answers: newEncoder()})
+		requests, answers := newDecoder(conn, DefaultMaxMessageBytes), &answerWriter{conn: conn, answers: newEncoder()}
+		if greet(t, requests, answers) {
+			handle(requests, answers)
+		}
 	})
+}
+
+// fakeEpoch is the epoch a fake server gives its client.
+const fakeEpoch = 1 << 62
+
+// greet reads the hello a client sends on its first connection, before
+// its first call through the table, and answers it with fakeEpoch. It
+// reports false if the client hung up first.
+func greet(t *testing.T, requests *decoder, answers *answerWriter) bool {
+	t.Helper()
+	var hello Request
+	if err := requests.decode(&hello); err != nil {
+		return false
+	}
+	assert.True(t, hello.isHello(), "a client's first request is its hello: %+v", hello)
+	return answers.write(Response{Epoch: fakeEpoch}) == nil
 }
 
 // answerWriter writes a fake server's answers: one gob stream for the

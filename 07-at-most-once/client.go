@@ -549,6 +549,9 @@ func (c *Client) keep() {
 		conn, err := c.dial(c.dialing)
 		if err == nil {
 			cc := c.serve(conn)
+			if cc == nil {
+				return
+			}
 			<-cc.broken
 			cc.wg.Wait()
 			c.lose(cc)
@@ -612,13 +615,20 @@ func (cc *clientConn) isBroken() bool {
 }
 
 // serve starts the reader and the writer of a new connection, and makes
-// it the one calls go out on.
+// it the one calls go out on; or closes it, and returns nil, if the
+// Client has been closed.
 func (c *Client) serve(conn net.Conn) *clientConn {
 	if c.tap != nil {
 		conn = c.tap.Conn(conn)
 	}
 	cc := &clientConn{conn: conn, broken: make(chan struct{}), welcome: make(chan struct{})}
 	c.mu.Lock()
+	if c.closed {
+		// Close came while this connection was being dialled.
+		c.mu.Unlock()
+		conn.Close()
+		return nil
+	}
 	c.conn, c.lastErr = cc, nil
 	c.mu.Unlock()
 	c.stats.connections.Add(1)
@@ -700,23 +710,32 @@ func (c *Client) writeCalls(cc *clientConn) {
 	defer cc.wg.Done()
 	calls := newEncoder()
 	calls.max = c.maxRequest
-	if !c.hello(cc, calls) {
-		return
-	}
 	var frames []byte
+	var next *Call // taken, and held back for the next write
 	for {
-		call, ok := c.nextCall(cc)
-		if !ok {
+		call := next
+		if call == nil {
+			var ok bool
+			if call, ok = c.nextCall(cc); !ok {
+				return
+			}
+			// Let the callers that are about to call run first, so
+			// that their requests join this write.
+			runtime.Gosched()
+		}
+		next = nil
+		if c.needsHello(call) && !c.hello(cc, calls) {
+			c.putBack(call)
 			return
 		}
-		// Let the callers that are about to call run first, so that
-		// their requests join this write.
-		runtime.Gosched()
 		for n := 1; call != nil; n++ {
 			frames = c.encodeCall(cc, calls, call, frames)
 			call = nil
 			if fits(n, len(frames), writeQueue) {
 				call = c.waitingCall()
+			}
+			if call != nil && c.needsHello(call) {
+				next, call = call, nil // after the hello, in a write of its own
 			}
 		}
 		var err error
@@ -727,22 +746,39 @@ func (c *Client) writeCalls(cc *clientConn) {
 		calls.release()
 		if err != nil {
 			c.fail(cc, err)
+			if next != nil {
+				c.putBack(next)
+			}
 			return
 		}
 	}
 }
 
-// hello says hello on cc, if the client knows no epoch yet, and waits for
-// the answer: every call then carries an epoch, and the server can vouch
-// for it if its connection breaks before it arrives (see table). It
-// reports false if cc broke first.
-func (c *Client) hello(cc *clientConn, calls *encoder) bool {
+// putBack gives a call the writer took and did not send back, to be sent
+// first on the next connection, if it has not ended.
+func (c *Client) putBack(call *Call) {
 	c.mu.Lock()
-	known := c.epoch != 0
-	c.mu.Unlock()
-	if known {
-		return true
+	defer c.mu.Unlock()
+	if c.pending[call.ID] == call {
+		c.retries = append([]*Call{call}, c.retries...)
+		c.poke()
 	}
+}
+
+// needsHello reports whether call must wait for a hello: it goes through
+// the server's table, and the client knows no epoch yet.
+func (c *Client) needsHello(call *Call) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch == 0 && call.req.Client != 0 && c.pending[call.ID] == call
+}
+
+// hello says hello on cc, and waits for the answer, before the client's
+// first call through the table: every such call then carries an epoch,
+// and the server can vouch for it if its connection breaks before it
+// arrives (see table). It costs one round trip, once in a Client's life
+// unless the server forgets it. It reports false if cc broke first.
+func (c *Client) hello(cc *clientConn, calls *encoder) bool {
 	frames, err := calls.encode(&Request{Client: c.id})
 	if err == nil {
 		err = c.write(cc, frames)
@@ -851,7 +887,7 @@ func (c *Client) encodeCall(cc *clientConn, calls *encoder, call *Call, frames [
 		// This call alone fails: the frames before it are as they
 		// were, and the stream too.
 		if c.take(call.ID) == call {
-			c.end(call, nil, &Error{Code: ResourceExhausted, Outcome: c.outcomeUnsent(call), Message: fmt.Sprintf("this client refused to send the request: %v (see WithMaxRequestBytes)", err)})
+			c.end(call, nil, &Error{Code: ResourceExhausted, Outcome: c.outcomeUnsent(call), Message: "this client refused to send the request (see WithMaxRequestBytes)", Cause: err})
 		}
 		return frames
 	}
@@ -897,14 +933,11 @@ func (c *Client) write(cc *clientConn, frames []byte) error {
 // they come, and ends, or sends again, the call each one names.
 func (c *Client) readAnswers(cc *clientConn, answers *decoder) {
 	defer cc.wg.Done()
-	var refusal error // the server's reason, if it refused the stream
 	var resp Response // reused: decode takes an any, which would put each one on the heap
 	for {
 		resp = Response{}
 		if err := answers.decode(&resp); err != nil {
 			switch {
-			case refusal != nil:
-				err = refusal
 			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 				err = fmt.Errorf("the server closed the connection: %w", err)
 			case errors.Is(err, errTooLarge):
@@ -919,9 +952,10 @@ func (c *Client) readAnswers(cc *clientConn, answers *decoder) {
 				c.greeted(cc, resp.Epoch)
 				continue
 			}
-			// The server refused the stream, and will hang up.
-			refusal = answerError(&resp)
-			continue
+			// The server refused the stream, and will hang up: what
+			// is sent from now on would not be run.
+			c.fail(cc, answerError(&resp))
+			return
 		}
 		if !c.answer(cc, &resp) {
 			c.fail(cc, fmt.Errorf("an answer to call %d, which was never made", resp.ID))

@@ -208,6 +208,16 @@ func oneShotServer(t *testing.T, answer []byte) string {
 	})
 }
 
+// knownEpoch makes c act as if its hello had been answered with
+// fakeEpoch: it sends no hello, for a fake server that reads one request
+// and writes the bytes a test gave it, as the first frames of its stream.
+func knownEpoch(c *Client) *Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch = fakeEpoch
+	return c
+}
+
 // answerFrame returns resp as the first frame of a server's answers, the
 // answer to a client's first call, whose id is 1, unless resp has an id.
 func answerFrame(t *testing.T, resp Response) []byte {
@@ -231,7 +241,7 @@ func refusalFrame(t *testing.T, reason string) []byte {
 // after it. Whether the second was sent before the client saw the end of
 // the stream is a race: if it was, its outcome is unknown.
 func TestClientServerHangsUp(t *testing.T) {
-	c := oneConnClient(t, oneShotServer(t, answerFrame(t, intAnswer(3))))
+	c := knownEpoch(oneConnClient(t, oneShotServer(t, answerFrame(t, intAnswer(3)))))
 	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 3, sum)
@@ -308,7 +318,7 @@ func TestClientOddAnswers(t *testing.T) {
 		{"an answer to a call never made", answerFrame(t, Response{ID: 2, Data: Value{Type: typeInt, Int: 3}}), "add: unavailable (outcome unknown): the connection broke before the answer came: an answer to call 2, which was never made"},
 		{"a refusal, id 0", refusalFrame(t, "too many connections"), "add: unavailable (outcome unknown): the connection broke before the answer came: unknown (outcome unknown): too many connections"},
 	} {
-		c := oneConnClient(t, oneShotServer(t, tt.answer))
+		c := knownEpoch(oneConnClient(t, oneShotServer(t, tt.answer)))
 		sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 		assert.ErrorContains(t, err, tt.wantErr, tt.name)
 		assert.Zero(t, sum)
@@ -316,7 +326,7 @@ func TestClientOddAnswers(t *testing.T) {
 }
 
 func TestClientAnswerTooLarge(t *testing.T) {
-	c := oneConnClient(t, oneShotServer(t, binary.BigEndian.AppendUint32(nil, DefaultMaxMessageBytes+1)))
+	c := knownEpoch(oneConnClient(t, oneShotServer(t, binary.BigEndian.AppendUint32(nil, DefaultMaxMessageBytes+1))))
 	_, err := DemoClient{c}.Echo(t.Context(), "x")
 	assert.ErrorIs(t, err, errTooLarge)
 	assertFailure(t, err, Unavailable, OutcomeUnknown, "the connection broke after the call went out")
@@ -440,7 +450,7 @@ func TestClientClose(t *testing.T) {
 // not an error about a connection closed twice. A call made after Close
 // says the client was closed, whatever broke it first.
 func TestClientCloseAfterFailure(t *testing.T) {
-	c := oneConnClient(t, oneShotServer(t, answerFrame(t, intAnswer(3))))
+	c := knownEpoch(oneConnClient(t, oneShotServer(t, answerFrame(t, intAnswer(3)))))
 	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err)
 	_, err = DemoClient{c}.Add(t.Context(), 1, 2)
@@ -575,7 +585,10 @@ func pipeClient(t *testing.T, serve func(requests *decoder, answers *answerWrite
 	go func() {
 		defer close(served)
 		if serve != nil {
-			serve(newDecoder(far, DefaultMaxMessageBytes), &answerWriter{conn: far, answers: newEncoder()})
+			requests, answers := newDecoder(far, DefaultMaxMessageBytes), &answerWriter{conn: far, answers: newEncoder()}
+			if greet(t, requests, answers) {
+				serve(requests, answers)
+			}
 			far.Close() // a server that returns hangs up
 		}
 	}()
@@ -650,7 +663,7 @@ func TestClientRequestTooLarge(t *testing.T) {
 	assertFailure(t, err, ResourceExhausted, NotRun, "the client refused it, and never sent it")
 	// Its Ack is the lowest ID in flight as it was encoded: between 1
 	// and its own, a frame of a size between theirs.
-	m := regexp.MustCompile(`^echo: resource exhausted \(did not run\): this client refused to send the request: message too large: a frame of (\d+) bytes, more than (\d+) \(see WithMaxRequestBytes\)$`).FindStringSubmatch(err.Error())
+	m := regexp.MustCompile(`^echo: resource exhausted \(did not run\): this client refused to send the request \(see WithMaxRequestBytes\): message too large: a frame of (\d+) bytes, more than (\d+)$`).FindStringSubmatch(err.Error())
 	if assert.NotNil(t, m, "the error: %v", err) {
 		assert.Equal(t, strconv.Itoa(DefaultMaxMessageBytes), m[2])
 		size, _ := strconv.Atoi(m[1])
@@ -731,7 +744,8 @@ func TestClientMaxRequestBytes(t *testing.T) {
 	assert.Equal(t, fits, got)
 
 	_, err = DemoClient{c}.Echo(t.Context(), fits+"x")
-	assert.ErrorContains(t, err, fmt.Sprintf("this client refused to send the request: message too large: a frame of %d bytes, more than %d", limit+1, limit))
+	assert.ErrorContains(t, err, fmt.Sprintf("this client refused to send the request (see WithMaxRequestBytes): message too large: a frame of %d bytes, more than %d", limit+1, limit))
+	assert.ErrorIs(t, err, errTooLarge, "the cause")
 	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err, "the connection goes on")
 	assert.Equal(t, 3, sum)
@@ -793,6 +807,7 @@ func TestClientGivenUpWhileQueuedIsNotSent(t *testing.T) {
 		last := c.Go(t.Context(), "add", 3, 3)
 
 		requests := newDecoder(far, DefaultMaxMessageBytes)
+		require.True(t, greet(t, requests, &answerWriter{conn: far, answers: newEncoder()}))
 		var got []uint64
 		for range 2 {
 			var req Request
@@ -897,12 +912,13 @@ func TestClientWriteTimeout(t *testing.T) {
 				assert.Equal(t, tt.after, time.Since(start))
 				assertFailure(t, err, Unavailable, OutcomeUnknown, "its write began: the server may have read some of it")
 				assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
-				// One frame: a later add, 41 bytes. Stage 05's was 27; 07's
+				// One frame: a later add, 51 bytes. Stage 05's was 27; 07's
 				// request adds its Client (a field delta, and 9 bytes for
 				// the seeded id, above 2⁵⁶), its Attempt, 1, and its Ack, 2
-				// (2 bytes each): 14 more. No Epoch (this server gives none)
-				// and no Timeout (no deadline).
-				assert.ErrorContains(t, err, fmt.Sprintf("the server did not take 41 bytes of requests within %v (see WithWriteTimeout)", tt.after))
+				// (2 bytes each), and its Epoch (a field delta, and 9 bytes
+				// for the fake server's 2⁶²): 24 more. No Timeout (no
+				// deadline).
+				assert.ErrorContains(t, err, fmt.Sprintf("the server did not take 51 bytes of requests within %v (see WithWriteTimeout)", tt.after))
 			})
 		})
 	}

@@ -88,21 +88,22 @@ func ExampleClient_Call() {
 	fmt.Println(err)
 	fmt.Println("safe to make again:", errors.Is(err, atmostonce.ErrNotRun))
 
-	// The demo's typed stubs, on the same connection.
+	// The demo's typed stubs, on the same connection. A caller that gives
+	// up cancels the call on the server too.
 	demo := atmostonce.DemoClient{Client: c}
-	soon, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
+	soon, cancel := context.WithCancel(ctx)
+	time.AfterFunc(50*time.Millisecond, cancel)
 	_, err = demo.Slow(soon, 500)
 	fmt.Println(err)
-	fmt.Println(errors.Is(err, atmostonce.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded))
+	fmt.Println(errors.Is(err, atmostonce.Canceled), errors.Is(err, context.Canceled), errors.Is(err, atmostonce.ErrOutcomeUnknown))
 	sum, err := demo.Add(ctx, 40, 2)
 	fmt.Println(sum, err)
 	// Output:
 	// 3.5 <nil>
 	// sub: unimplemented (did not run): no function "sub"; there are: add, echo, get, get_time, incr, ran_twice, slow, sum
 	// safe to make again: true
-	// slow: deadline exceeded (outcome unknown): given up: context deadline exceeded
-	// true true
+	// slow: canceled (outcome unknown): given up: context canceled
+	// true true true
 	// 42 <nil>
 }
 

@@ -310,9 +310,9 @@ func TestLongestIdleIsEvicted(t *testing.T) {
 		require.NoError(t, callAdd(t.Context(), third))
 		synctest.Wait() // newer's client has read the goodbye, and the end of the stream
 		err := callAdd(t.Context(), newer)
-		// Sent on the connection the goodbye came on, which the server
-		// drains until it hangs up: the client cannot tell it did not run.
-		assertFailure(t, err, Unavailable, OutcomeUnknown, "the connection idle the longest is closed")
+		// The client closed the connection at the goodbye, and this call
+		// waits for another (noRetries: it fails at once), never sent.
+		assertFailure(t, err, Unavailable, NotRun, "the connection idle the longest is closed")
 		if goodbye, ok := serverCause(err); assert.True(t, ok, "the goodbye is the cause: %v", err) {
 			assert.Equal(t, evictedAnswer, goodbye, "and its client learns why: Unavailable, NotRun")
 		}
@@ -357,7 +357,7 @@ func TestIdleFromTheLastAnswer(t *testing.T) {
 		require.NoError(t, err)
 		synctest.Wait() // quick's client has read the goodbye
 		_, err = quick.Call(t.Context(), "echo", "again")
-		assertFailure(t, err, Unavailable, OutcomeUnknown, "the connection whose last answer came first is evicted")
+		assertFailure(t, err, Unavailable, NotRun, "the connection whose last answer came first is evicted")
 		_, err = held.Call(t.Context(), "echo", "again")
 		assert.NoError(t, err, "the one answered last is still served")
 	})
@@ -424,9 +424,10 @@ func TestUnansweredConnectionsGoFirst(t *testing.T) {
 
 // TestGoodbyesAreBounded has each connection make a call, so that an
 // evicted one says goodbye for closeLinger: its client reads, but neither
-// sends nor closes. With MaxConns 1 only one may say goodbye at a time,
-// so the third connection waits for the first's goodbye to end, 500 ms,
-// before it can evict the second; and it is served then, not later.
+// sends nor closes (a raw connection: a Client closes its connection at
+// the goodbye). With MaxConns 1 only one may say goodbye at a time, so the
+// third connection waits for the first's goodbye to end, 500 ms, before
+// it can evict the second; and it is served then, not later.
 func TestGoodbyesAreBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := NewDemoServer(Service{})
@@ -434,18 +435,19 @@ func TestGoodbyesAreBounded(t *testing.T) {
 		srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
 		l := newPipeListener()
 		serve(t, srv, l)
-		first := NewClient(onlyConn(l.dial(t)))
-		defer first.Close()
-		require.NoError(t, callAdd(t.Context(), first))
-
+		// callThenRead makes one call on a new connection, then reads
+		// on until the server closes it.
+		callThenRead := func() {
+			conn := l.dial(t)
+			write(t, conn, calls(t, call(t, "add", 1, 2)))
+			assert.Equal(t, answerTo(1, intAnswer(3)), nextAnswer(t, newDecoder(conn, DefaultMaxMessageBytes)))
+			go func() { _, _ = io.Copy(io.Discard, conn) }()
+		}
+		callThenRead()
 		start := time.Now()
-		second := NewClient(onlyConn(l.dial(t)))
-		defer second.Close()
-		require.NoError(t, callAdd(t.Context(), second))
+		callThenRead()
 		assert.Zero(t, time.Since(start), "the second connection evicts the first at once")
-		third := NewClient(onlyConn(l.dial(t)))
-		defer third.Close()
-		require.NoError(t, callAdd(t.Context(), third))
+		callThenRead()
 		assert.Equal(t, closeLinger, time.Since(start), "the third is served when the first's goodbye ends")
 	})
 }

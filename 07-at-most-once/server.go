@@ -83,7 +83,7 @@ var errZeroID = fmt.Errorf("%w: a request with ID 0; a call's ID is never 0", er
 // requests it has read and not answered hold at most MaxRequestBytesHeld
 // (64 MiB), all connections together, from the moment a frame's length is
 // read until its answer is written; each counts its length and callBytes
-// (10 KiB) for its call's goroutine and state. At that bound, every
+// (12 KiB) for its call's goroutine and state. At that bound, every
 // connection stops reading until an answer is written. For the demo
 // service an answer is never larger than its request (echo's is the same
 // string), and the writers hold at most one encoded copy of the answers
@@ -314,10 +314,11 @@ func (s *Server) requestLimit() int {
 
 // callBytes is what the budget counts for a request besides its frame:
 // what its call holds while it runs or waits to hand over its answer, its
-// goroutine's stack and its state, 9.7 KiB measured (TestBudgetCountsCalls). Without it, small
-// requests would pass the budget unseen: 1024 connections of 64 calls of
+// goroutine's stack and its state, its context and its timer, 10.5 to
+// 10.8 KiB measured (TestBudgetCountsCalls). Without it, small requests
+// would pass the budget unseen: 1024 connections of 64 calls of
 // slow(10000) would hold 640 MiB in goroutines alone.
-const callBytes = 10 << 10
+const callBytes = 12 << 10
 
 // requestCost is what a request of size bytes takes from the budget: its
 // size and callBytes, or the whole budget if that is less.
@@ -841,10 +842,12 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 		answers.started()
 		// Go waits while MaxInFlight calls are running: backpressure.
 		calls.Go(func() error {
+			s.running.Add(1)
 			resp := s.serve(c, &req, readAt)
 			if s.beforeAnswer != nil {
 				s.beforeAnswer(&req)
 			}
+			s.running.Add(-1)
 			answers.send(resp, n)
 			return nil
 		})
@@ -1094,9 +1097,7 @@ func (s *Server) run(ctx context.Context, req *Request, fn *function, args []any
 		}
 		return newResponse(nil, failure(code, NotRun, "%s: no time left: its caller's deadline passed before it could start", req.Func))
 	}
-	s.running.Add(1)
 	res, err := fn.call(ctx, args)
-	s.running.Add(-1)
 	if err != nil {
 		e := &Error{Code: Unknown, Outcome: Ran, Message: req.Func + ": " + err.Error()}
 		switch {

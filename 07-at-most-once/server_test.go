@@ -529,7 +529,8 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	assert.Equal(t, 42, got.sum)
 	res := <-shutdown
 	assert.NoError(t, res.err)
-	assert.Equal(t, int64(1), res.written, "Shutdown returned before the answer in flight was written")
+	// Two writes: the answer to the client's hello, then the call's.
+	assert.Equal(t, int64(2), res.written, "Shutdown returned before the answer in flight was written")
 	_, err = net.Dial("tcp", l.Addr().String())
 	assert.Error(t, err, "a server that has shut down accepts no connection")
 }

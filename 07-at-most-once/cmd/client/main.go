@@ -9,8 +9,9 @@
 // the connection.
 //
 // The demo makes nine incr("demo") calls one after another, through a
-// network that loses answers: the server in this process cuts each of its
-// first two connections in the middle of its fourth answer. The client
+// network that loses answers: the server in this process loses the answer
+// to call 4 on its first connection, and to call 7 on its second, after
+// each call arrived and ran, and closes the connection. The client
 // dials again, sends the call again, and the server answers it from its
 // table of calls run, without running it twice: the counter ends at 9, and
 // the server's ran_twice() says 0. Then a call given up at its deadline,
@@ -221,19 +222,15 @@ var (
 // demoCalls is how many incr calls the demo makes.
 const demoCalls = 9
 
-// cutAfter is where the demo's faults cut a connection: after this many
-// bytes of answers, in the middle of its fourth. The first answer of
-// incr on a connection is 160 bytes, gob's definitions of the types
-// included, and a later one 28: the fourth is bytes 216 to 243. The tests
-// check that the cut falls where the demo says.
-const cutAfter = 230
-
-// demoFaults returns the faults of the demo's server: each of its first
-// two connections is cut in the middle of its fourth answer, and the third
-// works.
+// demoFaults returns the faults of the demo's server. Its first
+// connection writes four answers (the hello's, then calls 1 to 3) and
+// loses the fifth, call 4's; its second writes three (calls 4 to 6) and
+// loses call 7's; its third works.
 func demoFaults() *faultnet.Net {
-	cut := faultnet.Fault{Kind: faultnet.Cut, After: cutAfter}
-	return faultnet.Script(cut, cut, faultnet.Fault{})
+	return faultnet.Script(
+		faultnet.Fault{Kind: faultnet.LoseAnswer, After: 4},
+		faultnet.Fault{Kind: faultnet.LoseAnswer, After: 3},
+		faultnet.Fault{})
 }
 
 // shortDeadline is the deadline of the demo's call that is given up: far
@@ -314,7 +311,7 @@ func (d *demo) lateAnswer(id uint64) {
 // intro says what the demo is about to do.
 func (d *demo) intro() {
 	if d.checks {
-		d.println("%d calls of incr(\"demo\"), one after another; the network cuts each of the first two connections in the middle of its fourth answer:", demoCalls)
+		d.println("%d calls of incr(\"demo\"), one after another; the network loses the answers to calls 4 and 7, after they ran:", demoCalls)
 	} else {
 		d.println("%d calls of incr(\"demo\"), one after another:", demoCalls)
 	}

@@ -204,17 +204,17 @@ func TestDemoTranscript(t *testing.T) {
 // demoOutput is what the demo prints without -trace, in the bubble: the
 // seeded client's backoff is the same on every run, and its calls take no
 // time.
-const demoOutput = `9 calls of incr("demo"), one after another; the network cuts each of the first two connections in the middle of its fourth answer:
+const demoOutput = `9 calls of incr("demo"), one after another; the network loses the answers to calls 4 and 7, after they ran:
 incr("demo") = 1 (call 1)
 incr("demo") = 2 (call 2)
 incr("demo") = 3 (call 3)
   call 4: its connection broke before the answer came; it goes again, as attempt 2
-  dialling again in 9ms (the server closed the connection: unexpected EOF)
+  dialling again in 9ms (the server closed the connection: EOF)
 incr("demo") = 4 (call 4, attempt 2)
 incr("demo") = 5 (call 5)
 incr("demo") = 6 (call 6)
   call 7: its connection broke before the answer came; it goes again, as attempt 2
-  dialling again in 72ms (the server closed the connection: unexpected EOF)
+  dialling again in 72ms (the server closed the connection: EOF)
 incr("demo") = 7 (call 7, attempt 2)
 incr("demo") = 8 (call 8)
 incr("demo") = 9 (call 9)
@@ -301,28 +301,6 @@ func TestDemoOnTheRealClock(t *testing.T) {
 	took, err := time.ParseDuration(m[1])
 	require.NoError(t, err)
 	assert.Less(t, took, 500*time.Millisecond, "slow(500) ran on after its caller gave up")
-}
-
-// TestDemoCutFallsInTheFourthAnswer checks what cutAfter's comment says:
-// on each cut connection, three answers arrive whole and the fourth is cut
-// in its middle.
-func TestDemoCutFallsInTheFourthAnswer(t *testing.T) {
-	stdout, _ := runDemoInBubble(t, "-trace")
-	for _, conn := range []string{"1", "2"} {
-		var received []int
-		re := regexp.MustCompile(`<-- conn ` + conn + ` received (\d+) bytes`)
-		for _, m := range re.FindAllSubmatch(stdout, -1) {
-			n, _ := strconv.Atoi(string(m[1]))
-			received = append(received, n)
-		}
-		require.Len(t, received, 4, "conn %s", conn)
-		assert.Equal(t, cutAfter, received[0]+received[1]+received[2]+received[3], "conn %s", conn)
-		assert.Equal(t, received[1], received[2], "conn %s: answers after the first are the same size", conn)
-		assert.Greater(t, received[3], 0)
-		assert.Less(t, received[3], received[2], "conn %s: the fourth answer is cut, not whole", conn)
-	}
-	assert.Contains(t, string(stdout), "=== conn 3 open")
-	assert.NotContains(t, string(stdout), "=== conn 4 open")
 }
 
 // summary is the line load mode prints.

@@ -1,4 +1,0 @@
-package atmostonce
-
-// raceEnabled is set when the tests run under the race detector.
-var raceEnabled bool
