@@ -306,8 +306,8 @@ func TestClientOddAnswers(t *testing.T) {
 	}{
 		{"a str for an int", answerFrame(t, strAnswer("3")), `add: result is str "3", want int`},
 		{"a float for an int", answerFrame(t, Response{Data: Value{Type: typeFloat, Float: 3}}), "add: result is float 3.0, want int"},
-		{"no type code", answerFrame(t, Response{Data: Value{Int: 3}}), "add: unknown (ran): answer: unknown type code 0"},
-		{"a result and an error", answerFrame(t, Response{Data: Value{Type: typeInt, Int: 3}, Error: "no"}), `add: unknown (ran): answer has both a result and an error, "no"`},
+		{"no type code", answerFrame(t, Response{Data: Value{Int: 3}}), "add: internal (outcome unknown): answer: unknown type code 0"},
+		{"a result and an error", answerFrame(t, Response{Data: Value{Type: typeInt, Int: 3}, Error: "no"}), `add: internal (outcome unknown): answer has both a result and an error, "no"`},
 		{"an error with no code", answerFrame(t, Response{Error: "no, no"}), "add: unknown (outcome unknown): no, no"},
 		{"an error that did not run", answerFrame(t, Response{Error: "no, no", Code: Unavailable}), "add: unavailable (did not run): no, no"},
 		{"an error that ran", answerFrame(t, Response{Error: "no, no", Code: Unknown, Ran: true}), "add: unknown (ran): no, no"},

@@ -1157,17 +1157,18 @@ func newResponse(res any, callErr error) Response {
 }
 
 // decodeAnswer reads a Response: the result, or the error the server
-// reported, as an *Error.
+// reported, as an *Error. An answer it cannot read says nothing of
+// whether the call ran: Internal, its outcome unknown.
 func decodeAnswer(r *Response) (any, error) {
 	switch {
 	case r.Data == Value{}:
 		return nil, answerError(r)
 	case r.Error != "" || r.Code != OK:
-		return nil, fmt.Errorf("answer has both a result and an error, %s", quoteShort(r.Error))
+		return nil, failure(Internal, OutcomeUnknown, "answer has both a result and an error, %s", quoteShort(r.Error))
 	}
 	res, err := fromValue(r.Data)
 	if err != nil {
-		return nil, fmt.Errorf("answer: %w", err)
+		return nil, failure(Internal, OutcomeUnknown, "answer: %v", err)
 	}
 	return res, nil
 }

@@ -1070,18 +1070,19 @@ func TestAnswers(t *testing.T) {
 }
 
 // TestDecodeAnswer checks that nothing but a well-typed Data is taken for a
-// result.
+// result. An answer that cannot be read says nothing of whether its call
+// ran.
 func TestDecodeAnswer(t *testing.T) {
 	for _, tt := range []struct {
 		resp    Response
 		wantErr string
 	}{
-		{Response{Data: Value{Type: typeInt, Int: 3}, Error: "no"}, `answer has both a result and an error, "no"`},
-		{Response{Data: Value{Type: 9, Int: 3}}, "answer: unknown type code 9: 1 is int, 2 float, 3 str"},
-		{Response{Data: Value{Int: 3}}, "answer: unknown type code 0: 1 is int, 2 float, 3 str"},
-		{Response{Data: Value{Type: typeInt, Int: 3, Str: "3"}}, "answer: type code 1, with the field of another type set too"},
-		{Response{Data: Value{Type: typeStr, Str: "\xff"}}, `answer: "\xff" is not valid UTF-8`},
-		{Response{Data: Value{Type: typeInt, Int: 3}, Code: Unknown}, `answer has both a result and an error, ""`},
+		{Response{Data: Value{Type: typeInt, Int: 3}, Error: "no"}, `internal (outcome unknown): answer has both a result and an error, "no"`},
+		{Response{Data: Value{Type: 9, Int: 3}}, "internal (outcome unknown): answer: unknown type code 9: 1 is int, 2 float, 3 str"},
+		{Response{Data: Value{Int: 3}}, "internal (outcome unknown): answer: unknown type code 0: 1 is int, 2 float, 3 str"},
+		{Response{Data: Value{Type: typeInt, Int: 3, Str: "3"}}, "internal (outcome unknown): answer: type code 1, with the field of another type set too"},
+		{Response{Data: Value{Type: typeStr, Str: "\xff"}}, `internal (outcome unknown): answer: "\xff" is not valid UTF-8`},
+		{Response{Data: Value{Type: typeInt, Int: 3}, Code: Unknown}, `internal (outcome unknown): answer has both a result and an error, ""`},
 		// An error with no code, as a peer that sets none sends it: it
 		// says nothing of whether the call ran.
 		{Response{Error: "RPC Server Function Error"}, "unknown (outcome unknown): RPC Server Function Error"},
