@@ -143,3 +143,27 @@ func TestForgottenAfterLostIsUnknown(t *testing.T) {
 		assert.Equal(t, 2, call.Attempts)
 	})
 }
+
+// TestCallWaitingForHelloGoesNext: the writer has taken a call, and waits
+// for the answer to its hello before it sends it; the connection breaks
+// first. The call, never sent, goes out on the next connection, as
+// attempt 1.
+func TestCallWaitingForHelloGoesNext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, peers := peerClient(t)
+		call := c.Go(t.Context(), "incr", "k")
+		first := <-peers
+		hello := first.next()
+		require.True(t, hello.isHello())
+		first.conn.Close()
+
+		second := <-peers
+		second.welcome(epoch1)
+		req := second.next()
+		assert.Equal(t, call.ID, req.ID)
+		assert.Equal(t, uint32(1), req.Attempt, "never sent before")
+		second.answer(Response{ID: req.ID, Data: Value{Type: typeInt, Int: 1}, Ran: true, Epoch: epoch1})
+		<-call.Done
+		require.NoError(t, call.Error)
+	})
+}
