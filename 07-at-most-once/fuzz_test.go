@@ -229,7 +229,7 @@ func answerOf(srv *Server, req *Request) Response {
 	if refusal != nil {
 		return newResponse(nil, refusal)
 	}
-	return srv.run(context.Background(), req, fn, args)
+	return srv.run(context.Background(), req, time.Now(), fn, args)
 }
 
 // The types gob describes a type with, as gob itself declares them (its

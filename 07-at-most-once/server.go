@@ -1017,11 +1017,13 @@ func (s *Server) serve(c *serverConn, req *Request, readAt time.Time) Response {
 	case refusal != nil:
 		resp = newResponse(nil, refusal)
 	case req.Client == 0:
-		ctx, stop := s.callContext(req, readAt)
-		c.running(req.ID, stop)
-		resp = s.run(ctx, req, fn, args)
-		c.running(req.ID, nil)
-		stop()
+		ctx, stop := s.callContext(req, readAt, fn)
+		if stop != nil {
+			c.running(req.ID, stop)
+			defer c.running(req.ID, nil)
+			defer stop()
+		}
+		resp = s.run(ctx, req, readAt, fn, args)
 	default:
 		resp = s.serveOnce(c, req, readAt, fn, args)
 	}
@@ -1039,17 +1041,22 @@ func (s *Server) serveOnce(c *serverConn, req *Request, readAt time.Time, fn *fu
 	case a.refusal != nil:
 		resp = newResponse(nil, a.refusal)
 	case a.run:
-		ctx, stop := s.callContext(req, readAt)
-		s.table.running(a.e, stop)
-		resp = s.run(ctx, req, fn, args)
-		stop()
+		ctx, stop := s.callContext(req, readAt, fn)
+		if stop != nil {
+			s.table.running(a.e, stop)
+		}
+		resp = s.run(ctx, req, readAt, fn, args)
+		if stop != nil {
+			stop()
+		}
 		s.table.finish(a.client, req.ID, a.e, resp)
+	case a.resp != nil:
+		resp = *a.resp // the call has run: its answer again
 	default:
-		// Another attempt runs the call, or has run it: its answer is
-		// this one's.
+		// Another attempt runs the call: its answer is this one's.
 		select {
-		case <-a.e.done:
-			resp = a.e.resp
+		case <-a.done:
+			resp = s.table.answer(a.e)
 		case <-c.ctx.Done():
 			resp = newResponse(nil, failure(Unavailable, OutcomeUnknown, "the connection closed while the call ran"))
 		}
@@ -1076,21 +1083,47 @@ func (s *Server) lookup(req *Request) (*function, []any, *Error) {
 	return fn, args, nil
 }
 
-// callContext returns the context a call runs with: its caller's
-// deadline, counted from when its request was read, and the call's
-// CallInfo. It ends when the server halts, too.
-func (s *Server) callContext(req *Request, readAt time.Time) (context.Context, context.CancelFunc) {
-	ctx := context.WithValue(s.halted, callInfoKey{}, CallInfo{Client: req.Client, ID: req.ID, Attempt: req.Attempt})
+// callContext returns the context a call of fn runs with, if fn takes
+// one: its caller's deadline, counted from when its request was read, and
+// the call's CallInfo; it ends when the server halts, too. A function
+// that takes no context gets none, and no way to stop it: making one
+// would cost four allocations a call for nothing.
+func (s *Server) callContext(req *Request, readAt time.Time, fn *function) (context.Context, context.CancelFunc) {
+	if !fn.ctxIn {
+		return nil, nil
+	}
+	ctx := &callContext{Context: s.halted, info: CallInfo{Client: req.Client, ID: req.ID, Attempt: req.Attempt}}
 	if req.Timeout != 0 {
 		return context.WithDeadline(ctx, readAt.Add(time.Duration(req.Timeout)))
 	}
 	return context.WithCancel(ctx)
 }
 
-// run calls fn with args, unless ctx has ended already: a call whose
-// caller's deadline has passed is not run.
-func (s *Server) run(ctx context.Context, req *Request, fn *function, args []any) Response {
-	if err := ctx.Err(); err != nil {
+// callContext is a context that carries a CallInfo: one allocation, where
+// context.WithValue would take two.
+type callContext struct {
+	context.Context
+	info CallInfo
+}
+
+func (c *callContext) Value(key any) any {
+	if key == (callInfoKey{}) {
+		return c.info
+	}
+	return c.Context.Value(key)
+}
+
+// run calls fn with ctx and args, unless the caller's deadline has passed
+// already, or ctx has ended: then the call is not run.
+func (s *Server) run(ctx context.Context, req *Request, readAt time.Time, fn *function, args []any) Response {
+	var err error
+	switch {
+	case ctx != nil:
+		err = ctx.Err()
+	case req.Timeout != 0 && !time.Now().Before(readAt.Add(time.Duration(req.Timeout))):
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
 		code := Canceled
 		if errors.Is(err, context.DeadlineExceeded) {
 			code = DeadlineExceeded

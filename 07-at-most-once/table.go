@@ -73,12 +73,13 @@ type clientCalls struct {
 	forgotten  bool              // the table forgot the client: its calls store nothing more
 }
 
-// entry is one call the table remembers: running, until done is closed,
+// entry is one call the table remembers: running, until it has ended,
 // then its stored answer.
 type entry struct {
-	done   chan struct{}      // closed once the call has ended
-	resp   Response           // the answer for a later attempt, once done
-	stop   context.CancelFunc // cancels the function's context while it runs
+	ended  bool               // the call has ended: resp is set
+	done   chan struct{}      // made for the first attempt that waits for the call to end; closed when it has
+	resp   Response           // the answer for a later attempt, once ended
+	stop   context.CancelFunc // cancels the function's context while it runs, if it takes one
 	stored bool               // resp is the call's answer; if not, it was not kept (see finish)
 }
 
@@ -94,12 +95,15 @@ func newTable(max int64, window uint64) *table {
 	return t
 }
 
-// admission is the table's verdict on an attempt: run it under e, wait for
-// e, or answer with refusal at once. epoch is the client's epoch, for the
-// answer.
+// admission is the table's verdict on an attempt: run it under e; or
+// wait for e to end (on done) and answer with its answer; or answer with
+// resp, the answer of a call that has ended, or with refusal, at once.
+// epoch is the client's epoch, for the answer.
 type admission struct {
 	e       *entry
 	run     bool
+	done    <-chan struct{}
+	resp    *Response
 	refusal *Error
 	epoch   uint64
 	client  *clientCalls
@@ -115,7 +119,18 @@ func (t *table) admit(req *Request) admission {
 		t.touch(c)
 		t.ack(c, req.Ack)
 		if e := c.calls[req.ID]; e != nil {
-			return admission{e: e, epoch: c.epoch, client: c}
+			a := admission{e: e, epoch: c.epoch, client: c}
+			switch {
+			case e.ended:
+				resp := e.resp
+				a.resp = &resp
+			case e.done == nil:
+				e.done = make(chan struct{})
+				fallthrough
+			default:
+				a.done = e.done
+			}
+			return a
 		}
 	}
 	switch {
@@ -141,7 +156,7 @@ func (t *table) admit(req *Request) admission {
 	if !t.makeRoom(entryBytes, c) {
 		return t.refuse(c, failure(ResourceExhausted, NotRun, "the server's table of calls is full"))
 	}
-	e := &entry{done: make(chan struct{})}
+	e := &entry{}
 	c.calls[req.ID] = e
 	c.running++
 	t.charge(c, entryBytes)
@@ -210,6 +225,7 @@ func (t *table) finish(c *clientCalls, id uint64, e *entry, resp Response) {
 	defer t.mu.Unlock()
 	c.running--
 	e.stop = nil
+	e.ended = true
 	e.resp = resp
 	if c.calls[id] == e && !c.forgotten {
 		size := int64(len(resp.Error) + len(resp.Data.Str))
@@ -224,7 +240,9 @@ func (t *table) finish(c *clientCalls, id uint64, e *entry, resp Response) {
 			e.resp = Response{Code: Aborted, Error: "the call ran, and the server had no room to keep its answer"}
 		}
 	}
-	close(e.done)
+	if e.done != nil {
+		close(e.done)
+	}
 }
 
 // hello returns the answer to a hello from client: its epoch, remembering
@@ -247,6 +265,13 @@ func (t *table) running(e *entry, stop context.CancelFunc) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e.stop = stop
+}
+
+// answer returns the answer of e, which has ended.
+func (t *table) answer(e *entry) Response {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return e.resp
 }
 
 // cancel cancels the function's context of call id of client, if it is

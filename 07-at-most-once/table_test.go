@@ -44,17 +44,19 @@ func TestTableJoinsAndAnswersAgain(t *testing.T) {
 	second := tab.admit(attempt(7, 1, 2, 0, 1))
 	require.False(t, second.run, "a retry of a running call joins it")
 	require.Same(t, first.e, second.e)
+	require.NotNil(t, second.done)
 	select {
-	case <-second.e.done:
+	case <-second.done:
 		t.Fatal("the call has not ended")
 	default:
 	}
 	tab.finish(first.client, 1, first.e, ran(42))
-	<-second.e.done
-	assert.Equal(t, ran(42), second.e.resp)
+	<-second.done
+	assert.Equal(t, ran(42), tab.answer(second.e))
 	third := tab.admit(attempt(7, 1, 3, first.epoch, 1))
 	require.False(t, third.run)
-	assert.Equal(t, ran(42), third.e.resp, "a later attempt gets the stored answer")
+	require.NotNil(t, third.resp)
+	assert.Equal(t, ran(42), *third.resp, "a later attempt gets the stored answer")
 }
 
 // TestTableVouches checks when the table runs a call it has no record of:
@@ -151,8 +153,9 @@ func TestTableBudget(t *testing.T) {
 	assert.LessOrEqual(t, tab.held, max)
 	again := tab.admit(attempt(1, 1, 2, running.epoch, 1))
 	require.False(t, again.run)
-	assert.Equal(t, Aborted, answerError(&again.e.resp).Code)
-	assert.Equal(t, OutcomeUnknown, answerError(&again.e.resp).Outcome)
+	require.NotNil(t, again.resp)
+	assert.Equal(t, Aborted, answerError(again.resp).Code)
+	assert.Equal(t, OutcomeUnknown, answerError(again.resp).Outcome)
 	tab.finish(busy.client, 1, busy.e, ran(1))
 }
 
