@@ -184,7 +184,7 @@ func (w *answerWriter) write(resp Response) error {
 
 // TestPeerDiesMidCall talks to a server that reads three calls and closes
 // the connection without answering. A client that may not send them again
-// (noRetries: a client that does is TestLostAnswerIsSentAgainNotRunTwice)
+// (noRetries: a client that does is TestArticleFlawLostAnswerLosesTheCall)
 // fails the three at once, their outcome unknown, with the cause; a call
 // made after fails at once too, not run.
 func TestPeerDiesMidCall(t *testing.T) {
