@@ -97,7 +97,7 @@ func TestSystemNames(t *testing.T) {
 		names = append(names, sys.Name)
 	}
 	assert.Equal(t, []string{"floor", "01-http-add", "02-json-tcp", "03-custom-protocol", "04-gob-binary",
-		"05-async-callback", "06-wsgi-router", "net-rpc", "jsonrpc", "net-http", "grpc"}, names)
+		"05-async-callback", "06-wsgi-router", "07-at-most-once", "net-rpc", "jsonrpc", "net-http", "grpc"}, names)
 }
 
 // The benchmarks. Client and server run in one process, so B/op and

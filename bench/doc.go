@@ -1,4 +1,4 @@
-// Package bench sets the course's six stages against the RPC systems a Go
+// Package bench sets the course's stages against the RPC systems a Go
 // programmer would reach for in production, and against the floor, in one
 // run on one machine: the same procedures, the same bytes of work, the same
 // benchmark loop for every system.

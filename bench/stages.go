@@ -16,6 +16,7 @@ import (
 	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 	wsgirouter "github.com/rpc-from-scratch/course/06-wsgi-router"
+	atmostonce "github.com/rpc-from-scratch/course/07-at-most-once"
 )
 
 // The stages, each through its public API as a learner would use it: the
@@ -47,7 +48,7 @@ func serveStage(s stageServer, l net.Listener) func() error {
 // serverClosed holds what a Serve returns once it was shut down: net/http's
 // http.ErrServerClosed (stage 01's too), and each stage's ErrServerClosed.
 var serverClosed = []error{http.ErrServerClosed, jsontcp.ErrServerClosed, custom.ErrServerClosed,
-	gobrpc.ErrServerClosed, asyncrpc.ErrServerClosed, wsgirouter.ErrServerClosed}
+	gobrpc.ErrServerClosed, asyncrpc.ErrServerClosed, wsgirouter.ErrServerClosed, atmostonce.ErrServerClosed}
 
 // Stage01 is the HTTP add server. It has no echo: the article's server
 // offers add only, and so does the stage. Its client keeps a pool of
@@ -156,6 +157,28 @@ func Stage05() System {
 				return nil, err
 			}
 			return asyncrpc.DemoClient{Client: c}, nil
+		},
+		Shared: "shared",
+	}
+}
+
+// Stage07 is stage 05 with calls that survive a failing network: every
+// call carries its client's id, its sequence number and its deadline, and
+// the server runs each at most once, remembering it in its table. On a
+// network that does not fail, that table, and the fields, are what it
+// costs.
+func Stage07() System {
+	return System{
+		Name: "07-at-most-once",
+		Serve: func(l net.Listener) func() error {
+			return serveStage(atmostonce.NewDemoServer(atmostonce.Service{}), l)
+		},
+		Dial: func(ctx context.Context, addr string) (Client, error) {
+			c, err := atmostonce.Dial(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return atmostonce.DemoClient{Client: c}, nil
 		},
 		Shared: "shared",
 	}

@@ -32,11 +32,11 @@ type System struct {
 }
 
 // Systems returns every system, in the order the page shows them: the
-// floor, the six stages, then the peers.
+// floor, the stages, then the peers.
 func Systems() []System {
 	return []System{
 		Floor(),
-		Stage01(), Stage02(), Stage03(), Stage04(), Stage05(), Stage06(),
+		Stage01(), Stage02(), Stage03(), Stage04(), Stage05(), Stage06(), Stage07(),
 		NetRPC(), JSONRPC(), NetHTTP(), GRPC(),
 	}
 }

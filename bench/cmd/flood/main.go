@@ -43,6 +43,7 @@ import (
 	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 	wsgirouter "github.com/rpc-from-scratch/course/06-wsgi-router"
+	atmostonce "github.com/rpc-from-scratch/course/07-at-most-once"
 )
 
 func main() {
@@ -77,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	flags := flag.NewFlagSet("flood", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	cfg := config{dialParallel: 256, redialBackoff: 100 * time.Millisecond}
-	flags.StringVar(&cfg.stage, "stage", "02", "the stage whose server listens at -addr: 01, 02, 03, 04, 05 or 06")
+	flags.StringVar(&cfg.stage, "stage", "02", "the stage whose server listens at -addr: 01, 02, 03, 04, 05, 06 or 07")
 	flags.StringVar(&cfg.addr, "addr", "", "the server's `host:port`")
 	flags.IntVar(&cfg.idle, "idle", 5000, "how many silent connections to hold open")
 	flags.BoolVar(&cfg.redial, "redial", true, "dial a silent connection again when the server closes it")
@@ -94,8 +95,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case cfg.addr == "":
 		return cfg, errors.New("-addr is required")
-	case !slices.Contains([]string{"01", "02", "03", "04", "05", "06"}, cfg.stage):
-		return cfg, fmt.Errorf("-stage %q: want 01, 02, 03, 04, 05 or 06", cfg.stage)
+	case !slices.Contains([]string{"01", "02", "03", "04", "05", "06", "07"}, cfg.stage):
+		return cfg, fmt.Errorf("-stage %q: want 01, 02, 03, 04, 05, 06 or 07", cfg.stage)
 	case cfg.idle < 0 || cfg.callers < 1 || cfg.calls < 1 || cfg.duration <= 0 || cfg.timeout <= 0:
 		return cfg, errors.New("-idle must not be negative, and -callers, -calls, -for and -timeout must be positive")
 	}
@@ -179,10 +180,12 @@ func (f *flood) start() {
 			for !f.stopping() {
 				turns <- struct{}{}
 				conn, err := net.DialTimeout("tcp", f.cfg.addr, 5*time.Second)
+				done := func() {}
 				if err == nil && f.cfg.answered {
-					err = oneCall(f.cfg.stage, conn)
+					done, err = oneCall(f.cfg.stage, conn)
 					if err != nil {
 						conn.Close()
+						done()
 					}
 				}
 				<-turns
@@ -199,6 +202,7 @@ func (f *flood) start() {
 					continue
 				}
 				f.hold(conn)
+				done()
 				if !f.cfg.redial {
 					return
 				}
@@ -385,6 +389,11 @@ func dial(ctx context.Context, stage, addr string) (caller, error) {
 		if ac, err = asyncrpc.Dial(ctx, addr); err == nil {
 			c = stage05{ac}
 		}
+	case "07":
+		var ac *atmostonce.Client
+		if ac, err = atmostonce.Dial(ctx, addr); err == nil {
+			c = stage07{ac}
+		}
 	default:
 		c = stage06{wsgirouter.NewClient(addr)}
 	}
@@ -438,6 +447,29 @@ func (s stage05) add(ctx context.Context) error {
 }
 func (s stage05) close() { s.c.Close() }
 
+type stage07 struct{ c *atmostonce.Client }
+
+func (s stage07) add(ctx context.Context) error {
+	res, err := s.c.Call(ctx, "add", 1, 2)
+	sum, _ := res.(int)
+	return check(sum, err)
+}
+func (s stage07) close() { s.c.Close() }
+
+// onlyConn is a Dialer whose first connection is conn: a stage 07 client
+// on it makes its calls on conn, and dials nothing else until it is
+// closed.
+func onlyConn(conn net.Conn) atmostonce.Dialer {
+	var once atomic.Bool
+	return func(ctx context.Context) (net.Conn, error) {
+		if once.CompareAndSwap(false, true) {
+			return conn, nil
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+}
+
 type stage06 struct{ c *wsgirouter.Client }
 
 func (s stage06) add(ctx context.Context) error {
@@ -454,8 +486,10 @@ func check(sum int, err error) error {
 }
 
 // oneCall makes an add call on conn, for -answered, and leaves conn open
-// with no deadline.
-func oneCall(stage string, conn net.Conn) error {
+// with no deadline. It returns what to call once conn is closed: a stage
+// 07 client dials again when its connection closes, and must be closed.
+func oneCall(stage string, conn net.Conn) (done func(), err error) {
+	done = func() {}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	defer conn.SetDeadline(time.Time{})
@@ -463,23 +497,26 @@ func oneCall(stage string, conn net.Conn) error {
 	case "01", "06":
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.WriteString(conn, "GET /add?a=1&b=2 HTTP/1.1\r\nHost: flood\r\n\r\n"); err != nil {
-			return err
+			return done, err
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
-			return err
+			return done, err
 		}
 		defer resp.Body.Close()
 		_, err = io.Copy(io.Discard, resp.Body)
-		return err
+		return done, err
 	case "02":
-		return stage02{jsontcp.NewClient(conn)}.add(ctx)
+		return done, stage02{jsontcp.NewClient(conn)}.add(ctx)
 	case "03":
-		return stage03{customproto.NewClient(conn)}.add(ctx)
+		return done, stage03{customproto.NewClient(conn)}.add(ctx)
 	case "04":
-		return stage04{gobrpc.NewClient(conn)}.add(ctx)
+		return done, stage04{gobrpc.NewClient(conn)}.add(ctx)
+	case "05":
+		return done, stage05{asyncrpc.NewClient(conn)}.add(ctx)
 	default:
-		return stage05{asyncrpc.NewClient(conn)}.add(ctx)
+		c := atmostonce.NewClient(onlyConn(conn))
+		return func() { c.Close() }, stage07{c}.add(ctx)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	jsontcp "github.com/rpc-from-scratch/course/02-json-tcp"
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 	wsgirouter "github.com/rpc-from-scratch/course/06-wsgi-router"
+	atmostonce "github.com/rpc-from-scratch/course/07-at-most-once"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -19,7 +20,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestFlood floods a server of 8 slots of stages 02, 05 and 06 with 40
+// TestFlood floods a server of 8 slots of stages 02, 05, 07 and 06 with 40
 // silent connections, each dialled again when it is closed, and checks
 // that every call the callers make is answered, and that the server closed
 // silent connections to make room. The callers connect before the flood
@@ -42,6 +43,12 @@ func TestFlood(t *testing.T) {
 			srv.MaxConns = 8
 			srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
 			return serve(t, srv.Serve, srv.Shutdown, asyncrpc.ErrServerClosed)
+		}},
+		{"07", func(t *testing.T) string {
+			srv := atmostonce.NewDemoServer(atmostonce.Service{})
+			srv.MaxConns = 8
+			srv.FirstRequestTimeout, srv.IdleTimeout = time.Hour, time.Hour
+			return serve(t, srv.Serve, srv.Shutdown, atmostonce.ErrServerClosed)
 		}},
 		{"06", func(t *testing.T) string {
 			app, err := wsgirouter.NewApp(wsgirouter.Service{})
@@ -84,7 +91,7 @@ func serve(t *testing.T, serve func(net.Listener) error, shutdown func(context.C
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{},
-		{"-addr", "127.0.0.1:1", "-stage", "07"},
+		{"-addr", "127.0.0.1:1", "-stage", "08"},
 		{"-addr", "127.0.0.1:1", "-callers", "0"},
 		{"-addr", "127.0.0.1:1", "-idle", "-1"},
 	} {

@@ -16,7 +16,7 @@ type stage struct {
 // quote is a phrase of a file of a stage, relative to the stage's folder.
 type quote struct{ file, phrase string }
 
-// stages are the six stages in order.
+// stages are the stages in order.
 var stages = []stage{
 	{
 		num: "01", name: "01-http-add",
@@ -66,6 +66,13 @@ var stages = []stage{
 			{"cmd/client/main.go", "how many callers at once, each on a kept-alive connection"},
 			{"cmd/client/main.go", "*concurrency, *timeout, c.Add)"},
 			{"client.go", "maxIdleConns       = 64"},
+		},
+	}, {
+		num: "07", name: "07-at-most-once",
+		sharing: "callers share the -conns clients, a call on each in turn, each client with one connection up at a time (-conns left at its default, 1: every call on one connection)",
+		quotes: []quote{
+			{"cmd/client/main.go", "they share the -conns clients"},
+			{"cmd/client/main.go", "each keeps one connection up at a time"},
 		},
 	},
 }

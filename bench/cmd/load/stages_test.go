@@ -22,7 +22,7 @@ func TestSharingWordsComeFromTheCode(t *testing.T) {
 			assert.Contains(t, string(src), q.phrase, "%s/%s no longer says this: check the words %q", s.name, q.file, s.sharing)
 		}
 	}
-	assert.Equal(t, []string{"01-http-add", "02-json-tcp", "03-custom-protocol", "04-gob-binary", "05-async-callback", "06-wsgi-router"}, names)
+	assert.Equal(t, []string{"01-http-add", "02-json-tcp", "03-custom-protocol", "04-gob-binary", "05-async-callback", "06-wsgi-router", "07-at-most-once"}, names)
 }
 
 // Every stage's server prints the line startServer waits for.

@@ -11,6 +11,7 @@ var systemNotes = map[string]string{
 	"04-gob-binary":      "gob in length-prefixed frames, one gob stream per connection. A client's calls take turns on its one connection: shared and per-caller.",
 	"05-async-callback":  "gob frames with request ids: many calls in flight on one connection at once: shared only.",
 	"06-wsgi-router":     "the course's own HTTP/1.1 server and client: GET /add, and POST /echo with a JSON string (a route the benchmark adds); the client keeps up to 64 connections alive: shared only.",
+	"07-at-most-once":    "stage 05's calls with each call's client id, sequence number and deadline on the wire, and the server's table of calls run (at most once); on a network that does not fail: shared only.",
 	"net-rpc":            "net/rpc with gob: many calls in flight on one connection, each with a sequence number; takes no context: shared only.",
 	"jsonrpc":            "net/rpc with the JSON-RPC 1.0 codec of net/rpc/jsonrpc, otherwise as net-rpc: shared only.",
 	"net-http":           "net/http on both sides with keep-alive, the same two routes as stage 06, in handlers written for net/http (no adapter between); the transport keeps up to 64 idle connections: shared only.",

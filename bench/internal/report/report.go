@@ -44,14 +44,19 @@ const MinSamples = 6
 // Workloads lists the workloads in page order.
 var Workloads = []string{"Add", "AddParallel", "Echo1K", "Echo64K"}
 
-// Systems lists the systems in page order: the floor, the six stages, then
+// Systems lists the systems in page order: the floor, the stages, then
 // the standard peers.
 var Systems = []string{
 	"floor",
 	"01-http-add", "02-json-tcp", "03-custom-protocol",
-	"04-gob-binary", "05-async-callback", "06-wsgi-router",
+	"04-gob-binary", "05-async-callback", "06-wsgi-router", "07-at-most-once",
 	"net-rpc", "jsonrpc", "net-http", "grpc",
 }
+
+// builtFrom names the stages built from a stage other than the one
+// numbered before them: stage 07 goes where the articles stop, from
+// stage 05's calls, not from stage 06's HTTP server.
+var builtFrom = map[string]string{"07-at-most-once": "05-async-callback"}
 
 // connsOrder lists the connection modes of AddParallel in page order.
 var connsOrder = []string{"shared", "per-caller"}
@@ -260,6 +265,9 @@ func StageBefore(sys string) string {
 	m := stageName.FindStringSubmatch(sys)
 	if m == nil {
 		return ""
+	}
+	if from, ok := builtFrom[sys]; ok {
+		return from
 	}
 	n, _ := strconv.Atoi(m[1])
 	prefix := fmt.Sprintf("%02d-", n-1)

@@ -241,13 +241,19 @@ func TestRowsFollowTheOrder(t *testing.T) {
 			onPage = append(onPage, strings.Split(strings.Trim(line, "| "), " | ")[0])
 		}
 	}
-	assert.Equal(t, Systems, onPage)
+	// The fixture is a run from before stage 07: the page lists the
+	// systems it has, in Systems' order.
+	present := slices.DeleteFunc(slices.Clone(Systems), func(sys string) bool {
+		return !slices.ContainsFunc(d.Rows, func(r *Row) bool { return r.System == sys })
+	})
+	assert.Equal(t, present, onPage)
 }
 
 func TestStageBefore(t *testing.T) {
 	for sys, want := range map[string]string{
 		"01-http-add": "", "02-json-tcp": "01-http-add", "06-wsgi-router": "05-async-callback",
-		"floor": "", "net-rpc": "", "grpc": "",
+		"07-at-most-once": "05-async-callback",
+		"floor":           "", "net-rpc": "", "grpc": "",
 	} {
 		assert.Equal(t, want, StageBefore(sys), sys)
 	}
@@ -338,7 +344,7 @@ func TestPageSections(t *testing.T) {
 	for _, h := range []string{
 		"## What is measured", "## The run", "## Add", "## AddParallel", "## Echo1K", "## Echo64K",
 		"## Stage by stage", "### 01-http-add", "### 02-json-tcp", "### 03-custom-protocol",
-		"### 04-gob-binary", "### 05-async-callback", "### 06-wsgi-router",
+		"### 04-gob-binary", "### 05-async-callback", "### 06-wsgi-router", "### 07-at-most-once",
 		"## Chart", LoadBegin, LoadEnd, "## How to read this page", "## Regenerate",
 	} {
 		i := strings.Index(pg, "\n"+h+"\n")
