@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	faults := flags.String("faults", "", "load mode: faultnet's `SPEC` for the clients' connections, such as lose-answer=0.05,cut=0.01,seed=7; a call whose outcome stays unknown is then counted, not an error")
 	oneCall := flags.String("call", "", "make one `CALL`, such as 'incr(\"k\")' or 'add(1, 2)', and print its result")
 	timeout := flags.Duration("timeout", 10*time.Second, "deadline for each call")
+	attempts := flags.Int("attempts", atmostonce.DefaultRetryPolicy.MaxAttempts, "load mode: attempts per call, the first included; 1 sends every call once, never again")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -95,6 +96,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *conns < 1 {
 		return fmt.Errorf("-conns must be at least 1, not %d", *conns)
+	}
+	if *attempts < 1 {
+		return fmt.Errorf("-attempts must be at least 1, not %d", *attempts)
 	}
 	if *calls == 0 && (*incr != "" || *faults != "") {
 		return errors.New("-incr and -faults are for load mode: give -calls too")
@@ -142,6 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *calls > 0:
 		return load(ctx, stdout, stderr, dial, loadTest{
 			calls: *calls, concurrency: *concurrency, conns: *conns, timeout: *timeout, key: *incr, faults: fn,
+			attempts: *attempts,
 		})
 	case *oneCall != "":
 		var opts []atmostonce.Option
@@ -441,6 +446,7 @@ type loadTest struct {
 	timeout                   time.Duration
 	key                       string        // call incr(key); "" calls add
 	faults                    *faultnet.Net // on the load clients' connections; nil for none
+	attempts                  int           // the clients' RetryPolicy.MaxAttempts
 }
 
 // load runs the load test: lt.conns clients, each dialling through the
@@ -476,8 +482,9 @@ func load(ctx context.Context, stdout, stderr io.Writer, dial atmostonce.Dialer,
 			c.Close()
 		}
 	}()
+	policy := atmostonce.RetryPolicy{MaxAttempts: lt.attempts}
 	for range lt.conns {
-		c, err := connect(ctx, faulty)
+		c, err := connect(ctx, faulty, atmostonce.WithRetryPolicy(policy))
 		if err != nil {
 			return err
 		}

@@ -483,6 +483,22 @@ func TestLoadWithFaults(t *testing.T) {
 	}
 }
 
+// TestLoadWithoutRetries makes the calls of TestLoadWithFaults with
+// -attempts 1: no call is sent twice, so every lost answer leaves its
+// call's outcome unknown, and none is settled by a retry.
+func TestLoadWithoutRetries(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-calls", "300", "-concurrency", "8", "-faults", loadFaults, "-incr", "k", "-attempts", "1"}
+	require.NoError(t, run(t.Context(), args, &stdout, &stderr), stderr.String())
+	r := loadSummary(t, stdout.String())
+	t.Logf("%s%s", stdout.String(), stderr.String())
+	assert.Zero(t, r.retries, "-attempts 1 sends no call twice")
+	assert.Positive(t, r.unknown, "the faults fired, and nothing settled them")
+	assert.Zero(t, r.ranTwice)
+	assert.GreaterOrEqual(t, r.counter, r.ok)
+	assert.LessOrEqual(t, r.counter, r.ok+r.unknown)
+}
+
 // counters is a service with the demo's get and ran_twice, whose incr
 // adds step, and whose ran_twice says what the test sets.
 type counters struct {
@@ -706,6 +722,7 @@ func TestBadFlags(t *testing.T) {
 		{"-calls", "-1"},
 		{"-calls", "10", "-concurrency", "0"},
 		{"-calls", "10", "-conns", "0"},
+		{"-calls", "10", "-attempts", "0"},
 		{"-calls", "10", "-faults", "cut=2"},
 		{"-calls", "10", "-faults", "nonsense"},
 		{"-incr", "k"},
