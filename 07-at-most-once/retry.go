@@ -31,11 +31,14 @@ type RetryPolicy struct {
 
 // DefaultRetryPolicy is the policy of a Client unless WithRetryPolicy
 // says otherwise: gRPC's limit of 5 attempts, gRFC A6's example budget,
-// and a backoff from 100 ms up to 10 s.
+// a backoff from 100 ms up to 10 s, and only Unavailable retried, as
+// gRPC's guidance has it: ResourceExhausted may be a request too large
+// ever to be taken, or a table that stays full, and the caller, which
+// hears it did not run, decides.
 var DefaultRetryPolicy = RetryPolicy{
 	MaxAttempts: 5,
 	Backoff:     Backoff{Base: 100 * time.Millisecond, Cap: 10 * time.Second},
-	Codes:       []Code{Unavailable, ResourceExhausted},
+	Codes:       []Code{Unavailable},
 	MaxTokens:   10,
 	TokenRatio:  0.1,
 }

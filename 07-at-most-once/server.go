@@ -820,8 +820,12 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 		switch {
 		case req.isHello():
 			s.release(n)
+			welcome := s.table.hello(req.Client)
 			answers.started()
-			answers.send(s.table.hello(req.Client), 0)
+			answers.send(welcome, 0)
+			if welcome.Error != "" {
+				return // the table is full: the refusal says the connection closes
+			}
 			continue
 		case req.ID == 0:
 			s.release(n)
