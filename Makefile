@@ -5,6 +5,8 @@ STAGES     := $(sort $(patsubst %/README.md,%,$(wildcard [0-9][0-9]-*/README.md)
 # A count of runs, not a duration: Go 1.26's fuzzer can fail a duration-bound
 # run with a bare "context deadline exceeded" (go.dev/issue/75804, fixed in 1.27).
 FUZZTIME   ?= 100000x
+# How many seeded fault schedules make fuzz runs through stage 07.
+SEEDS      ?= 2000
 BENCHFLAGS ?=
 # How many times make bench-report runs each benchmark: benchstat wants 6 or more.
 BENCHCOUNT ?= 6
@@ -172,10 +174,12 @@ lint: ## gofmt check, go vet, staticcheck (fetched through the module proxy)
 	$(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
 
-fuzz: ## every fuzz target, FUZZTIME runs each (default 100000x)
+fuzz: ## every fuzz target, FUZZTIME runs each (default 100000x), and SEEDS of stage 07's fault schedules (default 2000)
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+	@echo "stage 07's fault schedules, seeds 1 to $(SEEDS) (make test tries 200)"
+	$(GO) test -run '^TestNoCallRunsTwice$$' ./07-at-most-once/ -seeds $(SEEDS)
