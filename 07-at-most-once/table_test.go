@@ -1,7 +1,9 @@
 package atmostonce
 
 import (
+	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -218,4 +220,71 @@ func heapAlloc() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// TestServerTableAttacks sends through a server, on one connection, what
+// a hostile peer would: a first call from each of 20,000 client ids that
+// never come back, then 2,000 calls of one client that never acks. The
+// server's table holds no more than its budget, 256 KiB: it forgets the
+// oldest clients to keep the calls of the newest, and once only that
+// client is left, refuses its calls before they run (its window, 1,024
+// calls, is more than the budget holds). The heap grows by no more than
+// the budget and the answers in flight, whatever the count of clients.
+func TestServerTableAttacks(t *testing.T) {
+	const budget = 256 << 10
+	srv := NewDemoServer(Service{})
+	srv.MaxTableBytes = budget
+	conn, answers := rawConn(t, serve(t, srv, rpctest.Listen(t)))
+	before := heapAlloc()
+	requests := newEncoder() // one gob stream, over every batch
+	codes := map[Code]int{}
+	send := func(reqs []Request) {
+		t.Helper()
+		var frames []byte
+		for i := range reqs {
+			var err error
+			frames, err = requests.encode(&reqs[i])
+			require.NoError(t, err)
+		}
+		frames = slices.Clone(frames)
+		requests.release()
+		go func() { _, _ = conn.Write(frames) }()
+		for range reqs {
+			var resp Response
+			require.NoError(t, answers.decode(&resp))
+			codes[resp.Code]++
+		}
+	}
+	const clients = 20_000
+	for start := 0; start < clients; start += 1000 {
+		var reqs []Request
+		for i := start; i < start+1000; i++ {
+			req := call(t, "add", i, 1)
+			req.ID, req.Client, req.Attempt, req.Ack = 1, uint64(i+1), 1, 1
+			reqs = append(reqs, req)
+		}
+		send(reqs)
+	}
+	var reqs []Request
+	for id := range uint64(2000) {
+		req := call(t, "add", 1, 2)
+		req.ID, req.Client, req.Attempt, req.Ack = id+1, clients+1, 1, 1
+		reqs = append(reqs, req)
+	}
+	codes = map[Code]int{}
+	send(reqs[:1000])
+	send(reqs[1000:])
+	grew := int64(heapAlloc()) - int64(before)
+
+	srv.table.mu.Lock()
+	defer srv.table.mu.Unlock()
+	t.Logf("table: %d clients kept, %d forgotten, %d bytes counted; heap grew %d bytes", len(srv.table.clients), srv.table.forgot, srv.table.held, grew)
+	assert.LessOrEqual(t, srv.table.held, int64(budget))
+	assert.Positive(t, srv.table.forgot, "the oldest clients were forgotten")
+	never := srv.table.clients[clients+1]
+	require.NotNil(t, never, "the client that never acks is the newest: kept")
+	kept := (budget - clientBytes) / entryBytes
+	assert.Equal(t, kept, len(never.calls), "the calls of the client that never acks that the budget holds")
+	assert.Equal(t, map[Code]int{OK: kept, ResourceExhausted: 2000 - kept}, codes, "the rest refused, not run")
+	assert.Less(t, grew, int64(4*budget), "the heap grew by more than four times the table's budget")
 }
