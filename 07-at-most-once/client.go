@@ -79,7 +79,7 @@ type Client struct {
 	seq     uint64           // the ID of the last call registered
 	pending map[uint64]*Call // calls registered and not ended, by ID
 	low     uint64           // the lowest ID in pending, or seq+1: the Ack
-	lowUp   chan struct{}    // closed, and made anew, when low moves
+	lowUp   chan struct{}    // made by a call that waits for low to move, and closed when it does; nil while none waits
 	epoch   uint64           // the server's epoch for this client, from its latest answer
 	conn    *clientConn      // the connection calls go out on; nil while none is up
 	retries []*Call          // calls to send again, before the queue
@@ -298,7 +298,6 @@ func NewClient(dial Dialer, opts ...Option) *Client {
 		idempotent:   map[string]bool{},
 		pending:      map[uint64]*Call{},
 		low:          1,
-		lowUp:        make(chan struct{}),
 		rng:          rng,
 	}
 	c.dialing, c.stopDialing = context.WithCancel(context.Background())
@@ -424,6 +423,9 @@ func (c *Client) register(ctx context.Context, call *Call) *Error {
 		if c.seq+1-c.low < uint64(cap(c.slots)) {
 			break
 		}
+		if c.lowUp == nil {
+			c.lowUp = make(chan struct{})
+		}
 		moved := c.lowUp
 		c.mu.Unlock()
 		select {
@@ -511,8 +513,10 @@ func (c *Client) takeLocked(id uint64) *Call {
 	if id == c.low {
 		for c.low++; c.low <= c.seq && c.pending[c.low] == nil; c.low++ {
 		}
-		close(c.lowUp)
-		c.lowUp = make(chan struct{})
+		if c.lowUp != nil {
+			close(c.lowUp)
+			c.lowUp = nil
+		}
 	}
 	return call
 }

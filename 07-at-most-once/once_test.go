@@ -261,3 +261,25 @@ var errRefused = &refusedError{}
 type refusedError struct{}
 
 func (*refusedError) Error() string { return "connection refused" }
+
+// TestClientWindow gives the client a window of 2 calls: call 3 may not
+// go while call 1 waits, even with call 2 answered and only one call in
+// flight, since the server keeps a client's calls from its lowest in
+// flight up to the window, and would refuse it. It goes when call 1
+// ends, 1 s in.
+func TestClientWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, _, c := faultyServer(t, faultnet.Script(), WithMaxPending(2))
+		start := time.Now()
+		slow := c.Go(t.Context(), "slow", 1000)
+		sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
+		require.NoError(t, err)
+		assert.Equal(t, 3, sum)
+		assert.Zero(t, time.Since(start), "call 2 goes at once")
+		_, err = DemoClient{c}.Add(t.Context(), 3, 4)
+		require.NoError(t, err)
+		assert.Equal(t, time.Second, time.Since(start), "call 3 waits for call 1")
+		<-slow.Done
+		assert.Equal(t, int64(3), c.Stats().Calls)
+	})
+}
