@@ -3,6 +3,7 @@ package atmostonce
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/gob"
 	"errors"
@@ -1176,9 +1177,17 @@ func decodeAnswer(r *Response) (any, error) {
 
 // answerError returns the failure an answer reports. An answer that
 // forgot its call says its outcome is unknown; any other refusal, that it
-// did not run.
+// did not run. A call the server stopped at its caller's deadline, or
+// because its caller gave up, has the context's error as its cause, as it
+// would had the client seen the deadline pass first.
 func answerError(r *Response) *Error {
 	e := &Error{Code: r.Code, Outcome: NotRun, Message: r.Error}
+	switch r.Code {
+	case DeadlineExceeded:
+		e.Cause = context.DeadlineExceeded
+	case Canceled:
+		e.Cause = context.Canceled
+	}
 	switch {
 	case r.Ran:
 		e.Outcome = Ran

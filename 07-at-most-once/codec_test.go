@@ -2,6 +2,7 @@ package atmostonce
 
 import (
 	"bytes"
+	"context"
 	"encoding"
 	"encoding/binary"
 	"encoding/gob"
@@ -1090,10 +1091,21 @@ func TestDecodeAnswer(t *testing.T) {
 		{Response{Error: "no function", Code: Unimplemented}, "unimplemented (did not run): no function"},
 		{Response{Error: "no", Code: Unknown, Ran: true}, "unknown (ran): no"},
 		{Response{Error: "forgotten", Code: Aborted}, "aborted (outcome unknown): forgotten"},
+		// Stopped at its deadline, or cancelled: the context's error is
+		// the cause, and is not written twice.
+		{Response{Error: "slow: context deadline exceeded", Code: DeadlineExceeded, Ran: true}, "deadline exceeded (ran): slow: context deadline exceeded"},
+		{Response{Error: "slow: no time left", Code: DeadlineExceeded}, "deadline exceeded (did not run): slow: no time left: context deadline exceeded"},
+		{Response{Error: "slow: context canceled", Code: Canceled, Ran: true}, "canceled (ran): slow: context canceled"},
 	} {
 		res, err := decodeAnswer(&tt.resp)
 		assert.EqualError(t, err, tt.wantErr, "%+v", tt.resp)
 		assert.Nil(t, res)
+		switch tt.resp.Code {
+		case DeadlineExceeded:
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+		case Canceled:
+			assert.ErrorIs(t, err, context.Canceled)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package atmostonce
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code says what kind of failure ended a call. The names and the numbers
@@ -88,14 +89,15 @@ type Error struct {
 	Cause   error  // what the client saw, if it saw the failure itself: a network error, ctx's error; nil in an answer
 }
 
-// Error writes the message, with the outcome: "slow: deadline exceeded
-// (may have run): context deadline exceeded".
+// Error writes the code and the outcome, the message, and the cause
+// unless the message ends with it already: "deadline exceeded (outcome
+// unknown): given up: context deadline exceeded".
 func (e *Error) Error() string {
 	s := e.Code.String() + " (" + e.Outcome.String() + ")"
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
-	if e.Cause != nil {
+	if e.Cause != nil && !strings.HasSuffix(e.Message, e.Cause.Error()) {
 		s += ": " + e.Cause.Error()
 	}
 	return s
