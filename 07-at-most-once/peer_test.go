@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -165,5 +166,35 @@ func TestCallWaitingForHelloGoesNext(t *testing.T) {
 		second.answer(Response{ID: req.ID, Data: Value{Type: typeInt, Int: 1}, Ran: true, Epoch: epoch1})
 		<-call.Done
 		require.NoError(t, call.Error)
+	})
+}
+
+// TestRefusedCallGoesAgainAfterBackoff: the server refuses a call,
+// Unavailable, did not run. The client sends it again on the same
+// connection, as attempt 2, when the backoff it drew has passed, to the
+// nanosecond, and the call succeeds.
+func TestRefusedCallGoesAgainAfterBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var wait time.Duration
+		c, peers := peerClient(t, WithEvents(func(e Event) {
+			if e.Kind == Retrying {
+				wait = e.Wait
+			}
+		}))
+		call := c.Go(t.Context(), "incr", "k")
+		p := <-peers
+		p.welcome(epoch1)
+		first := p.next()
+		p.answer(Response{ID: first.ID, Code: Unavailable, Error: "the server is shutting down", Epoch: epoch1})
+		refused := time.Now()
+		again := p.next()
+		require.Positive(t, wait, "a backoff was drawn")
+		assert.Equal(t, wait, time.Since(refused), "sent again when its backoff ended")
+		assert.Equal(t, first.ID, again.ID)
+		assert.Equal(t, uint32(2), again.Attempt)
+		p.answer(Response{ID: again.ID, Data: Value{Type: typeInt, Int: 1}, Ran: true, Epoch: epoch1})
+		<-call.Done
+		require.NoError(t, call.Error)
+		assert.Equal(t, 2, call.Attempts)
 	})
 }
