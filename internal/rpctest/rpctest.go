@@ -159,6 +159,27 @@ func RunPython(t testing.TB, py string, args ...string) string {
 // once. It only stops a broken test from hanging; no test relies on it.
 const Backstop = 30 * time.Second
 
+// BackstopContext is the test's context, ended at the Backstop, so that a
+// call that waits for what never comes fails the test instead of hanging it.
+func BackstopContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), Backstop)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Receive returns what ch delivers, or fails the test if nothing comes
+// within the Backstop. what names the awaited thing in the failure.
+func Receive[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(Backstop):
+		t.Fatalf("no %s within %v", what, Backstop)
+		panic("unreachable") // Fatalf does not return
+	}
+}
+
 // StartServer starts a server program (a Python server or a stage's own
 // binary), waits for the line "listening on HOST:PORT" that every server in
 // the course prints once it accepts connections, and returns HOST:PORT.

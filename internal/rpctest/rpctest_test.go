@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -105,4 +107,35 @@ func TestPythonAsksOnce(t *testing.T) {
 	data, err := os.ReadFile(starts)
 	assert.NoError(t, err)
 	assert.Equal(t, "x\nx\n", string(data), "one start for each module")
+}
+
+// TestReceive takes what the channel delivers, and fails the test, at the
+// Backstop to the nanosecond, when nothing comes.
+func TestReceive(t *testing.T) {
+	ch := make(chan int, 1)
+	ch <- 7
+	assert.Equal(t, 7, Receive(t, ch, "seven"))
+
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{TB: t}
+		start := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Receive(r, make(chan int), "answer")
+		}()
+		<-done
+		assert.Equal(t, "no answer within 30s", r.failed)
+		assert.Equal(t, Backstop, time.Since(start))
+	})
+}
+
+// TestBackstopContext ends at the Backstop, and with the test.
+func TestBackstopContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		ctx := BackstopContext(t)
+		<-ctx.Done()
+		assert.Equal(t, Backstop, time.Since(start))
+	})
 }
