@@ -34,30 +34,7 @@ test: ## go vet (the exercises' tests included), then every test with the race d
 	$(GO) test -race ./...
 
 exercise: ## one stage's exercises, each solved or not yet: make exercise STAGE=01
-	@test -n "$(STAGE)" || { echo "usage: make exercise STAGE=01 (runs the tests in 01-*/exercises_test.go)" >&2; exit 2; }
-	@stage=$$(find . -maxdepth 1 -type d -name '$(STAGE)-*' | sed 's|^\./||' | head -1); \
-	test -n "$$stage" || { echo "make exercise: there is no stage $(STAGE)" >&2; exit 2; }; \
-	test -f "$$stage/exercises_test.go" || { echo "make exercise: $$stage has no exercises_test.go" >&2; exit 2; }; \
-	names=$$($(GO) test -tags exercises -list '^TestExercise' ./$$stage/ 2>&1) || { \
-		echo "your change does not compile:"; echo "$$names"; exit 1; }; \
-	names=$$(echo "$$names" | grep '^TestExercise'); \
-	echo "$(GO) test -tags exercises -run '^TestExercise' -v ./$$stage/"; \
-	out=$$($(GO) test -tags exercises -run '^TestExercise' -v ./$$stage/ 2>&1); \
-	echo "$$out" | awk -v names="$$names" -v stage="$$stage" ' \
-		/^--- (PASS|FAIL|SKIP): TestExercise/ { status[$$3] = substr($$2, 1, 4) } \
-		END { \
-			n = split(names, list, "\n"); solved = 0; \
-			for (i = 1; i <= n; i++) { \
-				name = list[i]; s = status[name]; \
-				if (s == "PASS") { word = "solved"; solved++ } \
-				else if (s == "") { word = "not solved yet (the run stopped before it: see the command below)" } \
-				else { word = "not solved yet"; if (s == "SKIP") word = word " (skipped: see the command below)" } \
-				if (s != "PASS" && first == "") first = name; \
-				printf "  %-34s %s\n", name, word; \
-			} \
-			printf "%d of %d solved\n", solved, n; \
-			if (first != "") printf "to see why %s is not solved: go test -tags exercises -run %c^%s$$%c -v ./%s/\n", first, 39, first, 39, stage; \
-		}'
+	@GO='$(GO)' .ci/exercise '$(STAGE)'
 
 solutions: ## apply each stage's solution patches to a copy of the tree and test them (STAGE=01 for one)
 	.ci/solutions $(STAGE)
@@ -103,27 +80,8 @@ bench-check: ## the bench/ module (its own go.mod): vet, tidy, staticcheck, its 
 	cd bench && $(GO) test -race ./...
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem -benchtime 1x .
 
-# bench-report runs BENCHCOUNT rounds of -count 1, not one -count BENCHCOUNT:
-# each round measures every system once, so a change in the machine's state
-# during the run falls on all of them alike, not on the few measured then.
 bench-report: ## every stage, the floor, net/rpc, jsonrpc, net/http and gRPC in one run: writes docs/benchmarks.md (about 10 minutes)
-	@set -e; cd bench; mkdir -p results; \
-	raw=$$(mktemp); out=$$(mktemp); trap 'rm -f "$$raw" "$$out"' EXIT; \
-	command="for round in \$$(seq $(BENCHCOUNT)); do go test -run '^\$$' -bench . -benchmem -count 1 -timeout 1h .; done"; \
-	echo "cd bench && $$command"; \
-	{ echo "run-command: cd bench && $$command"; echo "run-go: $$($(GO) version)"; \
-	  echo "run-machine: $$(uname -srm), $$(nproc) cores"; echo "run-date: $$(date -u +%F)"; \
-	  echo "run-load-before: $$(cut -d' ' -f1-3 /proc/loadavg)"; } > "$$raw"; \
-	for round in $$(seq $(BENCHCOUNT)); do \
-		echo "round $$round of $(BENCHCOUNT)"; \
-		$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 1h . > "$$out" 2>&1 || { \
-			cat "$$out"; echo "bench-report: round $$round failed; the page and results/raw.txt are as they were" >&2; exit 1; }; \
-		cat "$$out"; cat "$$out" >> "$$raw"; \
-	done; \
-	echo "run-load-after: $$(cut -d' ' -f1-3 /proc/loadavg)" >> "$$raw"; \
-	cp "$$raw" results/raw.txt; \
-	$(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg; \
-	echo "wrote docs/benchmarks.md and docs/img/benchmarks.svg from bench/results/raw.txt"
+	@GO='$(GO)' BENCHCOUNT='$(BENCHCOUNT)' .ci/bench-report
 
 bench-page: ## write docs/benchmarks.md and its chart again from bench/results/raw.txt, without running anything
 	cd bench && $(GO) run ./cmd/report -raw results/raw.txt -page ../docs/benchmarks.md -svg ../docs/img/benchmarks.svg
@@ -132,47 +90,26 @@ bench-load: ## each stage's server under its client's load mode, and wrk where i
 	cd bench && $(GO) run ./cmd/load -page ../docs/benchmarks.md $(LOADFLAGS)
 
 diff: ## what changed from one stage to the next (solutions/ left out): make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]
-	@test -n "$(FROM)" -a -n "$(TO)" || { \
-		echo "usage: make diff FROM=01 TO=02 [CODE=1] [SUMMARY=1]" >&2; \
-		echo "  CODE=1     the code only: no *_test.go, no testdata/, no README.md" >&2; \
-		echo "  SUMMARY=1  lines added and deleted per file, and the totals, instead of the diff" >&2; \
-		exit 2; }
-	@from=$$(find . -maxdepth 1 -type d -name '$(FROM)-*' | sed 's|^\./||' | head -1); \
-	to=$$(find . -maxdepth 1 -type d -name '$(TO)-*' | sed 's|^\./||' | head -1); \
-	test -n "$$from" -a -n "$$to" || { echo "no stage $(FROM) or $(TO)" >&2; exit 2; }; \
-	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	for stage in "$$from" "$$to"; do \
-		{ git ls-files -co --exclude-standard -- "$$stage" 2>/dev/null || find "$$stage" -type f; } | \
-		while IFS= read -r f; do \
-			test -f "$$f" || continue; \
-			case "/$$f" in */solutions/*) continue ;; esac; \
-			if test -n "$(CODE)"; then \
-				case "/$$f" in *_test.go|*/README.md|*/testdata/*) continue ;; esac; \
-			fi; \
-			printf '%s\0' "$$f"; \
-		done | xargs -0 -r cp --parents -t "$$tmp"; \
-		mkdir -p "$$tmp/$$stage"; \
-	done; \
-	cd "$$tmp"; \
-	if test -n "$(SUMMARY)"; then \
-		git diff --no-index --numstat --find-renames "$$from" "$$to" | awk -F '\t' ' \
-			{ print; files++; if ($$1 != "-") { add += $$1; del += $$2 } } \
-			END { printf "%d files, +%d -%d\n", files, add, del }'; \
-	else \
-		git diff --no-index --stat "$$from" "$$to"; \
-		git diff --no-index --find-renames "$$from" "$$to"; \
-		true; \
-	fi
+	@CODE='$(CODE)' SUMMARY='$(SUMMARY)' .ci/diff '$(FROM)' '$(TO)'
 
 golden: ## rewrite every golden file; review the diff as you would review code
 	$(GO) test ./... -update
 
-lint: ## gofmt check, go vet, staticcheck (fetched through the module proxy)
+# shellcheck is not a Go module: where it is missing, lint says so and goes
+# on, unless RPC_SHELLCHECK=required (as .ci/run sets, having installed it).
+lint: ## gofmt check, go vet, go mod tidy, staticcheck (fetched through the module proxy), shellcheck on .ci/
 	@unformatted=$$(gofmt -l .); \
 	test -z "$$unformatted" || { echo "gofmt would change:"; echo "$$unformatted"; exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
+	@if command -v shellcheck >/dev/null; then \
+		echo "shellcheck -x .ci/*"; shellcheck -x .ci/*; \
+	elif test "$$RPC_SHELLCHECK" = required; then \
+		echo "lint: shellcheck is not installed, and RPC_SHELLCHECK=required" >&2; exit 1; \
+	else \
+		echo "lint: shellcheck is not installed, so the scripts under .ci/ are not checked (on Debian or Ubuntu: sudo apt-get install shellcheck)"; \
+	fi
 
 fuzz: ## every fuzz target, FUZZTIME runs each (default 100000x), and SEEDS of stage 07's fault schedules (default 2000)
 	@set -e; for pkg in $$($(GO) list ./...); do \

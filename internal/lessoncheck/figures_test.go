@@ -114,8 +114,9 @@ func checkDiffFigures(t *testing.T, root string, strict, update bool) diffFigure
 }
 
 // TestDiffFiguresOfALearner plays a learner on a small course of its own,
-// two stages, the course's Makefile and a lesson with a figure of their
-// diff, in a git repository: the figure is checked while the stages are
+// two stages, the course's make diff (its Makefile and the scripts that
+// target runs, diffScripts) and a lesson with a figure of their diff, in a
+// git repository: the figure is checked while the stages are
 // the course's, skipped once the learner changes one, committed or not,
 // checked again in strict mode, left alone by -update, and rewritten by
 // -update in strict mode.
@@ -125,11 +126,11 @@ func TestDiffFiguresOfALearner(t *testing.T) {
 			t.Skipf("%s is not on PATH: the learner's repository cannot be played", tool)
 		}
 	}
-	makefile, err := os.ReadFile(filepath.Join(root(t), "Makefile"))
-	require.NoError(t, err)
 	course := t.TempDir()
 	git(t, course, "init", "-q", "-b", "main")
-	writeFile(t, course, "Makefile", string(makefile))
+	for _, name := range diffScripts {
+		copyFile(t, root(t), course, name)
+	}
 	writeFile(t, course, "01-a/README.md", "# 01\n")
 	writeFile(t, course, "01-a/a.go", "package a\n")
 	writeFile(t, course, "02-b/README.md", "# 02\n")
@@ -170,6 +171,24 @@ func TestDiffFiguresOfALearner(t *testing.T) {
 	check("after -update, strict", true, 0, 0)
 }
 
+// diffScripts are the files that make diff runs, relative to the root: the
+// lesson figures are counted by the very script a learner runs.
+var diffScripts = []string{"Makefile", ".ci/diff", ".ci/lib.sh"}
+
+// copyFile copies the file name, a slash-separated path, from the folder
+// from to the folder to, with its permissions (a script stays executable).
+func copyFile(t *testing.T, from, to, name string) {
+	t.Helper()
+	src := filepath.Join(from, filepath.FromSlash(name))
+	data, err := os.ReadFile(src)
+	require.NoError(t, err)
+	info, err := os.Stat(src)
+	require.NoError(t, err)
+	dst := filepath.Join(to, filepath.FromSlash(name))
+	require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
+	require.NoError(t, os.WriteFile(dst, data, info.Mode().Perm()))
+}
+
 // diffRunner returns what a make diff command prints.
 type diffRunner func(command string) (string, error)
 
@@ -203,7 +222,9 @@ func makeDiff(t *testing.T, root string) diffRunner {
 				noteFiles(t, filepath.Join(root, dir))
 			}
 		}
-		_, _ = os.ReadFile(filepath.Join(root, "Makefile"))
+		for _, name := range diffScripts {
+			_, _ = os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		}
 		args := append([]string{"-s", "--no-print-directory", "-C", root}, strings.Fields(command)[1:]...)
 		cmd := exec.Command("make", args...)
 		cmd.Env = env
