@@ -16,6 +16,8 @@ import (
 	"time"
 
 	httpadd "github.com/rpc-from-scratch/course/01-http-add"
+	jsontcp "github.com/rpc-from-scratch/course/02-json-tcp"
+	customproto "github.com/rpc-from-scratch/course/03-custom-protocol"
 	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
 	asyncrpc "github.com/rpc-from-scratch/course/05-async-callback"
 	wsgirouter "github.com/rpc-from-scratch/course/06-wsgi-router"
@@ -41,7 +43,7 @@ func serveStage01(t *testing.T) string {
 	return serve(t, httpadd.NewServer())
 }
 
-// server is what both stages' servers offer.
+// server is what every stage's server offers.
 type server interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
@@ -68,7 +70,8 @@ func serve(t *testing.T, srv server) string {
 // ErrServerClosed after Shutdown (stage 01's is net/http's).
 func assertServerClosed(t *testing.T, err error) {
 	t.Helper()
-	for _, closed := range []error{httpadd.ErrServerClosed, gobrpc.ErrServerClosed, asyncrpc.ErrServerClosed, wsgirouter.ErrServerClosed} {
+	for _, closed := range []error{httpadd.ErrServerClosed, jsontcp.ErrServerClosed, customproto.ErrServerClosed,
+		gobrpc.ErrServerClosed, asyncrpc.ErrServerClosed, wsgirouter.ErrServerClosed} {
 		if errors.Is(err, closed) {
 			return
 		}

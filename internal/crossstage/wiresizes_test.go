@@ -1,8 +1,7 @@
-package wiresizes
+package crossstage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -14,11 +13,8 @@ import (
 	customproto "github.com/rpc-from-scratch/course/03-custom-protocol"
 	gobrpc "github.com/rpc-from-scratch/course/04-gob-binary"
 	"github.com/rpc-from-scratch/course/internal/rpctest"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func TestMain(m *testing.M) { rpctest.VerifyMain(m) }
 
 // TestWireSizes makes the same calls through the clients of stages 02, 03
 // and 04, each stage on a connection of its own, and counts the bytes that
@@ -50,7 +46,7 @@ func TestWireSizes(t *testing.T) {
 	}
 	sizes := make([][]string, len(rows))
 	for _, st := range stages {
-		conn := dialCounting(t, serve(t, st.srv, rpctest.Listen(t)))
+		conn := dialCounting(t, serve(t, st.srv))
 		for i, call := range st.calls(conn) {
 			sent, received := conn.sent.Load(), conn.received.Load()
 			require.NoError(t, call(t.Context()), "stage %s, %s", st.name, rows[i])
@@ -68,29 +64,6 @@ func TestWireSizes(t *testing.T) {
 		fmt.Fprintf(&table, "%-26s  %s\n", row, strings.Join(sizes[i], "  "))
 	}
 	rpctest.Golden(t, filepath.Join("testdata", "sizes.golden"), []byte(table.String()))
-}
-
-// server is what serve runs: any stage's Server.
-type server interface {
-	Serve(net.Listener) error
-	Shutdown(context.Context) error
-}
-
-// serve runs srv on l until the test ends, then shuts it down and checks
-// that Serve returned its stage's ErrServerClosed. It returns the address
-// to dial.
-func serve(t *testing.T, srv server, l net.Listener) string {
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), rpctest.Backstop)
-		defer cancel()
-		assert.NoError(t, srv.Shutdown(ctx))
-		err := <-served
-		assert.True(t, errors.Is(err, jsontcp.ErrServerClosed) || errors.Is(err, customproto.ErrServerClosed) ||
-			errors.Is(err, gobrpc.ErrServerClosed), "Serve returned %v", err)
-	})
-	return l.Addr().String()
 }
 
 // want returns a check that a call returned want and no error.
