@@ -694,17 +694,6 @@ func decodeAnswer(msg []byte) (any, error) {
 	return res, nil
 }
 
-// ServerError is a failure the server reported: the call reached the
-// server, and the server answered that it could not do it.
-type ServerError struct {
-	Message string // the text after "error:"
-}
-
-// Error says that the server refused the call, and why.
-func (e *ServerError) Error() string {
-	return "server answered: " + e.Message
-}
-
 // quoteShort quotes s for an error message, cut to a readable length: an
 // error must name the bad value, not echo a megabyte of it back.
 func quoteShort(s string) string {
