@@ -114,7 +114,9 @@ func (c *Client) get(ctx context.Context, target string) (int, error) {
 	return decodeAnswer(resp.StatusCode, body)
 }
 
-// Close closes the connections the client keeps open.
+// Close closes the connections the client keeps open between calls, so
+// that the server sees them go at once. It does not end calls in flight:
+// their connections go back to the pool when they end.
 func (c *Client) Close() error {
 	c.http.CloseIdleConnections()
 	return nil

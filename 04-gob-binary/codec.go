@@ -756,7 +756,8 @@ type encoder struct {
 	stream *wireStream // the stream's type, once its first frame has defined it
 }
 
-// newEncoder returns the encoder of a new gob stream.
+// newEncoder returns an encoder for a new stream, which takes its wire
+// type from the first value encoded.
 func newEncoder() *encoder {
 	return &encoder{}
 }
