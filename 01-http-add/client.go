@@ -13,6 +13,18 @@ import (
 	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
+// ServerError is a failure the server reported: the call reached the server,
+// and the server answered that it could not do it.
+type ServerError struct {
+	Status  int    // the HTTP status, such as 400
+	Message string // the server's "error" text
+}
+
+// Error says that the server refused the call, and why.
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("server answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
 // Client is the client stub of add. Its Add method hides everything that
 // makes the call remote: the URL, the HTTP request, the connection, the JSON
 // answer. The caller sees a function that takes two ints and returns one.
@@ -102,7 +114,9 @@ func (c *Client) get(ctx context.Context, target string) (int, error) {
 	return decodeAnswer(resp.StatusCode, body)
 }
 
-// Close closes the connections the client keeps open.
+// Close closes the connections the client keeps open between calls, so
+// that the server sees them go at once. It does not end calls in flight:
+// their connections go back to the pool when they end.
 func (c *Client) Close() error {
 	c.http.CloseIdleConnections()
 	return nil

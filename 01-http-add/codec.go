@@ -128,14 +128,3 @@ func decodeAnswer(status int, body []byte) (int, error) {
 	}
 	return *r.Result, nil
 }
-
-// ServerError is a failure the server reported: the call reached the server,
-// and the server answered that it could not do it.
-type ServerError struct {
-	Status  int    // the HTTP status, such as 400
-	Message string // the server's "error" text
-}
-
-func (e *ServerError) Error() string {
-	return fmt.Sprintf("server answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
-}

@@ -11,6 +11,7 @@
 //	sum, err := c.Add(ctx, 1, 2) // 3, nil
 //
 // A value that is not an integer, or a sum that overflows, gets 400 and a
-// JSON error, which the stub returns as a *ServerError. The lesson is
+// JSON error, which the stub returns as a *ServerError. The tests of
+// flaws_test.go show what the article's version gets wrong. The lesson is
 // docs/01-http-add.md.
 package httpadd

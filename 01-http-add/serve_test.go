@@ -1,7 +1,6 @@
 package httpadd
 
 import (
-	"context"
 	"io"
 	"net"
 	"os"
@@ -60,9 +59,7 @@ func TestServeTwice(t *testing.T) {
 	assert.Equal(t, `{"result": 4}`, readBody(t, r), "once the slot is free")
 	require.NoError(t, other.Close())
 
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
-	defer cancel()
-	require.NoError(t, srv.Shutdown(ctx))
+	require.NoError(t, srv.Shutdown(rpctest.BackstopContext(t)))
 	for range 2 {
 		select {
 		case err := <-served:

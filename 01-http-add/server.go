@@ -117,7 +117,8 @@ func add(a, b int) (int, error) {
 // Serve accepts connections on l and answers their requests until Shutdown
 // is called, then returns ErrServerClosed; called after Shutdown, it
 // returns ErrServerClosed at once. Each connection is served on its own
-// goroutine, so a slow client delays nobody but itself.
+// goroutine, so a slow client delays nobody but itself while slots are
+// free: MaxConns slow clients busy at once make the next caller wait.
 //
 // It serves at most MaxConns connections at once, and at the cap it goes
 // on accepting. A new connection then takes the slot of an idle one, which

@@ -15,6 +15,17 @@ import (
 	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
+// ServerError is a failure the server reported: the call reached the
+// server, and the server answered that it could not do it.
+type ServerError struct {
+	Message string // the server's "error" text
+}
+
+// Error says that the server refused the call, and why.
+func (e *ServerError) Error() string {
+	return "server answered: " + e.Message
+}
+
 // Client is the client stub. Call sends a call by name over one TCP
 // connection and waits for its answer. It knows no procedure by name:
 // DemoClient, beside the demo service in service.go, puts typed stubs on

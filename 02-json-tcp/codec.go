@@ -517,16 +517,6 @@ func decodeResponse(msg []byte) (json.RawMessage, error) {
 	return resp.Res, nil
 }
 
-// ServerError is a failure the server reported: the call reached the
-// server, and the server answered that it could not do it.
-type ServerError struct {
-	Message string // the server's "error" text
-}
-
-func (e *ServerError) Error() string {
-	return "server answered: " + e.Message
-}
-
 // quoteShort quotes s for an error message, cut to a readable length: an
 // error must name the bad value, not echo a megabyte of it back.
 func quoteShort(s string) string {

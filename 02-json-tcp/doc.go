@@ -13,6 +13,7 @@
 //	res, err := c.Call(ctx, "add", []any{1, 2}, map[string]any{"c": 3}) // 6
 //
 // A message ends where the closing brace of its JSON object balances the
-// opening one, however the network cuts or joins the bytes. The lesson is
+// opening one, however the network cuts or joins the bytes. The tests of
+// flaws_test.go show what the articles' version gets wrong. The lesson is
 // docs/02-json-tcp.md.
 package jsontcp

@@ -70,7 +70,7 @@ func TestLargeMessagesShareBuffers(t *testing.T) {
 	// buffers again on every call would add about 7 × size. Under the race
 	// detector a sync.Pool drops one buffer in four, on purpose.
 	bound := uint64(6 * size)
-	if raceEnabled {
+	if rpctest.RaceEnabled {
 		bound = 9 * size
 	}
 	assert.Less(t, perCall, bound)

@@ -121,10 +121,11 @@ func (s *Server) Methods() []string {
 //
 // It serves at most MaxConns connections at once, and at the cap it goes
 // on accepting. A new connection then takes the slot of an idle one, which
-// is evicted: closed, once its goodbye is said (see serveConn). Idle means
-// waiting for a request with not one byte of it read: a connection
-// reading a request, running a call or writing an answer is never
-// evicted. Of the idle ones, those not yet answered go first, so that a
+// is evicted: closed, at once if it never answered a call, or after a
+// polite goodbye if it did (see serveConn and hangUp). Idle means waiting
+// for a request with not one byte of it read: a connection reading a
+// request, running a call or writing an answer is never evicted.
+// Of the idle ones, those not yet answered go first, so that a
 // flood of connections that send nothing makes room among its own, and
 // then the one idle the longest. If none is idle, the new connection
 // waits, accepted and unread, until a slot frees or a connection becomes
@@ -534,7 +535,8 @@ func requestBegun(frames *frameReader) bool {
 // waitForRequest arms the read deadline for the next request: wait from
 // now, or, once Shutdown has begun, closeLinger from Shutdown's start, to
 // answer what was already on its way. Shutdown holds the same lock when it
-// moves the deadline, so a connection cannot miss it.
+// moves the deadline, so a connection cannot miss it. It reports false if
+// the deadline could not be set: the connection is closed.
 func (s *Server) waitForRequest(conn net.Conn, wait time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -547,6 +549,7 @@ func (s *Server) waitForRequest(conn net.Conn, wait time.Duration) bool {
 // answer writes the answer to a call that returned res, or failed with
 // callErr. An answer buffer that grew for a large answer goes back to
 // largeBuffers once written, so an idle connection holds only a small one.
+// It reports whether the answer was written.
 func (s *Server) answer(conn net.Conn, out *bytes.Buffer, res any, callErr error) bool {
 	out.Reset()
 	writeResponse(out, res, callErr)
@@ -559,7 +562,8 @@ func (s *Server) answer(conn net.Conn, out *bytes.Buffer, res any, callErr error
 
 // write writes p within WriteTimeout, or within closeLinger once Shutdown
 // has begun, so that a client that stops reading cannot hold Shutdown.
-// Shutdown holds the same lock when it moves the deadline.
+// Shutdown holds the same lock when it moves the deadline. It reports
+// whether all of p was written.
 func (s *Server) write(conn net.Conn, p []byte) bool {
 	s.mu.Lock()
 	deadline := time.Now().Add(s.WriteTimeout)

@@ -1,8 +1,6 @@
 package customproto
 
 import (
-	"io"
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -11,9 +9,9 @@ import (
 )
 
 // The benchmarks share their names with every stage's, so that benchstat can
-// set one stage against another. Run them with `make bench`.
-// BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes, sent
-// and answered with no parsing at all, in the same run.
+// set one stage against another. Run them with `make bench`. The floor, a
+// raw TCP ping-pong, and the peers are in bench/ at the root of the
+// repository.
 
 func benchClient(b *testing.B) DemoClient {
 	return dial(b, serve(b, NewDemoServer(), rpctest.Listen(b)))
@@ -65,44 +63,3 @@ func benchEcho(b *testing.B, size int) {
 
 func BenchmarkEcho1K(b *testing.B)  { benchEcho(b, 1<<10) }
 func BenchmarkEcho64K(b *testing.B) { benchEcho(b, 64<<10) }
-
-// BenchmarkAddFloor is a raw TCP ping-pong of the bytes of one add call
-// and its answer: the client writes the request and reads the answer's
-// bytes back, and the server reads the request's bytes and writes the
-// answer, with nothing parsed, looked up or checked. What BenchmarkAdd
-// takes beyond this is the cost of the protocol and the stubs.
-func BenchmarkAddFloor(b *testing.B) {
-	payload, err := encodeRequest(nil, "add", []any{1000, 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	request := appendFrame(nil, payload)
-	answer := (&framedForm{}).appendAnswer(nil, 1001, nil)
-
-	addr := rpctest.ServeConns(b, func(conn net.Conn) {
-		buf := make([]byte, len(request))
-		for {
-			if _, err := io.ReadFull(conn, buf); err != nil {
-				return
-			}
-			if _, err := conn.Write(answer); err != nil {
-				return
-			}
-		}
-	})
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-
-	buf := make([]byte, len(answer))
-	for b.Loop() {
-		if _, err := conn.Write(request); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

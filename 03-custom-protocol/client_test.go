@@ -49,25 +49,6 @@ func TestClientCall(t *testing.T) {
 	assert.Equal(t, 1, l.Accepted(), "every call shared one connection")
 }
 
-// TestArticleFlawTimeCutAtColon reproduces the article's own output:
-// its client splits the answer "data:Wed Jan 16 22:05:31 2019" on ":" and
-// keeps the second piece, "Wed Jan 16 22". Our client reads the whole time.
-func TestArticleFlawTimeCutAtColon(t *testing.T) {
-	addr := serve(t, newStoppedClockServer(t), rpctest.Listen(t))
-
-	conn, _ := rawConn(t, addr)
-	write(t, conn, "func:get_time")
-	answer := make([]byte, 2048)
-	n, err := conn.Read(answer) // the article's recv(2048)
-	require.NoError(t, err)
-	articleResult := strings.Split(string(answer[:n]), ":")[1] // the article's unpack
-	assert.Equal(t, "Wed Jan 16 22", articleResult)
-
-	got, err := dial(t, addr).Call(t.Context(), "get_time")
-	require.NoError(t, err)
-	assert.Equal(t, "Wed Jan 16 22:05:31 2019", got)
-}
-
 // TestClientServerErrorKeepsConnection checks that a refused call is a
 // *ServerError naming the problem, and that the next call goes through on
 // the same connection.

@@ -73,17 +73,12 @@ const maxKeptBuffer = 64 << 10
 // *[]byte: a slice put in as it is would be copied to the heap each time.
 var largeBuffers sync.Pool
 
-// getLarge returns an empty buffer from largeBuffers with room for least
-// bytes at least and most at most, or nil. A buffer too small for least is
-// let go, so that the buffers in the pool keep up with the messages; one
-// larger than most goes back for another owner.
-func getLarge(least, most int) []byte {
+// getLarge returns an empty buffer from largeBuffers with room for n
+// bytes, or nil. A buffer too small for n is let go, so that the buffers
+// in the pool keep up with the messages.
+func getLarge(n int) []byte {
 	p, _ := largeBuffers.Get().(*[]byte)
-	switch {
-	case p == nil || cap(*p) < least:
-		return nil
-	case cap(*p) > most:
-		largeBuffers.Put(p)
+	if p == nil || cap(*p) < n {
 		return nil
 	}
 	return (*p)[:0]
@@ -393,12 +388,14 @@ func grow(buf []byte, n int) []byte {
 
 // growTo returns buf's bytes in a buffer of size bytes or more: one of at
 // most most bytes from largeBuffers, if size is past maxKeptBuffer and the
-// pool has one, else a new one of size bytes. A large buf goes to
-// largeBuffers.
+// pool has one, else a new one of size bytes. A larger one from the pool
+// goes back for another owner, and so does a large buf.
 func growTo(buf []byte, size, most int) []byte {
 	var room []byte
 	if size > maxKeptBuffer {
-		room = getLarge(size, most)
+		if room = getLarge(size); cap(room) > most {
+			putLarge(&room) // and room is nil again
+		}
 	}
 	if room == nil {
 		room = make([]byte, 0, size)
@@ -692,17 +689,6 @@ func decodeAnswer(msg []byte) (any, error) {
 		return nil, fmt.Errorf("answer: %w", err)
 	}
 	return res, nil
-}
-
-// ServerError is a failure the server reported: the call reached the
-// server, and the server answered that it could not do it.
-type ServerError struct {
-	Message string // the text after "error:"
-}
-
-// Error says that the server refused the call, and why.
-func (e *ServerError) Error() string {
-	return "server answered: " + e.Message
 }
 
 // quoteShort quotes s for an error message, cut to a readable length: an

@@ -200,6 +200,23 @@ func TestFrameReaderDropsLargeBuffer(t *testing.T) {
 	assert.NotZero(t, cap(answers.payload), "the room of a small answer is dropped")
 }
 
+// TestGrowToKeepsItsBound leaves a buffer far past what growTo's caller
+// allows in largeBuffers, as another connection's large message may: growTo
+// must not take it, so that a reader's room stays within the bound
+// readPayload gives, however large the buffers others leave. (Under the
+// race detector the pool drops some buffers, so the test tries ten times.)
+func TestGrowToKeepsItsBound(t *testing.T) {
+	const size, most = maxKeptBuffer + 1, 2 * (maxKeptBuffer + 1)
+	for range 10 {
+		huge := make([]byte, 0, 8*most)
+		putLarge(&huge)
+		room := growTo([]byte("abc"), size, most)
+		assert.Equal(t, "abc", string(room))
+		require.GreaterOrEqual(t, cap(room), size)
+		require.LessOrEqual(t, cap(room), most, "growTo took a buffer past its bound from largeBuffers")
+	}
+}
+
 // TestFrameReaderLarge reads two 200 KB frames, far larger than the
 // article's 2048-byte read, in one piece and one byte at a time.
 func TestFrameReaderLarge(t *testing.T) {

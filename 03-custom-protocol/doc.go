@@ -16,6 +16,7 @@
 // Our client frames each call with its length and escapes "%", "," and
 // control bytes, so any text round-trips however the network cuts or joins
 // the bytes. The server still understands the article's bare form, which
-// has neither, for the article's client. The lesson is
+// has neither, for the article's client. The tests of flaws_test.go show
+// what the article's version gets wrong. The lesson is
 // docs/03-custom-protocol.md.
 package customproto

@@ -3,7 +3,6 @@ package customproto
 import (
 	"encoding/json"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -90,81 +89,10 @@ func TestInteropCommaInString(t *testing.T) {
 	assert.Equal(t, []string{`"a,b"`}, runPython(t, framedClient, addr, echo))
 }
 
-// TestArticleFlawClientReadsOnce echoes 3000 bytes with the article's
-// client. Its one recv(2048) gets part of the answer, which it returns as if
-// it were the whole.
-func TestArticleFlawClientReadsOnce(t *testing.T) {
-	addr := serve(t, NewDemoServer(), rpctest.Listen(t))
-	big := strings.Repeat("x", 3000)
-	lines := runPython(t, articleClient, addr, calls(t, []any{"echo", []any{big}}))
-	require.Len(t, lines, 1)
-	answer, result, ok := strings.Cut(lines[0], " -> ")
-	require.True(t, ok, lines[0])
-	assert.LessOrEqual(t, len(answer), 2048+2, "the answer as one recv(2048) returned it, quoted")
-	assert.Less(t, len(result), len(big)+2, "the result is cut")
-
-	got, err := dial(t, addr).Echo(t.Context(), big)
-	require.NoError(t, err)
-	assert.Equal(t, big, got)
-}
-
 // startArticleServer runs the article-style Python server on a free port.
 func startArticleServer(t *testing.T) string {
 	py := rpctest.Python(t)
 	return rpctest.StartServer(t, exec.Command(py, articleServer, "0"))
-}
-
-// TestArticleFlawErrorLooksLikeData makes calls in the article's form that
-// go wrong on the article's server: a function it lacks, a comma in a str,
-// a negative number. To each it answers "data:" and a string, which a
-// client cannot tell from a result. Ours answers "error:" and the reason,
-// or, for the negative number, the sum.
-func TestArticleFlawErrorLooksLikeData(t *testing.T) {
-	// One connection each: the article's server serves one at a time.
-	article, _ := rawConn(t, startArticleServer(t))
-	srv := NewDemoServer()
-	ours, _ := rawConn(t, serve(t, srv, rpctest.Listen(t)))
-	for _, tt := range []struct{ call, ours string }{
-		{"func:sub@params:1-3,1-1", `error:no function "sub"; there are: ` + functionList(t, srv)},
-		{"func:echo@params:3-a,b", `error:argument 2: "b" has no type code: write T-V, with T 1 (int), 2 (float) or 3 (str)`},
-		{"func:sum@params:1--5,1-2", "data:-3"},
-	} {
-		legacyCall(t, article, tt.call, "data:RPC Server Function Error")
-		legacyCall(t, ours, tt.call, tt.ours)
-	}
-}
-
-// TestArticleFlawOneClientAtATime opens a connection that sends nothing.
-// The article's server waits on it, so nobody else is served; ours serves
-// every connection on its own goroutine.
-func TestArticleFlawOneClientAtATime(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		addr    string
-		blocked bool
-	}{
-		{"ours", serve(t, NewDemoServer(), rpctest.Listen(t)), false},
-		{"article's", startArticleServer(t), true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			rawConn(t, tt.addr) // connects, then says nothing
-			conn, _ := rawConn(t, tt.addr)
-			if tt.blocked {
-				// For the article's server the deadline is the outcome:
-				// it never answers while the silent client waits.
-				require.NoError(t, conn.SetReadDeadline(time.Now().Add(time.Second)))
-			}
-			write(t, conn, "func:sum@params:1-1,1-2")
-			answer := make([]byte, len("data:3"))
-			_, err := conn.Read(answer)
-			if tt.blocked {
-				assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
-			} else {
-				require.NoError(t, err)
-				assert.Equal(t, "data:3", string(answer))
-			}
-		})
-	}
 }
 
 // TestInteropGoClientAndArticleServer points our client at the article's

@@ -63,7 +63,7 @@ func TestLargeEchoesReuseBuffers(t *testing.T) {
 	// the race detector, which makes sync.Pool drop one buffer put in four
 	// at random, about 1.5 of the six are made afresh in each call.
 	bound := 6 * size
-	if raceEnabled {
+	if rpctest.RaceEnabled {
 		bound = 8 * size
 	}
 	assert.Less(t, perCall, uint64(bound))

@@ -3,9 +3,6 @@ package gobrpc
 import (
 	"bytes"
 	"encoding/gob"
-	"io"
-	"net"
-	"net/rpc"
 	"runtime"
 	"strings"
 	"testing"
@@ -14,12 +11,9 @@ import (
 )
 
 // The benchmarks share their names with every stage's, so that benchstat can
-// set one stage against another. Run them with `make bench`. The same four
-// run against the standard library's net/rpc, with its default codec, gob,
-// in the same process and run, so that one benchstat table compares the
-// two: the same calls, the same checks on the answers, a connection per
-// goroutine in the parallel ones on both sides. BenchmarkAddFloor is the floor under BenchmarkAdd: the same bytes,
-// sent and answered with no decoding at all, in the same run.
+// set one stage against another. Run them with `make bench`. The floor, a
+// raw TCP ping-pong, and the peers, net/rpc with gob among them, are in
+// bench/ at the root of the repository.
 
 func benchClient(b *testing.B) DemoClient {
 	return dial(b, serve(b, NewDemoServer(), rpctest.Listen(b)))
@@ -69,153 +63,6 @@ func benchEcho(b *testing.B, size int) {
 
 func BenchmarkEcho1K(b *testing.B)  { benchEcho(b, 1<<10) }
 func BenchmarkEcho64K(b *testing.B) { benchEcho(b, 64<<10) }
-
-// BenchmarkAddFloor is a raw TCP ping-pong of the bytes of one add call
-// and its answer, as they travel once a connection's types are known: the
-// client writes the request and reads the answer's bytes back, and the
-// server reads the request's bytes and writes the answer, with nothing
-// decoded, looked up or checked. What BenchmarkAdd takes beyond this is the
-// cost of gob and the stubs.
-func BenchmarkAddFloor(b *testing.B) {
-	add, err := newRequest("add", []any{1000, 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	request := encodeFrames(b, &add, &add)[1]
-	answer := encodeFrames(b, &Response{Data: Value{Type: typeInt, Int: 1001}}, &Response{Data: Value{Type: typeInt, Int: 1001}})[1]
-
-	addr := rpctest.ServeConns(b, func(conn net.Conn) {
-		buf := make([]byte, len(request))
-		for {
-			if _, err := io.ReadFull(conn, buf); err != nil {
-				return
-			}
-			if _, err := conn.Write(answer); err != nil {
-				return
-			}
-		}
-	})
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-
-	buf := make([]byte, len(answer))
-	for b.Loop() {
-		if _, err := conn.Write(request); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// Arith is the demo's add and echo for net/rpc: its methods follow
-// net/rpc's rules, one argument and a pointer for the reply.
-type Arith struct{}
-
-// AddArgs are add's arguments for net/rpc.
-type AddArgs struct{ A, B int }
-
-// Add answers add(a, b), with the same overflow check as ours.
-func (Arith) Add(args AddArgs, sum *int) error {
-	var err error
-	*sum, err = Service{}.Add(args.A, args.B)
-	return err
-}
-
-// Echo answers echo(s).
-func (Arith) Echo(s string, out *string) error {
-	*out = s
-	return nil
-}
-
-// netrpcServer starts a net/rpc server, with its default codec, gob, on a
-// free port and returns its address.
-func netrpcServer(b *testing.B) string {
-	srv := rpc.NewServer()
-	if err := srv.Register(Arith{}); err != nil {
-		b.Fatal(err)
-	}
-	return rpctest.ServeConns(b, func(conn net.Conn) { srv.ServeConn(conn) })
-}
-
-// netrpcDial returns a client of the net/rpc server at addr.
-func netrpcDial(b *testing.B, addr string) *rpc.Client {
-	c, err := rpc.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return c
-}
-
-func netrpcClient(b *testing.B) *rpc.Client {
-	return netrpcDial(b, netrpcServer(b))
-}
-
-func BenchmarkNetRPCAdd(b *testing.B) {
-	c := netrpcClient(b)
-	for i := 0; b.Loop(); i++ {
-		var sum int
-		if err := c.Call("Arith.Add", AddArgs{i, 1}, &sum); err != nil || sum != i+1 {
-			b.Fatalf("Arith.Add(%d, 1) = %d, %v", i, sum, err)
-		}
-	}
-}
-
-// BenchmarkNetRPCAddParallel is BenchmarkAddParallel's work for net/rpc: a
-// connection for each goroutine, dialled before the timer starts.
-func BenchmarkNetRPCAddParallel(b *testing.B) {
-	addr := netrpcServer(b)
-	clients := make(chan *rpc.Client, runtime.GOMAXPROCS(0))
-	for range cap(clients) {
-		clients <- netrpcDial(b, addr)
-	}
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		netrpcAdds(b, pb, <-clients)
-	})
-}
-
-// BenchmarkNetRPCAddParallelShared shares one client among the goroutines:
-// net/rpc's client has many calls in flight on one connection, which ours
-// cannot until stage 05.
-func BenchmarkNetRPCAddParallelShared(b *testing.B) {
-	c := netrpcClient(b)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		netrpcAdds(b, pb, c)
-	})
-}
-
-// netrpcAdds makes add calls on c for as long as pb says.
-func netrpcAdds(b *testing.B, pb *testing.PB, c *rpc.Client) {
-	for i := 0; pb.Next(); i++ {
-		var sum int
-		if err := c.Call("Arith.Add", AddArgs{i, 1}, &sum); err != nil || sum != i+1 {
-			b.Errorf("Arith.Add(%d, 1) = %d, %v", i, sum, err)
-			return
-		}
-	}
-}
-
-func benchNetRPCEcho(b *testing.B, size int) {
-	c := netrpcClient(b)
-	s := strings.Repeat("0123456789abcdef", size/16)
-	b.SetBytes(int64(len(s)))
-	for b.Loop() {
-		var got string
-		if err := c.Call("Arith.Echo", s, &got); err != nil || got != s {
-			b.Fatalf("Arith.Echo of %d bytes: %d bytes, %v", len(s), len(got), err)
-		}
-	}
-}
-
-func BenchmarkNetRPCEcho1K(b *testing.B)  { benchNetRPCEcho(b, 1<<10) }
-func BenchmarkNetRPCEcho64K(b *testing.B) { benchNetRPCEcho(b, 64<<10) }
 
 // BenchmarkGobStream and BenchmarkGobFreshEncoder encode the sum(1, 2)
 // call and decode it again, in memory: once more on a long-lived gob

@@ -14,6 +14,17 @@ import (
 	"github.com/rpc-from-scratch/course/internal/wiretap"
 )
 
+// ServerError is a failure the server reported: the call reached the
+// server, and the server answered that it could not do it.
+type ServerError struct {
+	Message string // the answer's Error
+}
+
+// Error says that the server refused the call, and why.
+func (e *ServerError) Error() string {
+	return "server answered: " + e.Message
+}
+
 // Client is the client stub. Call sends a call by name over one TCP
 // connection, as a frame of the connection's gob stream, and waits for its
 // answer. It knows no procedure by name: DemoClient, beside the demo

@@ -756,7 +756,8 @@ type encoder struct {
 	stream *wireStream // the stream's type, once its first frame has defined it
 }
 
-// newEncoder returns the encoder of a new gob stream.
+// newEncoder returns an encoder for a new stream, which takes its wire
+// type from the first value encoded.
 func newEncoder() *encoder {
 	return &encoder{}
 }
@@ -987,16 +988,6 @@ func decodeAnswer(r *Response) (any, error) {
 		return nil, fmt.Errorf("answer: %w", err)
 	}
 	return res, nil
-}
-
-// ServerError is a failure the server reported: the call reached the
-// server, and the server answered that it could not do it.
-type ServerError struct {
-	Message string // the answer's Error
-}
-
-func (e *ServerError) Error() string {
-	return "server answered: " + e.Message
 }
 
 // quoteShort quotes s for an error message, cut to a readable length: an

@@ -15,6 +15,6 @@
 //	res, err := c.Call(ctx, "sum", 1.1, 2) // 3.1
 //
 // The article's version sends pickle, whose loader runs code the sender
-// chooses. gob only fills in values of the types the receiver declares.
-// The lesson is docs/04-gob-binary.md.
+// chooses. gob only fills in values of the types the receiver declares,
+// as the test of flaws_test.go shows. The lesson is docs/04-gob-binary.md.
 package gobrpc
