@@ -82,14 +82,6 @@ func startFakeServer(t *testing.T, perConn int, answer func(request string) stri
 	return fs
 }
 
-// backstop returns a context that ends at the Backstop, so that a client
-// that waits for what never comes fails the test instead of hanging it.
-func backstop(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 func TestClientReusesConnection(t *testing.T) {
@@ -139,7 +131,7 @@ func TestClientRetriesStaleGet(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return okAnswer })
 	c := client(t, srv.addr)
 	for range 2 {
-		resp, err := c.Get(backstop(t), "/")
+		resp, err := c.Get(rpctest.BackstopContext(t), "/")
 		require.NoError(t, err)
 		assert.Equal(t, "ok", string(resp.Body))
 	}
@@ -152,9 +144,9 @@ func TestClientRetriesStaleGet(t *testing.T) {
 func TestClientDoesNotRetryPost(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return okAnswer })
 	c := client(t, srv.addr)
-	_, err := c.Get(backstop(t), "/")
+	_, err := c.Get(rpctest.BackstopContext(t), "/")
 	require.NoError(t, err)
-	_, err = c.Do(backstop(t), "POST", "/", []byte("x"))
+	_, err = c.Do(rpctest.BackstopContext(t), "POST", "/", []byte("x"))
 	require.Error(t, err)
 	t.Logf("POST on a stale connection: %v", err)
 	assert.EqualValues(t, 1, srv.conns.Load(), "no second connection for the POST")
@@ -178,19 +170,6 @@ func silentServer(t *testing.T) (addr string, heard, gone <-chan struct{}) {
 	return addr, heardc, gonec
 }
 
-// waitFor fails the test if ch does not deliver within the Backstop.
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(rpctest.Backstop):
-		t.Fatalf("no %s within %v", what, rpctest.Backstop)
-	}
-	var zero T
-	return zero
-}
-
 // timerlessContext has a deadline but never ends by it: its Done and Err
 // are its parent's.
 type timerlessContext struct {
@@ -209,7 +188,7 @@ func TestClientContext(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
 		_, err := c.Get(ctx, "/")
-		waitFor(t, gone, "close of the connection")
+		rpctest.Receive(t, gone, "close of the connection")
 		assert.Zero(t, idleConns(c), "a connection whose call ended early is not reused")
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 	})
@@ -222,7 +201,7 @@ func TestClientContext(t *testing.T) {
 		ctx := timerlessContext{Context: t.Context(), deadline: time.Now().Add(50 * time.Millisecond)}
 		_, err := c.Get(ctx, "/")
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		waitFor(t, gone, "close of the connection")
+		rpctest.Receive(t, gone, "close of the connection")
 		assert.Zero(t, idleConns(c))
 	})
 	t.Run("cancel", func(t *testing.T) {
@@ -235,10 +214,10 @@ func TestClientContext(t *testing.T) {
 			_, err := c.Get(ctx, "/")
 			errc <- err
 		}()
-		waitFor(t, heard, "request")
+		rpctest.Receive(t, heard, "request")
 		cancel()
-		assert.ErrorIs(t, waitFor(t, errc, "end of the call"), context.Canceled)
-		waitFor(t, gone, "close of the connection")
+		assert.ErrorIs(t, rpctest.Receive(t, errc, "end of the call"), context.Canceled)
+		rpctest.Receive(t, gone, "close of the connection")
 		assert.Zero(t, idleConns(c))
 	})
 }
@@ -265,7 +244,7 @@ func TestClientReadsAnswers(t *testing.T) {
 			srv := startFakeServer(t, 0, func(string) string { return tt.answer })
 			c := client(t, srv.addr)
 			for range 2 {
-				resp, err := c.Get(backstop(t), "/")
+				resp, err := c.Get(rpctest.BackstopContext(t), "/")
 				require.NoError(t, err)
 				assert.Equal(t, 200, resp.Status)
 				assert.Equal(t, tt.body, string(resp.Body))
@@ -284,7 +263,7 @@ func TestClientReadsAnswers(t *testing.T) {
 func TestClientReadsCloseDelimitedBody(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return "HTTP/1.1 200 OK\r\n\r\nto the end\n" })
 	c := client(t, srv.addr)
-	resp, err := c.Get(backstop(t), "/")
+	resp, err := c.Get(rpctest.BackstopContext(t), "/")
 	require.NoError(t, err)
 	assert.Equal(t, "to the end\n", string(resp.Body))
 	assert.Zero(t, idleConns(c))
@@ -314,10 +293,10 @@ func TestClientLimits(t *testing.T) {
 			}
 		})
 		c := client(t, addr)
-		_, err := c.Get(backstop(t), "/")
+		_, err := c.Get(rpctest.BackstopContext(t), "/")
 		require.Error(t, err)
 		t.Logf("endless header: %v", err)
-		waitFor(t, done, "end of the server's writing")
+		rpctest.Receive(t, done, "end of the server's writing")
 		assert.Less(t, sent.Load(), int64(endless), "the client closed the connection before the server was done")
 		assert.Zero(t, idleConns(c))
 	})
@@ -326,7 +305,7 @@ func TestClientLimits(t *testing.T) {
 			return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", int64(1)<<40)
 		})
 		c := client(t, srv.addr)
-		_, err := c.Get(backstop(t), "/")
+		_, err := c.Get(rpctest.BackstopContext(t), "/")
 		require.Error(t, err)
 		assert.ErrorContains(t, err, "over the client's limit")
 		assert.Zero(t, idleConns(c))
@@ -356,12 +335,12 @@ func TestClientLimits(t *testing.T) {
 func TestClientClose(t *testing.T) {
 	srv := startFakeServer(t, 0, func(string) string { return okAnswer })
 	c := NewClient(srv.addr)
-	_, err := c.Get(backstop(t), "/")
+	_, err := c.Get(rpctest.BackstopContext(t), "/")
 	require.NoError(t, err)
 	require.Equal(t, 1, idleConns(c))
 	require.NoError(t, c.Close())
 	assert.Zero(t, idleConns(c), "Close closes the kept connections")
-	_, err = c.Get(backstop(t), "/")
+	_, err = c.Get(rpctest.BackstopContext(t), "/")
 	assert.ErrorIs(t, err, ErrClosed)
 }
 
@@ -389,7 +368,7 @@ func TestClientStubErrors(t *testing.T) {
 	broken := startFakeServer(t, 0, func(string) string {
 		return "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n"
 	})
-	_, err = client(t, broken.addr).Servers(backstop(t))
+	_, err = client(t, broken.addr).Servers(rpctest.BackstopContext(t))
 	require.ErrorAs(t, err, &status)
 	assert.Equal(t, &StatusError{Status: 500, Body: "boom"}, status)
 	assert.Equal(t, "server answered 500 Internal Server Error: boom", status.Error())
@@ -407,7 +386,7 @@ func TestClientRefusesBadRequests(t *testing.T) {
 		{"G T", "/"},
 		{"", "/"},
 	} {
-		_, err := c.Do(backstop(t), tt.method, tt.target, nil)
+		_, err := c.Do(rpctest.BackstopContext(t), tt.method, tt.target, nil)
 		assert.Error(t, err, "%q %q", tt.method, tt.target)
 	}
 	assert.Zero(t, srv.conns.Load(), "nothing sent")
