@@ -416,8 +416,7 @@ func TestMaxConnsHoldsTheNext(t *testing.T) {
 func TestPeerThatNeverReads(t *testing.T) {
 	const size, requests = MaxFileBytes, 64
 	big := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	app, err := NewApp(Service{Files: fstest.MapFS{"big.bin": {Data: big}}})
-	require.NoError(t, err)
+	app := NewApp(Service{Files: fstest.MapFS{"big.bin": {Data: big}}})
 	srv := NewServer(app)
 	srv.WriteTimeout = 500 * time.Millisecond
 	l := spy(rpctest.Listen(t))

@@ -280,12 +280,11 @@ func TestRoutesMatchThePathAsSent(t *testing.T) {
 // catches the path then, refuses it, since no file name holds a "/"; and
 // a {name} of the API may hold one (and then names no server).
 func TestDemoRoutesOnThePathAsSent(t *testing.T) {
-	app, err := NewApp(Service{Files: fstest.MapFS{
+	app := NewApp(Service{Files: fstest.MapFS{
 		"index.html":    {Data: []byte("index")},
 		"sub/page.txt":  {Data: []byte("a page in a folder")},
 		"private/x.txt": {Data: []byte("behind the proxy's rule on /private/")},
 	}})
-	require.NoError(t, err)
 	for server, addr := range bothServersOf(t, app) {
 		for _, tc := range []struct {
 			target string

@@ -514,8 +514,7 @@ func TestShutdownsContextEndingClosesConnections(t *testing.T) {
 // after the whole answer, and the client reads it all.
 func TestHangUpKeepsALargeAnswer(t *testing.T) {
 	big := strings.Repeat("0123456789abcdef", (64<<10)/16)
-	app, err := NewApp(Service{Files: fstest.MapFS{"big.bin": {Data: []byte(big)}}})
-	require.NoError(t, err)
+	app := NewApp(Service{Files: fstest.MapFS{"big.bin": {Data: []byte(big)}}})
 	l := spy(rpctest.Listen(t))
 	l.writeBuffer = 1 << 20 // the whole answer fits: the server's write returns at once
 	addr := serve(t, NewServer(app), l)
@@ -619,8 +618,7 @@ func TestAnswersWithoutBody(t *testing.T) {
 // small answer, on both servers.
 func TestLargeAnswers(t *testing.T) {
 	big := strings.Repeat("0123456789abcdef", MaxFileBytes/16)
-	app, err := NewApp(Service{Files: fstest.MapFS{"big.txt": {Data: []byte(big)}, "small.txt": {Data: []byte("small")}}})
-	require.NoError(t, err)
+	app := NewApp(Service{Files: fstest.MapFS{"big.txt": {Data: []byte(big)}, "small.txt": {Data: []byte("small")}}})
 	for server, addr := range bothServersOf(t, app) {
 		t.Run(server, func(t *testing.T) {
 			conn, br := rawConn(t, addr)

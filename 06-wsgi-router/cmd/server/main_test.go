@@ -239,7 +239,7 @@ func TestWWWServesThroughRootFS(t *testing.T) {
 	var files fs.FS
 	saved := newApp
 	t.Cleanup(func() { newApp = saved })
-	newApp = func(svc wsgirouter.Service) (wsgirouter.Application, error) {
+	newApp = func(svc wsgirouter.Service) wsgirouter.Application {
 		files = svc.Files
 		return saved(svc)
 	}
@@ -334,13 +334,11 @@ func withTestPages(t *testing.T) (held <-chan struct{}, release func()) {
 }
 
 // withPages returns newApp with the test pages added: /hold sends on
-// entered when it begins, and returns when release is closed.
-func withPages(newApp func(wsgirouter.Service) (wsgirouter.Application, error), entered chan<- struct{}, release <-chan struct{}) func(wsgirouter.Service) (wsgirouter.Application, error) {
-	return func(svc wsgirouter.Service) (wsgirouter.Application, error) {
-		app, err := newApp(svc)
-		if err != nil {
-			return nil, err
-		}
+// entered when it begins, and returns when release is closed. Like
+// NewApp, it panics if its own route table is wrong.
+func withPages(newApp func(wsgirouter.Service) wsgirouter.Application, entered chan<- struct{}, release <-chan struct{}) func(wsgirouter.Service) wsgirouter.Application {
+	return func(svc wsgirouter.Service) wsgirouter.Application {
+		app := newApp(svc)
 		huge := wsgirouter.AppFunc(func(env *wsgirouter.Environ, start wsgirouter.StartResponse) []byte {
 			_ = start(200, nil)
 			return make([]byte, hugeAnswer)
@@ -351,9 +349,13 @@ func withPages(newApp func(wsgirouter.Service) (wsgirouter.Application, error), 
 			_ = start(200, nil)
 			return []byte("released\n")
 		})
-		return wsgirouter.NewRouter(app,
+		router, err := wsgirouter.NewRouter(app,
 			wsgirouter.Route{Method: "GET", Pattern: "/huge", App: huge},
 			wsgirouter.Route{Method: "GET", Pattern: "/hold", App: hold})
+		if err != nil {
+			panic(err)
+		}
+		return router
 	}
 }
 
