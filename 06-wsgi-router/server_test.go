@@ -358,17 +358,6 @@ func TestPanickingApplicationAnswers500AndTheServerGoesOn(t *testing.T) {
 	assert.Equal(t, "fine\n", string(body), "the next connection is served")
 }
 
-func TestApplicationThatNeverStartsAnswers500(t *testing.T) {
-	app := AppFunc(func(env *Environ, start StartResponse) []byte { return []byte("a body without a status") })
-	conn, br := rawConn(t, serve(t, NewServer(app), rpctest.Listen(t)))
-	sendWire(t, conn, getRequest("/")+getRequest("/"))
-	for range 2 {
-		resp, body := readWire(t, br, "GET")
-		assert.Equal(t, 500, resp.StatusCode)
-		assert.Equal(t, "500 Internal Server Error: the application did not start a response\n", string(body))
-	}
-}
-
 // bodyEchoApp answers with the request's body.
 var bodyEchoApp = AppFunc(func(env *Environ, start StartResponse) []byte {
 	_ = start(200, nil)
