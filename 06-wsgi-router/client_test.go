@@ -258,6 +258,28 @@ func TestClientReadsAnswers(t *testing.T) {
 	}
 }
 
+// TestClientRefusesMalformedAnswers: an answer the client cannot frame
+// is an error that says what was wrong with it, in plain words (not a
+// status, which would read as if the server had answered it).
+func TestClientRefusesMalformedAnswers(t *testing.T) {
+	for _, tt := range []struct{ name, answer, want string }{
+		{"HTTP/2", "HTTP/2 200 OK\r\n\r\n", `status line "HTTP/2 200 OK" is not HTTP/1.x NNN`},
+		{"two digits", "HTTP/1.1 20 OK\r\n\r\n", `status line "HTTP/1.1 20 OK" is not HTTP/1.x NNN`},
+		{"no status", "HTTP/1.1 OK\r\n\r\n", `status line "HTTP/1.1 OK" is not HTTP/1.x NNN`},
+		{"LF alone", "HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok", "answer's head: a line ends with LF alone, not CR LF"},
+		{"field without a colon", "HTTP/1.1 200 OK\r\nNo colon\r\n\r\n", "answer: "},
+		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", `answer's body: answer's Content-Length "2" is not one length`},
+		{"chunk past its size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello!\r\n0\r\n\r\n", "answer's body: a chunk is longer than its size says"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startFakeServer(t, 0, func(string) string { return tt.answer })
+			_, err := client(t, srv.addr).Get(rpctest.BackstopContext(t), "/")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
 // TestClientReadsCloseDelimitedBody: an answer with no length ends where
 // the stream does, and its connection cannot be reused.
 func TestClientReadsCloseDelimitedBody(t *testing.T) {
