@@ -152,8 +152,13 @@ func (s *Server) init() {
 
 // Serve accepts connections on l and serves each on its own goroutine
 // until Shutdown is called; then it returns ErrServerClosed, and at once
-// if Shutdown was called before. A slow client delays nobody but itself,
-// and a flood of connections that send nothing cannot keep a client out.
+// if Shutdown was called before. While a slot is free, a slow client
+// delays nobody but itself. Once MaxConns connections are busy, slow or
+// not, a new one waits until one of them ends or waits idle for its next
+// request (see below); the timeouts bound each request's part (ReadTimeout
+// to send it, WriteTimeout to read its answer), not a client that sends
+// one after another. A flood of connections that send nothing cannot keep
+// a client out.
 //
 // It serves at most MaxConns connections at once, of every listener
 // together, and at the cap it goes on accepting. A new connection then
