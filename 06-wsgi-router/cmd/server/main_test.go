@@ -428,14 +428,7 @@ func TestGraceCutsOffAnApplicationStillRunning(t *testing.T) {
 	for _, tc := range servers {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
-			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", "1s"}, tc.args...)...)
-			conn, err := net.Dial("tcp", addr)
-			require.NoError(t, err)
-			defer conn.Close()
-			require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
-			_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
-			require.NoError(t, err)
-			<-held
+			_, conn, done := runHolding(t, ctx, held, append([]string{"-grace", "1s"}, tc.args...)...)
 			stop()
 			assert.ErrorContains(t, <-done, "requests still running after 1s, cut off")
 			// run closed the connection before it returned.
@@ -457,14 +450,7 @@ func TestGraceLetsAnApplicationFinish(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			held, release := withTestPages(t)
 			ctx, stop := context.WithCancel(t.Context())
-			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", (20 * linger).String()}, tc.args...)...)
-			conn, err := net.Dial("tcp", addr)
-			require.NoError(t, err)
-			defer conn.Close()
-			require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
-			_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
-			require.NoError(t, err)
-			<-held
+			addr, conn, done := runHolding(t, ctx, held, append([]string{"-grace", (20 * linger).String()}, tc.args...)...)
 			stop()
 			// The listener closes as Shutdown begins; then the application
 			// goes on running, for longer than the connection's 500 ms.
@@ -486,6 +472,22 @@ func TestGraceLetsAnApplicationFinish(t *testing.T) {
 			assert.NoError(t, <-done)
 		})
 	}
+}
+
+// runHolding runs the command with args on a free port, asks for /hold
+// on a connection of its own, and returns once the application holds the
+// request: the address, that connection, and what run returns.
+func runHolding(t *testing.T, ctx context.Context, held <-chan struct{}, args ...string) (string, net.Conn, <-chan error) {
+	t.Helper()
+	addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+	_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
+	require.NoError(t, err)
+	<-held
+	return addr, conn, done
 }
 
 // waitUntil looks at cond every millisecond until it holds, and fails
