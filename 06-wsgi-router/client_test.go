@@ -154,18 +154,19 @@ func TestClientDoesNotRetryPost(t *testing.T) {
 
 // silentServer reads requests and never answers. Each time it has read
 // one it sends on heard; when the client closes the connection it sends
-// on gone.
+// on gone, also if the client gave up before its request was whole (on a
+// loaded machine a 50 ms deadline can pass that early).
 func silentServer(t *testing.T) (addr string, heard, gone <-chan struct{}) {
 	t.Helper()
 	heardc, gonec := make(chan struct{}, 16), make(chan struct{}, 16)
 	addr = rpctest.ServeConns(t, func(conn net.Conn) {
+		defer func() { gonec <- struct{}{} }()
 		br := bufio.NewReader(conn)
 		if _, err := readFakeRequest(br); err != nil {
 			return
 		}
 		heardc <- struct{}{}
 		_, _ = io.Copy(io.Discard, br) // until the client closes
-		gonec <- struct{}{}
 	})
 	return addr, heardc, gonec
 }
