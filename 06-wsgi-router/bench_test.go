@@ -36,10 +36,7 @@ import (
 
 // forEachServer runs bench against each server, with a client of it.
 func forEachServer(b *testing.B, bench func(b *testing.B, c *Client)) {
-	app, err := NewApp(Service{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	app := NewApp(Service{})
 	b.Run("server=ours", func(b *testing.B) {
 		bench(b, client(b, serve(b, NewServer(app), rpctest.Listen(b))))
 	})
@@ -59,10 +56,7 @@ func forEachServer(b *testing.B, bench func(b *testing.B, c *Client)) {
 func nativeHandler(tb testing.TB) http.Handler {
 	byName := map[string][]byte{}
 	for _, s := range DemoServers {
-		one, err := encodeServer(s)
-		if err != nil {
-			tb.Fatal(err)
-		}
+		one := encodeServer(s)
 		byName[s.Name] = fmt.Appendf(nil, `{"infos": [%s]}`, one)
 	}
 	mux := http.NewServeMux()

@@ -237,38 +237,21 @@ func (cc *clientConn) roundTrip(ctx context.Context, host, method, target string
 // maxInterimAnswers bounds the 1xx answers read before the final one.
 const maxInterimAnswers = 8
 
-// readResponse reads one answer to a request with method.
+// readResponse reads one answer to a request with method: its head, then
+// the body the head frames.
 func (cc *clientConn) readResponse(method string) (*Response, error) {
-	cc.head = cc.head[:0]
-	for {
-		start := len(cc.head)
-		line, err := readCRLFLine(cc.br, cc.head, maxAnswerHeadBytes) // the head in all
-		cc.answerBytes += len(line) - start
-		if err != nil {
-			if err == io.ErrUnexpectedEOF && cc.answerBytes == 0 {
-				return nil, io.EOF
-			}
-			return nil, fmt.Errorf("answer's head: %w", answerError(err))
-		}
-		cc.answerBytes += 2
-		cc.head = append(line, '\n')
-		if len(line) == start && start > 0 {
-			break // the empty line that ends the head
-		}
+	head, err := cc.readAnswerHead()
+	if err != nil {
+		return nil, err
 	}
-	// One string for the whole head; the fields are slices of it.
-	head := string(cc.head)
-	statusLine, rest, _ := strings.Cut(head, "\n")
-	proto, statusRest, _ := strings.Cut(statusLine, " ")
-	code, _, _ := strings.Cut(statusRest, " ")
-	status, err := strconv.Atoi(code)
-	if (proto != "HTTP/1.1" && proto != "HTTP/1.0") || err != nil || len(code) != 3 {
-		return nil, fmt.Errorf("status line %s is not HTTP/1.x NNN", quoteShort(statusLine))
+	statusLine, fields, _ := strings.Cut(head, "\r\n")
+	resp, err := parseStatusLine(statusLine)
+	if err != nil {
+		return nil, err
 	}
-	resp := &Response{Status: status, Proto: proto, Header: make(Header, 0, 8)}
 	for {
 		var line string
-		line, rest, _ = strings.Cut(rest, "\n")
+		line, fields, _ = strings.Cut(fields, "\r\n")
 		if line == "" {
 			break
 		}
@@ -278,36 +261,66 @@ func (cc *clientConn) readResponse(method string) (*Response, error) {
 		}
 		resp.Header = append(resp.Header, f)
 	}
-	if status < 200 {
+	if resp.Status < 200 {
 		return resp, nil
 	}
+	if resp.Body, err = cc.readAnswerBody(method, resp); err != nil {
+		return nil, fmt.Errorf("answer's body: %w", answerError(err))
+	}
+	return resp, nil
+}
+
+// readAnswerHead reads an answer's status line and fields, up to the
+// empty line, CR LF included, into cc.head, and returns them as one
+// string: the fields are slices of it. It returns io.EOF if the
+// connection closed before the answer's first byte.
+func (cc *clientConn) readAnswerHead() (string, error) {
+	cc.head = cc.head[:0]
+	for {
+		start := len(cc.head)
+		var err error
+		cc.head, err = readLine(cc.br, cc.head, maxAnswerHeadBytes)
+		cc.answerBytes += len(cc.head) - start
+		switch {
+		case err == io.ErrUnexpectedEOF && cc.answerBytes == 0:
+			return "", io.EOF
+		case err == errLineTooLong:
+			return "", fmt.Errorf("answer's head is longer than %d bytes", maxAnswerHeadBytes)
+		case err != nil:
+			return "", fmt.Errorf("answer's head: %w", err)
+		case len(cc.head)-start == 2 && start > 0:
+			return string(cc.head), nil // the empty line that ends the head
+		}
+	}
+}
+
+// parseStatusLine reads an answer's first line: HTTP/1.x, a status of
+// three digits, and a reason, which it drops.
+func parseStatusLine(line string) (*Response, error) {
+	proto, rest, _ := strings.Cut(line, " ")
+	code, _, _ := strings.Cut(rest, " ")
+	status, err := strconv.Atoi(code)
+	if (proto != "HTTP/1.1" && proto != "HTTP/1.0") || err != nil || len(code) != 3 {
+		return nil, fmt.Errorf("status line %s is not HTTP/1.x NNN", quoteShort(line))
+	}
+	return &Response{Status: status, Proto: proto, Header: make(Header, 0, 8)}, nil
+}
+
+// readAnswerBody reads the body of resp, an answer to a request with
+// method, framed as its head says: none (HEAD, 204, 304), chunks, a
+// Content-Length, or, with neither, the rest of the stream, after which
+// the connection must close.
+func (cc *clientConn) readAnswerBody(method string, resp *Response) ([]byte, error) {
 	var body bytes.Buffer
+	var err error
 	switch {
-	case method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified:
+	case method == http.MethodHead || resp.Status == http.StatusNoContent || resp.Status == http.StatusNotModified:
+		return nil, nil
 	case strings.EqualFold(resp.Header.Get("Transfer-Encoding"), "chunked"):
 		err = readChunked(cc.br, &body, maxAnswerBodyBytes, maxAnswerHeadBytes)
 	case resp.Header.Get("Content-Length") != "":
-		n, ok := parseLength(resp.Header.Get("Content-Length"))
-		switch {
-		case !ok || resp.Header.count("Content-Length") > 1:
-			err = fmt.Errorf("answer's Content-Length %s is not one length", quoteShort(resp.Header.Get("Content-Length")))
-		case n > maxAnswerBodyBytes:
-			err = fmt.Errorf("answer of %d bytes is over the client's limit of %d", n, maxAnswerBodyBytes)
-		case n <= keepBufferBytes*16:
-			// Small enough to take at once, whatever the server sends.
-			resp.Body = make([]byte, n)
-			_, err = io.ReadFull(cc.br, resp.Body)
-			cc.answerBytes += int(n)
-			if err != nil {
-				return nil, fmt.Errorf("answer's body: %w", err)
-			}
-			return resp, nil
-		default:
-			err = readN(cc.br, &body, int(n))
-		}
+		return cc.readSizedBody(resp.Header)
 	default:
-		// No length: the body runs to the end of the stream, as an
-		// HTTP/1.0 server such as Python's wsgiref may send it.
 		cc.mustClose = true
 		_, err = io.Copy(&body, io.LimitReader(cc.br, maxAnswerBodyBytes+1))
 		if err == nil && body.Len() > maxAnswerBodyBytes {
@@ -315,11 +328,28 @@ func (cc *clientConn) readResponse(method string) (*Response, error) {
 		}
 	}
 	cc.answerBytes += body.Len()
-	if err != nil {
-		return nil, fmt.Errorf("answer's body: %w", answerError(err))
+	return body.Bytes(), err
+}
+
+// readSizedBody reads a body of the length its head's Content-Length says.
+func (cc *clientConn) readSizedBody(h Header) ([]byte, error) {
+	n, ok := parseLength(h.Get("Content-Length"))
+	switch {
+	case !ok || h.count("Content-Length") > 1:
+		return nil, fmt.Errorf("answer's Content-Length %s is not one length", quoteShort(h.Get("Content-Length")))
+	case n > maxAnswerBodyBytes:
+		return nil, fmt.Errorf("answer of %d bytes is over the client's limit of %d", n, maxAnswerBodyBytes)
+	case n <= keepBufferBytes*16:
+		// Small enough to take at once, whatever the server sends.
+		body := make([]byte, n)
+		_, err := io.ReadFull(cc.br, body)
+		cc.answerBytes += int(n)
+		return body, err
 	}
-	resp.Body = body.Bytes()
-	return resp, nil
+	var body bytes.Buffer
+	err := readN(cc.br, &body, int(n))
+	cc.answerBytes += body.Len()
+	return body.Bytes(), err
 }
 
 // answerError turns the codec's refusal of what the server sent into

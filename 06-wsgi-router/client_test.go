@@ -82,14 +82,6 @@ func startFakeServer(t *testing.T, perConn int, answer func(request string) stri
 	return fs
 }
 
-// backstop returns a context that ends at the Backstop, so that a client
-// that waits for what never comes fails the test instead of hanging it.
-func backstop(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 func TestClientReusesConnection(t *testing.T) {
@@ -139,7 +131,7 @@ func TestClientRetriesStaleGet(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return okAnswer })
 	c := client(t, srv.addr)
 	for range 2 {
-		resp, err := c.Get(backstop(t), "/")
+		resp, err := c.Get(rpctest.BackstopContext(t), "/")
 		require.NoError(t, err)
 		assert.Equal(t, "ok", string(resp.Body))
 	}
@@ -152,9 +144,9 @@ func TestClientRetriesStaleGet(t *testing.T) {
 func TestClientDoesNotRetryPost(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return okAnswer })
 	c := client(t, srv.addr)
-	_, err := c.Get(backstop(t), "/")
+	_, err := c.Get(rpctest.BackstopContext(t), "/")
 	require.NoError(t, err)
-	_, err = c.Do(backstop(t), "POST", "/", []byte("x"))
+	_, err = c.Do(rpctest.BackstopContext(t), "POST", "/", []byte("x"))
 	require.Error(t, err)
 	t.Logf("POST on a stale connection: %v", err)
 	assert.EqualValues(t, 1, srv.conns.Load(), "no second connection for the POST")
@@ -162,33 +154,21 @@ func TestClientDoesNotRetryPost(t *testing.T) {
 
 // silentServer reads requests and never answers. Each time it has read
 // one it sends on heard; when the client closes the connection it sends
-// on gone.
+// on gone, also if the client gave up before its request was whole (on a
+// loaded machine a 50 ms deadline can pass that early).
 func silentServer(t *testing.T) (addr string, heard, gone <-chan struct{}) {
 	t.Helper()
 	heardc, gonec := make(chan struct{}, 16), make(chan struct{}, 16)
 	addr = rpctest.ServeConns(t, func(conn net.Conn) {
+		defer func() { gonec <- struct{}{} }()
 		br := bufio.NewReader(conn)
 		if _, err := readFakeRequest(br); err != nil {
 			return
 		}
 		heardc <- struct{}{}
 		_, _ = io.Copy(io.Discard, br) // until the client closes
-		gonec <- struct{}{}
 	})
 	return addr, heardc, gonec
-}
-
-// waitFor fails the test if ch does not deliver within the Backstop.
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(rpctest.Backstop):
-		t.Fatalf("no %s within %v", what, rpctest.Backstop)
-	}
-	var zero T
-	return zero
 }
 
 // timerlessContext has a deadline but never ends by it: its Done and Err
@@ -209,7 +189,7 @@ func TestClientContext(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
 		_, err := c.Get(ctx, "/")
-		waitFor(t, gone, "close of the connection")
+		rpctest.Receive(t, gone, "close of the connection")
 		assert.Zero(t, idleConns(c), "a connection whose call ended early is not reused")
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 	})
@@ -222,7 +202,7 @@ func TestClientContext(t *testing.T) {
 		ctx := timerlessContext{Context: t.Context(), deadline: time.Now().Add(50 * time.Millisecond)}
 		_, err := c.Get(ctx, "/")
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		waitFor(t, gone, "close of the connection")
+		rpctest.Receive(t, gone, "close of the connection")
 		assert.Zero(t, idleConns(c))
 	})
 	t.Run("cancel", func(t *testing.T) {
@@ -235,10 +215,10 @@ func TestClientContext(t *testing.T) {
 			_, err := c.Get(ctx, "/")
 			errc <- err
 		}()
-		waitFor(t, heard, "request")
+		rpctest.Receive(t, heard, "request")
 		cancel()
-		assert.ErrorIs(t, waitFor(t, errc, "end of the call"), context.Canceled)
-		waitFor(t, gone, "close of the connection")
+		assert.ErrorIs(t, rpctest.Receive(t, errc, "end of the call"), context.Canceled)
+		rpctest.Receive(t, gone, "close of the connection")
 		assert.Zero(t, idleConns(c))
 	})
 }
@@ -265,7 +245,7 @@ func TestClientReadsAnswers(t *testing.T) {
 			srv := startFakeServer(t, 0, func(string) string { return tt.answer })
 			c := client(t, srv.addr)
 			for range 2 {
-				resp, err := c.Get(backstop(t), "/")
+				resp, err := c.Get(rpctest.BackstopContext(t), "/")
 				require.NoError(t, err)
 				assert.Equal(t, 200, resp.Status)
 				assert.Equal(t, tt.body, string(resp.Body))
@@ -279,12 +259,34 @@ func TestClientReadsAnswers(t *testing.T) {
 	}
 }
 
+// TestClientRefusesMalformedAnswers: an answer the client cannot frame
+// is an error that says what was wrong with it, in plain words (not a
+// status, which would read as if the server had answered it).
+func TestClientRefusesMalformedAnswers(t *testing.T) {
+	for _, tt := range []struct{ name, answer, want string }{
+		{"HTTP/2", "HTTP/2 200 OK\r\n\r\n", `status line "HTTP/2 200 OK" is not HTTP/1.x NNN`},
+		{"two digits", "HTTP/1.1 20 OK\r\n\r\n", `status line "HTTP/1.1 20 OK" is not HTTP/1.x NNN`},
+		{"no status", "HTTP/1.1 OK\r\n\r\n", `status line "HTTP/1.1 OK" is not HTTP/1.x NNN`},
+		{"LF alone", "HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok", "answer's head: a line ends with LF alone, not CR LF"},
+		{"field without a colon", "HTTP/1.1 200 OK\r\nNo colon\r\n\r\n", "answer: "},
+		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", `answer's body: answer's Content-Length "2" is not one length`},
+		{"chunk past its size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello!\r\n0\r\n\r\n", "answer's body: a chunk is longer than its size says"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startFakeServer(t, 0, func(string) string { return tt.answer })
+			_, err := client(t, srv.addr).Get(rpctest.BackstopContext(t), "/")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
 // TestClientReadsCloseDelimitedBody: an answer with no length ends where
 // the stream does, and its connection cannot be reused.
 func TestClientReadsCloseDelimitedBody(t *testing.T) {
 	srv := startFakeServer(t, 1, func(string) string { return "HTTP/1.1 200 OK\r\n\r\nto the end\n" })
 	c := client(t, srv.addr)
-	resp, err := c.Get(backstop(t), "/")
+	resp, err := c.Get(rpctest.BackstopContext(t), "/")
 	require.NoError(t, err)
 	assert.Equal(t, "to the end\n", string(resp.Body))
 	assert.Zero(t, idleConns(c))
@@ -314,10 +316,10 @@ func TestClientLimits(t *testing.T) {
 			}
 		})
 		c := client(t, addr)
-		_, err := c.Get(backstop(t), "/")
+		_, err := c.Get(rpctest.BackstopContext(t), "/")
 		require.Error(t, err)
 		t.Logf("endless header: %v", err)
-		waitFor(t, done, "end of the server's writing")
+		rpctest.Receive(t, done, "end of the server's writing")
 		assert.Less(t, sent.Load(), int64(endless), "the client closed the connection before the server was done")
 		assert.Zero(t, idleConns(c))
 	})
@@ -326,7 +328,7 @@ func TestClientLimits(t *testing.T) {
 			return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", int64(1)<<40)
 		})
 		c := client(t, srv.addr)
-		_, err := c.Get(backstop(t), "/")
+		_, err := c.Get(rpctest.BackstopContext(t), "/")
 		require.Error(t, err)
 		assert.ErrorContains(t, err, "over the client's limit")
 		assert.Zero(t, idleConns(c))
@@ -356,12 +358,12 @@ func TestClientLimits(t *testing.T) {
 func TestClientClose(t *testing.T) {
 	srv := startFakeServer(t, 0, func(string) string { return okAnswer })
 	c := NewClient(srv.addr)
-	_, err := c.Get(backstop(t), "/")
+	_, err := c.Get(rpctest.BackstopContext(t), "/")
 	require.NoError(t, err)
 	require.Equal(t, 1, idleConns(c))
 	require.NoError(t, c.Close())
 	assert.Zero(t, idleConns(c), "Close closes the kept connections")
-	_, err = c.Get(backstop(t), "/")
+	_, err = c.Get(rpctest.BackstopContext(t), "/")
 	assert.ErrorIs(t, err, ErrClosed)
 }
 
@@ -389,7 +391,7 @@ func TestClientStubErrors(t *testing.T) {
 	broken := startFakeServer(t, 0, func(string) string {
 		return "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n"
 	})
-	_, err = client(t, broken.addr).Servers(backstop(t))
+	_, err = client(t, broken.addr).Servers(rpctest.BackstopContext(t))
 	require.ErrorAs(t, err, &status)
 	assert.Equal(t, &StatusError{Status: 500, Body: "boom"}, status)
 	assert.Equal(t, "server answered 500 Internal Server Error: boom", status.Error())
@@ -407,7 +409,7 @@ func TestClientRefusesBadRequests(t *testing.T) {
 		{"G T", "/"},
 		{"", "/"},
 	} {
-		_, err := c.Do(backstop(t), tt.method, tt.target, nil)
+		_, err := c.Do(rpctest.BackstopContext(t), tt.method, tt.target, nil)
 		assert.Error(t, err, "%q %q", tt.method, tt.target)
 	}
 	assert.Zero(t, srv.conns.Load(), "nothing sent")

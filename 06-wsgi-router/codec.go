@@ -3,6 +3,7 @@ package wsgirouter
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -135,17 +136,17 @@ func (r *requestReader) requestBuffered() bool {
 // first byte, an *httpError if the request is not one the server accepts,
 // and other errors as the connection gives them.
 func (r *requestReader) readHead(env *Environ) error {
-	r.head = r.head[:0]
-	if err := r.readLine(r.limits.requestLine, http.StatusRequestURITooLong); err != nil {
+	var err error
+	if r.head, err = readLine(r.br, r.head[:0], r.limits.requestLine); err != nil {
 		if err == io.ErrUnexpectedEOF && len(r.head) == 0 {
 			return io.EOF
 		}
-		return err
+		return headError(err, refuse(http.StatusRequestURITooLong, "the request line is longer than %d bytes", r.limits.requestLine))
 	}
 	for {
 		start := len(r.head)
-		if err := r.readLine(r.limits.header, http.StatusRequestHeaderFieldsTooLarge); err != nil {
-			return err
+		if r.head, err = readLine(r.br, r.head, r.limits.header); err != nil {
+			return headError(err, refuse(http.StatusRequestHeaderFieldsTooLarge, "the request line and header fields are longer than %d bytes", r.limits.header))
 		}
 		if len(r.head)-start == 2 {
 			break // the empty line that ends the head
@@ -157,34 +158,18 @@ func (r *requestReader) readHead(env *Environ) error {
 	return r.parseHead(string(r.head), env)
 }
 
-// readLine appends one line, CR LF included, to r.head. A line that takes
-// r.head past max bytes is refused with status tooLong as soon as the
-// bytes past the bound arrive: the reader never holds more than max bytes
-// plus one read of the bufio.Reader.
-func (r *requestReader) readLine(max, tooLong int) error {
-	for {
-		frag, err := r.br.ReadSlice('\n')
-		if len(r.head)+len(frag) > max {
-			if tooLong == http.StatusRequestURITooLong {
-				return refuse(tooLong, "the request line is longer than %d bytes", max)
-			}
-			return refuse(tooLong, "the request line and header fields are longer than %d bytes", max)
-		}
-		r.head = append(r.head, frag...)
-		switch {
-		case err == nil:
-			if !bytes.HasSuffix(r.head, []byte("\r\n")) {
-				return refuse(http.StatusBadRequest, "a line of the head ends with LF alone, not CR LF")
-			}
-			return nil
-		case err == bufio.ErrBufferFull:
-			continue
-		case err == io.EOF:
-			return io.ErrUnexpectedEOF // a request cut short
-		default:
-			return err
-		}
+// headError is the answer to a line of the head that readLine refused:
+// tooLong for a line that takes the head past its bound (the request line
+// and the fields each have theirs), 400 for a line that ends with LF
+// alone. Other errors are the connection's, and pass through.
+func headError(err error, tooLong *httpError) error {
+	switch err {
+	case errLineTooLong:
+		return tooLong
+	case errBareLF:
+		return refuse(http.StatusBadRequest, "a line of the head ends with LF alone, not CR LF")
 	}
+	return err
 }
 
 // parseHead checks and splits the head read by readHead. Lines must end
@@ -510,12 +495,10 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxTrailer int) e
 	overhead := int64(0) // framing bytes not paid for by data, as net/http counts them
 	for {
 		var err error
-		if line, err = readCRLFLine(br, line[:0], maxChunkLineBytes-2); err != nil {
-			if len(line) > maxChunkLineBytes {
-				return refuse(http.StatusBadRequest, "a chunk-size line is longer than %d bytes", maxChunkLineBytes)
-			}
-			return err
+		if line, err = readLine(br, line[:0], maxChunkLineBytes); err != nil {
+			return framingError(err, refuse(http.StatusBadRequest, "a chunk-size line is longer than %d bytes", maxChunkLineBytes))
 		}
+		line = line[:len(line)-2] // its CR LF
 		sizeText, ext, hasExt := bytes.Cut(line, []byte(";"))
 		if hasExt {
 			sizeText = bytes.TrimRight(sizeText, " \t") // RFC 9112 allows spaces before ";"
@@ -547,24 +530,19 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxTrailer int) e
 		if err := readN(br, dst, int(size)); err != nil {
 			return err
 		}
-		if line, err = readCRLFLine(br, line[:0], 2); err != nil || len(line) != 0 {
-			if err != nil {
-				return err
-			}
-			return refuse(http.StatusBadRequest, "a chunk is longer than its size says")
+		if _, err = readLine(br, line[:0], 2); err != nil { // CR LF, and nothing before it
+			return framingError(err, refuse(http.StatusBadRequest, "a chunk is longer than its size says"))
 		}
 	}
 	// The trailer: fields we drop, up to an empty line, within
 	// maxTrailer bytes in all, each line's CR LF included.
 	for used := 0; ; {
 		var err error
-		if line, err = readCRLFLine(br, line[:0], maxTrailer-used-2); err != nil {
-			if len(line) > maxTrailer-used {
-				return refuse(http.StatusRequestHeaderFieldsTooLarge, "the trailer is longer than %d bytes", maxTrailer)
-			}
-			return err
+		if line, err = readLine(br, line[:0], maxTrailer-used); err != nil {
+			return framingError(err, refuse(http.StatusRequestHeaderFieldsTooLarge, "the trailer is longer than %d bytes", maxTrailer))
 		}
-		used += len(line) + 2
+		used += len(line)
+		line = line[:len(line)-2] // its CR LF
 		if len(line) == 0 {
 			return nil
 		}
@@ -667,30 +645,52 @@ func quotedChar(c byte) bool {
 	return c == '\t' || c == ' ' || (c >= 0x21 && c <= 0x7e && c != '"' && c != '\\') || c >= 0x80
 }
 
-// readCRLFLine appends a line ending in CR LF to dst, and returns it
-// without its CR LF. It refuses a line that takes dst past max bytes. On
-// an error it returns dst with what it read of the line, so a caller can
-// tell that bytes came.
-func readCRLFLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
+// readLine appends one line, CR LF included, to dst, and returns dst. A
+// line that takes dst past max bytes is refused with errLineTooLong as soon
+// as the bytes past the bound arrive, so dst never holds more than max
+// bytes plus one read of br; its caller says what the bound was, and what
+// status breaking it earns. A line that ends with LF alone is refused with
+// errBareLF. On any error dst holds what was read of the line, so that a
+// caller can tell that bytes came.
+func readLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
 	for {
 		frag, err := br.ReadSlice('\n')
 		dst = append(dst, frag...)
-		if len(dst) > max+2 {
-			return dst, refuse(http.StatusBadRequest, "a line of framing is longer than %d bytes", max)
+		if len(dst) > max {
+			return dst, errLineTooLong
 		}
 		switch {
 		case err == nil:
 			if !bytes.HasSuffix(dst, []byte("\r\n")) {
-				return dst, refuse(http.StatusBadRequest, "a line of framing ends without CR LF")
+				return dst, errBareLF
 			}
-			return dst[:len(dst)-2], nil
+			return dst, nil
 		case err == bufio.ErrBufferFull:
 		case err == io.EOF:
-			return dst, io.ErrUnexpectedEOF
+			return dst, io.ErrUnexpectedEOF // a line cut short
 		default:
 			return dst, err
 		}
 	}
+}
+
+// readLine's refusals; each caller turns them into its own answer.
+var (
+	errLineTooLong = errors.New("line too long")
+	errBareLF      = errors.New("a line ends with LF alone, not CR LF")
+)
+
+// framingError is the answer to a line of a chunked body that readLine
+// refused: tooLong for a line past its bound, 400 for a line that ends
+// with LF alone. Other errors are the connection's, and pass through.
+func framingError(err error, tooLong *httpError) error {
+	switch err {
+	case errLineTooLong:
+		return tooLong
+	case errBareLF:
+		return refuse(http.StatusBadRequest, "a line of framing ends without CR LF")
+	}
+	return err
 }
 
 // parseHexSize reads a chunk size: hex digits, no more than fit in 60 bits.

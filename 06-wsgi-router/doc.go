@@ -10,7 +10,7 @@
 // NewApp builds the demo application on it: pages, the files of www/,
 // stage 01's /add, and a REST API.
 //
-//	app, err := wsgirouter.NewApp(wsgirouter.Service{})
+//	app := wsgirouter.NewApp(wsgirouter.Service{})
 //	srv := wsgirouter.NewServer(app)
 //	go srv.Serve(listener)
 //	c := wsgirouter.NewClient(listener.Addr().String())

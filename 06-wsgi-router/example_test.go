@@ -12,10 +12,7 @@ import (
 // The demo application on our server, and calls to its REST API and to
 // stage 01's add through the client's stubs.
 func Example() {
-	app, err := wsgirouter.NewApp(wsgirouter.Service{})
-	if err != nil {
-		panic(err)
-	}
+	app := wsgirouter.NewApp(wsgirouter.Service{})
 	srv := wsgirouter.NewServer(app)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

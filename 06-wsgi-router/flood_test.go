@@ -45,6 +45,14 @@ func addWithin(t *testing.T, c *Client) error {
 	return err
 }
 
+// capped sets srv's cap to maxConns, and its header and idle timeouts to
+// an hour, so that only an eviction ends a connection the test holds.
+func capped(srv *Server, maxConns int) *Server {
+	srv.MaxConns = maxConns
+	srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+	return srv
+}
+
 // TestIdleFloodAtTheCap fills the server's 8 slots with connections that
 // send nothing, queues 40 more behind them, and then makes a call: it is
 // served at once, and 41 of the silent connections are closed cleanly
@@ -62,9 +70,7 @@ func testIdleFlood(t *testing.T, maxConns, more int) {
 	var limit syscall.Rlimit
 	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit))
 	require.GreaterOrEqual(t, limit.Cur, uint64(need), "the test needs %d file descriptors: raise ulimit -n", need)
-	srv := newDemoServer(t)
-	srv.MaxConns = maxConns
-	srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+	srv := capped(newDemoServer(t), maxConns)
 	addr := serve(t, srv, rpctest.Listen(t))
 
 	idle := make([]net.Conn, maxConns+more)
@@ -119,9 +125,7 @@ func testIdleFlood(t *testing.T, maxConns, more int) {
 // is idle between two calls, but silent ones go first, and Serve waits for
 // those it has just accepted to begin waiting, rather than evict it.
 func TestCallerThroughAChurningFlood(t *testing.T) {
-	srv := newDemoServer(t)
-	srv.MaxConns = 8
-	srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+	srv := capped(newDemoServer(t), 8)
 	addr := serve(t, srv, rpctest.Listen(t))
 	c := client(t, addr)
 	require.NoError(t, addWithin(t, c))
@@ -186,9 +190,7 @@ func (a largeApp) ServeWSGI(env *Environ, start StartResponse) []byte {
 func TestEvictedConnectionKeepsItsAnswer(t *testing.T) {
 	const size = 64 << 10
 	runs := make(chan struct{}, 2)
-	srv := NewServer(largeApp{demoApp(t), size, runs})
-	srv.MaxConns = 1
-	srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+	srv := capped(NewServer(largeApp{demoApp(t), size, runs}), 1)
 	srv.linger = rpctest.Backstop // a loaded machine must not end the goodbye first
 	l := spy(rpctest.Listen(t))
 	l.writeBuffer = 2 * size
@@ -275,9 +277,7 @@ func addInBubble(t *testing.T, conn net.Conn, br *bufio.Reader) {
 func TestBusyConnectionsAreNotEvicted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		app := newHeldApp(t)
-		srv := NewServer(app)
-		srv.MaxConns = 3
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(NewServer(app), 3)
 		l := serveInBubble(t, srv)
 		release := sync.OnceFunc(func() { close(app.release) })
 		defer release() // before Shutdown, which waits for the request
@@ -337,9 +337,7 @@ func TestBusyConnectionsAreNotEvicted(t *testing.T) {
 func TestPipelinedRequestIsBusy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		app := newHeldApp(t)
-		srv := NewServer(app)
-		srv.MaxConns = 1
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(NewServer(app), 1)
 		l := serveInBubble(t, srv)
 		release := sync.OnceFunc(func() { close(app.release) })
 		defer release()
@@ -410,9 +408,7 @@ func TestEmptyLinesLeaveAConnectionIdle(t *testing.T) {
 // moment. The caller is served every time, on the same connection.
 func TestStartingConnectionsAreWaitedFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := newDemoServer(t)
-		srv.MaxConns = 2
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(newDemoServer(t), 2)
 		l := serveInBubble(t, srv)
 		caller, callerBr := l.dialWait()
 		defer caller.Close()
@@ -433,9 +429,7 @@ func TestStartingConnectionsAreWaitedFor(t *testing.T) {
 // longest is evicted, and its client reads the end of the stream.
 func TestLongestIdleIsEvicted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := newDemoServer(t)
-		srv.MaxConns = 2
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(newDemoServer(t), 2)
 		l := serveInBubble(t, srv)
 
 		older, olderBr := l.dialWait()
@@ -466,9 +460,7 @@ func TestLongestIdleIsEvicted(t *testing.T) {
 // its way.
 func TestUnansweredConnectionsGoFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := newDemoServer(t)
-		srv.MaxConns = 2
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(newDemoServer(t), 2)
 		l := serveInBubble(t, srv)
 		caller, callerBr := l.dialWait()
 		defer caller.Close()
@@ -494,9 +486,7 @@ func TestUnansweredConnectionsGoFirst(t *testing.T) {
 // evict the second; and it is served then, not later.
 func TestGoodbyesAreBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := newDemoServer(t)
-		srv.MaxConns = 1
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(newDemoServer(t), 1)
 		l := serveInBubble(t, srv)
 		first, firstBr := l.dialWait()
 		defer first.Close()
@@ -547,9 +537,7 @@ func TestEvictedRequestIsDropped(t *testing.T) {
 // it then accepts.
 func TestAcceptOutOfFiles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := newDemoServer(t)
-		srv.MaxConns = 2
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(newDemoServer(t), 2)
 		l := serveInBubble(t, srv)
 		older, olderBr := l.dialWait()
 		defer older.Close()
@@ -624,9 +612,7 @@ func TestAcceptOutOfFilesWaitsForAStartingConnection(t *testing.T) {
 // second, since the cap is the server's, not each listener's.
 func TestMaxConnsCountsEveryListener(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := newDemoServer(t)
-		srv.MaxConns = 1
-		srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
+		srv := capped(newDemoServer(t), 1)
 		first, second := serveInBubble(t, srv), newPipeListener()
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(second) }()

@@ -3,7 +3,6 @@ package wsgirouter
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -115,14 +114,6 @@ func (c *spyConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite()
 // blocked in a read for more.
 func (c *spyConn) waitingAfter(n int64) bool {
 	return c.bytesRead.Load() == n && c.readsStarted.Load() > c.readsDone.Load()
-}
-
-// backstopContext is the test's context, ended at the backstop, so that
-// a broken server fails a call rather than hangs it.
-func backstopContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // waitClosed waits for the server to close c, until the backstop.
@@ -265,7 +256,7 @@ const stalledBody = "POST /add HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\
 func TestStalledBodyHoldsOnlyWhatArrived(t *testing.T) {
 	const conns = 200
 	addr, l := serveSpied(t, func(s *Server) { s.ReadTimeout = time.Hour }) // the attack must not end by itself
-	_, err := client(t, addr).Add(backstopContext(t), 1, 2)                 // warm up
+	_, err := client(t, addr).Add(rpctest.BackstopContext(t), 1, 2)         // warm up
 	require.NoError(t, err)
 	before := heapAfterGC()
 	for _, c := range dialN(t, addr, conns) {
@@ -321,7 +312,7 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 		s.MaxConns = 2 * conns
 		s.HeaderTimeout = time.Hour // the attack must not end by itself
 	})
-	_, err := client(t, addr).Add(backstopContext(t), 1, 2) // warm up
+	_, err := client(t, addr).Add(rpctest.BackstopContext(t), 1, 2) // warm up
 	require.NoError(t, err)
 	before := heapAfterGC()
 	var stackBefore runtime.MemStats
@@ -425,8 +416,7 @@ func TestMaxConnsHoldsTheNext(t *testing.T) {
 func TestPeerThatNeverReads(t *testing.T) {
 	const size, requests = MaxFileBytes, 64
 	big := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	app, err := NewApp(Service{Files: fstest.MapFS{"big.bin": {Data: big}}})
-	require.NoError(t, err)
+	app := NewApp(Service{Files: fstest.MapFS{"big.bin": {Data: big}}})
 	srv := NewServer(app)
 	srv.WriteTimeout = 500 * time.Millisecond
 	l := spy(rpctest.Listen(t))
@@ -499,7 +489,7 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 			return server.waitingAfter(int64(i + 1))
 		})
 	}
-	sum, err := client(t, addr).Add(backstopContext(t), 1, 2)
+	sum, err := client(t, addr).Add(rpctest.BackstopContext(t), 1, 2)
 	require.NoError(t, err, "another client is served while the slow one holds")
 	assert.Equal(t, 3, sum)
 

@@ -50,9 +50,7 @@ func serveNetHTTP(t testing.TB, app Application, l net.Listener) string {
 // demoApp returns the demo application with a stopped clock.
 func demoApp(t testing.TB) *Router {
 	t.Helper()
-	app, err := NewApp(Service{Now: func() time.Time { return articleTime }})
-	require.NoError(t, err)
-	return app
+	return NewApp(Service{Now: func() time.Time { return articleTime }})
 }
 
 // articleTime is a fixed moment for /time and Date: when the article's

@@ -88,8 +88,7 @@ type Server struct {
 	mu        sync.Mutex // protects listeners, conns, freed
 	listeners map[*net.Listener]struct{}
 	conns     map[*conn]struct{}
-	stopped   chan struct{} // closed when Shutdown begins
-	closing   atomic.Bool   // Shutdown has begun
+	stopped   chan struct{} // closed, once, when Shutdown begins
 	wg        sync.WaitGroup
 
 	// Made once, by init, for eviction (see Serve).
@@ -153,8 +152,13 @@ func (s *Server) init() {
 
 // Serve accepts connections on l and serves each on its own goroutine
 // until Shutdown is called; then it returns ErrServerClosed, and at once
-// if Shutdown was called before. A slow client delays nobody but itself,
-// and a flood of connections that send nothing cannot keep a client out.
+// if Shutdown was called before. While a slot is free, a slow client
+// delays nobody but itself. Once MaxConns connections are busy, slow or
+// not, a new one waits until one of them ends or waits idle for its next
+// request (see below); the timeouts bound each request's part (ReadTimeout
+// to send it, WriteTimeout to read its answer), not a client that sends
+// one after another. A flood of connections that send nothing cannot keep
+// a client out.
 //
 // It serves at most MaxConns connections at once, of every listener
 // together, and at the cap it goes on accepting. A new connection then
@@ -177,7 +181,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if s.closing.Load() {
+	if s.shuttingDown() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -193,7 +197,7 @@ func (s *Server) Serve(l net.Listener) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.shuttingDown() {
 				return ErrServerClosed
 			}
 			if !passing(err) {
@@ -225,6 +229,17 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// shuttingDown reports whether Shutdown has begun: whether stopped is
+// closed. It never blocks.
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
 // passing reports whether an Accept error may go away by itself.
 func passing(err error) bool {
 	var ne net.Error
@@ -236,7 +251,7 @@ func passing(err error) bool {
 func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if s.shuttingDown() {
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -502,7 +517,7 @@ func (s *Server) serveConn(c *conn) {
 	wait := s.HeaderTimeout // a new connection must start its first request soon
 	for {
 		if !c.waitForRequest(wait) {
-			if c.answered.Load() && (s.closing.Load() || c.idle.Load() == evicted) {
+			if c.answered.Load() && (s.shuttingDown() || c.idle.Load() == evicted) {
 				// Shutdown, or an eviction, ends a kept-alive connection:
 				// its last answer may still be on its way, and so may the
 				// next request. One never answered has nothing to lose,
@@ -534,16 +549,17 @@ func (s *Server) serveConn(c *conn) {
 // Serve evicted the connection, or if the server is shutting down.
 func (c *conn) waitForRequest(wait time.Duration) bool {
 	if c.in.requestBuffered() {
-		return !c.srv.closing.Load() // a pipelined request is here already
+		return !c.srv.shuttingDown() // a pipelined request is here already
 	}
 	if c.nc.SetReadDeadline(time.Now().Add(wait)) != nil {
 		return false
 	}
-	// Shutdown stores closing, then looks at idle; this stores idle, then
-	// looks at closing. Whatever the order, one of the two sees the
-	// other: the connection closes now, or Shutdown wakes it.
+	// Shutdown closes stopped, then looks at idle; this stores idle, then
+	// looks at stopped. Go's synchronising operations are sequentially
+	// consistent, so whatever the order, one of the two sees the other:
+	// the connection closes now, or Shutdown wakes it.
 	c.srv.setIdle(c)
-	if c.srv.closing.Load() {
+	if c.srv.shuttingDown() {
 		return false
 	}
 	// Read makes the connection busy when bytes come. The request may
@@ -603,7 +619,7 @@ func (c *conn) answer() (keep bool) {
 	env.Params = env.Params[:0]
 	c.resp.started = false
 	body, ok := c.callApp()
-	keep = keepAlive(env) && !c.srv.closing.Load()
+	keep = keepAlive(env) && !c.srv.shuttingDown()
 	head := responseHead{
 		status:      c.resp.status,
 		header:      c.resp.header,
@@ -702,12 +718,12 @@ func (c *conn) write(p []byte) error {
 
 // setReadDeadline and setWriteDeadline set a deadline of the connection:
 // t, or closeLinger from now if Shutdown has begun and that is sooner.
-// Shutdown stores closing, then moves the deadlines of every connection;
-// these set the deadline, then look at closing. Whatever the order, the
+// Shutdown closes stopped, then moves the deadlines of every connection;
+// these set the deadline, then look at stopped. Whatever the order, the
 // deadline that stands is at most closeLinger after Shutdown's move.
 func (c *conn) setReadDeadline(t time.Time) error {
 	err := c.nc.SetReadDeadline(t)
-	if err == nil && c.srv.closing.Load() {
+	if err == nil && c.srv.shuttingDown() {
 		err = c.nc.SetReadDeadline(c.srv.soon(t))
 	}
 	return err
@@ -715,7 +731,7 @@ func (c *conn) setReadDeadline(t time.Time) error {
 
 func (c *conn) setWriteDeadline(t time.Time) error {
 	err := c.nc.SetWriteDeadline(t)
-	if err == nil && c.srv.closing.Load() {
+	if err == nil && c.srv.shuttingDown() {
 		err = c.nc.SetWriteDeadline(c.srv.soon(t))
 	}
 	return err
@@ -762,7 +778,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if !s.closing.Swap(true) {
+	if !s.shuttingDown() { // s.mu makes this close the only one
 		close(s.stopped)
 	}
 	for l := range s.listeners {
@@ -772,7 +788,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		switch {
 		case c.idle.Load() > 0:
-			_ = c.nc.SetReadDeadline(now) // wake it: it sees closing and closes
+			_ = c.nc.SetReadDeadline(now) // wake it: it sees stopped and closes
 		case c.lingering.Load():
 			// Its one deadline stands: at most closeLinger away.
 		default:

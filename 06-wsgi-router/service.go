@@ -75,7 +75,9 @@ const MaxFileBytes = 256 << 10
 //	GET  /api/v1.0/servers/{name}    {"infos": [that server]}, or a JSON 404
 //	POST /api/v1.0/servers/{name}    the same
 //	GET  /{file...}                  a file from the web folder
-func NewApp(svc Service) (*Router, error) {
+//
+// It panics if that table is wrong, which no Service can make it.
+func NewApp(svc Service) *Router {
 	a := &app{files: svc.Files, now: svc.Now}
 	if a.files == nil {
 		a.files = WWW()
@@ -91,16 +93,13 @@ func NewApp(svc Service) (*Router, error) {
 	a.byName = map[string][]byte{}
 	var all [][]byte
 	for _, s := range servers {
-		one, err := encodeServer(s)
-		if err != nil {
-			return nil, err
-		}
+		one := encodeServer(s)
 		all = append(all, one)
 		a.byName[s.Name] = fmt.Appendf(nil, `{"infos": [%s]}`, one)
 	}
 	a.all = fmt.Appendf(nil, `{"infos": [%s]}`, bytes.Join(all, []byte(", ")))
 
-	return NewRouter(AppFunc(a.notFound),
+	router, err := NewRouter(AppFunc(a.notFound),
 		Route{"GET", "/", AppFunc(a.index)},
 		Route{"GET", "/time", AppFunc(a.time)},
 		Route{"GET", "/user", AppFunc(a.user)},
@@ -110,6 +109,10 @@ func NewApp(svc Service) (*Router, error) {
 		Route{"POST", "/api/v1.0/servers/{name}", AppFunc(a.server)},
 		Route{"GET", "/{file...}", AppFunc(a.static)},
 	)
+	if err != nil {
+		panic(fmt.Sprintf("the demo's route table: %v", err))
+	}
+	return router
 }
 
 // app is the demo application's state. Nothing in it changes after
@@ -311,14 +314,12 @@ func contentType(name string) string {
 
 // encodeServer spells one server the way Python's json.dumps does, with a
 // space after each colon and comma, like every JSON answer of the stage.
-func encodeServer(s ServerInfo) ([]byte, error) {
-	name, err := json.Marshal(s.Name)
-	if err != nil {
-		return nil, err
-	}
+// json.Marshal of a string cannot fail: it spells invalid UTF-8 as U+FFFD.
+func encodeServer(s ServerInfo) []byte {
+	name, _ := json.Marshal(s.Name)
 	host, _ := json.Marshal(s.Host)
 	status, _ := json.Marshal(s.Status)
-	return fmt.Appendf(nil, `{"name": %s, "host": %s, "port": %d, "status": %s}`, name, host, s.Port, status), nil
+	return fmt.Appendf(nil, `{"name": %s, "host": %s, "port": %d, "status": %s}`, name, host, s.Port, status)
 }
 
 // add answers GET /add?a=1&b=2 exactly as stage 01's server does, so that

@@ -79,7 +79,7 @@ func TestWhatIsNotARegularFileIsNeverOpened(t *testing.T) {
 	assert.Empty(t, opened(), "RootFS opened what it refuses")
 
 	for fsName, files := range map[string]fs.FS{"RootFS": RootFS(root), "os.DirFS": os.DirFS(dir)} {
-		app := newTestApp(t, Service{Files: files})
+		app := NewApp(Service{Files: files})
 		for _, path := range []string{"/fifo", "/sub"} {
 			returnsSoon(t, fsName+" GET "+path, 5*time.Second, func() {
 				assert.Equal(t, 404, callWSGI(t, app, "GET", path, nil).status)

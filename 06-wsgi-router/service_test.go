@@ -16,14 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// newTestApp returns NewApp(svc), which must not fail.
-func newTestApp(t *testing.T, svc Service) *Router {
-	t.Helper()
-	app, err := NewApp(svc)
-	require.NoError(t, err)
-	return app
-}
-
 func TestTimeIsCtime(t *testing.T) {
 	for _, tc := range []struct {
 		now  time.Time
@@ -33,7 +25,7 @@ func TestTimeIsCtime(t *testing.T) {
 		// ctime pads a day below 10 with a space, not a zero.
 		{time.Date(2024, time.March, 5, 9, 7, 3, 0, time.UTC), "Tue Mar  5 09:07:03 2024\n"},
 	} {
-		app := newTestApp(t, Service{Now: func() time.Time { return tc.now }})
+		app := NewApp(Service{Now: func() time.Time { return tc.now }})
 		got := callWSGI(t, app, "GET", "/time", nil)
 		assert.Equal(t, 200, got.status)
 		assert.Equal(t, Header{{"Content-Type", "text/plain; charset=utf-8"}}, got.header)
@@ -54,7 +46,7 @@ func decodeInfos(t *testing.T, body string) []ServerInfo {
 }
 
 func TestAPIServesDemoServers(t *testing.T) {
-	app := newTestApp(t, Service{})
+	app := NewApp(Service{})
 	got := callWSGI(t, app, "GET", "/api/v1.0/servers", nil)
 	assert.Equal(t, 200, got.status)
 	assert.Equal(t, Header{{"Content-Type", "application/json"}}, got.header)
@@ -80,7 +72,7 @@ func TestAPIServesACustomList(t *testing.T) {
 		{Name: "ünï cödé", Host: "h", Port: 65535, Status: "down"},
 		{Name: "plain", Host: "10.0.0.9", Port: 80, Status: "up"},
 	}
-	app := newTestApp(t, Service{Servers: servers})
+	app := NewApp(Service{Servers: servers})
 	got := callWSGI(t, app, "GET", "/api/v1.0/servers", nil)
 	assert.Equal(t, 200, got.status)
 	assert.Equal(t, servers, decodeInfos(t, got.body))
@@ -94,7 +86,7 @@ func TestAPIServesACustomList(t *testing.T) {
 		assert.Equal(t, []ServerInfo{s}, decodeInfos(t, got.body))
 	}
 
-	empty := newTestApp(t, Service{Servers: []ServerInfo{}})
+	empty := NewApp(Service{Servers: []ServerInfo{}})
 	got = callWSGI(t, empty, "GET", "/api/v1.0/servers", nil)
 	assert.Equal(t, `{"infos": []}`, got.body, "an empty list is not nil: it serves no server")
 }
@@ -112,7 +104,7 @@ func TestStaticFiles(t *testing.T) {
 		"empty.json":      {Data: nil},
 		"dir/sub/deep.js": {Data: []byte("1")},
 	}
-	app := newTestApp(t, Service{Files: files})
+	app := NewApp(Service{Files: files})
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -145,7 +137,7 @@ func TestStaticFiles(t *testing.T) {
 	assert.Equal(t, 200, got.status, "a file of MaxFileBytes is served")
 	assert.Len(t, got.body, MaxFileBytes)
 
-	noIndex := newTestApp(t, Service{Files: fstest.MapFS{"a.txt": {Data: []byte("a")}}})
+	noIndex := NewApp(Service{Files: fstest.MapFS{"a.txt": {Data: []byte("a")}}})
 	assert.Equal(t, 404, callWSGI(t, noIndex, "GET", "/", nil).status)
 }
 
@@ -175,7 +167,7 @@ func TestWWWDirectoryStaysInside(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { root.Close() })
 	for name, files := range map[string]fs.FS{"RootFS": RootFS(root), "os.Root.FS": root.FS()} {
-		t.Run(name, func(t *testing.T) { testStaysInside(t, newTestApp(t, Service{Files: files}), outside) })
+		t.Run(name, func(t *testing.T) { testStaysInside(t, NewApp(Service{Files: files}), outside) })
 	}
 }
 
@@ -294,7 +286,7 @@ func TestStaticFilesRefuseAFIFO(t *testing.T) {
 
 	for name, files := range map[string]fs.FS{"RootFS": RootFS(root), "os.DirFS": os.DirFS(dir)} {
 		t.Run(name, func(t *testing.T) {
-			app := newTestApp(t, Service{Files: files})
+			app := NewApp(Service{Files: files})
 			for _, path := range []string{"/fifo", "/fifo-link", "/sub"} {
 				var got recorded
 				returnsSoon(t, "GET "+path, 5*time.Second, func() { got = callWSGI(t, app, "GET", path, nil) }, func() { unblockFIFO(fifo) })

@@ -407,56 +407,44 @@ func TestShutdownGivesEachConnectionCloseLinger(t *testing.T) {
 // TestShutdownWaitsForTheApplication: an application still running when
 // Shutdown begins finishes, and its answer is written, with Connection:
 // close; then Shutdown returns. Its client then has closeLinger to go.
+// The answer gets closeLinger from when it is written, not WriteTimeout:
+// a client that does not read it holds Shutdown no longer than one that
+// does.
 func TestShutdownWaitsForTheApplication(t *testing.T) {
-	t.Run("client reads", testShutdownWaitsForTheApplication)
-	// The answer gets closeLinger from when it is written, not
-	// WriteTimeout: a client that does not read it holds Shutdown no
-	// longer than one that does.
-	t.Run("client does not read", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			app := newHeldApp(t)
-			srv := NewServer(app)
-			l := serveInBubble(t, srv)
-			conn, _ := l.dial(t)
-			writeAll(t, conn, "GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
-			<-app.entered
-			start := time.Now()
-			shutdown := make(chan time.Duration)
-			go func() {
-				assert.NoError(t, srv.Shutdown(context.Background()))
-				shutdown <- time.Since(start)
-			}()
-			time.Sleep(3 * time.Second)
-			close(app.release)
-			assert.Equal(t, 3*time.Second+closeLinger, <-shutdown)
+	for _, tc := range []struct {
+		name  string
+		reads bool
+	}{{"client reads", true}, {"client does not read", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				app := newHeldApp(t)
+				srv := NewServer(app)
+				l := serveInBubble(t, srv)
+				conn, br := l.dial(t)
+				writeAll(t, conn, "GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
+				<-app.entered
+				start := time.Now()
+				shutdown := make(chan time.Duration)
+				go func() {
+					assert.NoError(t, srv.Shutdown(context.Background()))
+					shutdown <- time.Since(start)
+				}()
+				time.Sleep(3 * time.Second) // longer than closeLinger
+				close(app.release)
+				if tc.reads {
+					resp, body := readAnswer(t, br)
+					assert.Equal(t, "done\n", body)
+					assert.True(t, resp.Close)
+					assert.Equal(t, 3*time.Second, time.Since(start), "the answer, as soon as the application returned")
+				}
+				assert.Equal(t, 3*time.Second+closeLinger, <-shutdown, "the client did not close: closeLinger more")
+				if tc.reads {
+					_, err := br.ReadByte()
+					assert.ErrorIs(t, err, io.EOF)
+				}
+			})
 		})
-	})
-}
-
-func testShutdownWaitsForTheApplication(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		app := newHeldApp(t)
-		srv := NewServer(app)
-		l := serveInBubble(t, srv)
-		conn, br := l.dial(t)
-		writeAll(t, conn, "GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
-		<-app.entered
-		start := time.Now()
-		shutdown := make(chan time.Duration)
-		go func() {
-			assert.NoError(t, srv.Shutdown(context.Background()))
-			shutdown <- time.Since(start)
-		}()
-		time.Sleep(3 * time.Second) // longer than closeLinger
-		close(app.release)
-		resp, body := readAnswer(t, br)
-		assert.Equal(t, "done\n", body)
-		assert.True(t, resp.Close)
-		assert.Equal(t, 3*time.Second, time.Since(start), "the answer, as soon as the application returned")
-		assert.Equal(t, 3*time.Second+closeLinger, <-shutdown, "the client did not close: closeLinger more")
-		_, err := br.ReadByte()
-		assert.ErrorIs(t, err, io.EOF)
-	})
+	}
 }
 
 // TestIdleConnectionKeepsSmallBuffers sends one large request for a

@@ -132,11 +132,12 @@ func (r *response) start(status int, header Header) error {
 }
 
 // Handler runs app behind net/http's server: http.Handler is Go's WSGI,
-// and this is the adapter between the two. A request body over
-// maxBodyBytes is answered 413, as our Server answers it.
-//
-// The tests run one table of requests against our Server and against
-// net/http's with this Handler, and expect the same answers.
+// and this is the adapter between the two. It reads each request's body
+// whole before it calls app, and answers 413 to one over maxBodyBytes, as
+// our Server does. The Environ it gives app has the header fields sorted by
+// name, in net/http's canonical case (net/http keeps them in a map), and
+// Host among them. An application that starts no answer gets a 500. Like
+// app, the handler is safe for use by many goroutines at once.
 func Handler(app Application, maxBodyBytes int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(maxBodyBytes)))

@@ -32,9 +32,7 @@ func TestMain(m *testing.M) { rpctest.VerifyMain(m) }
 // test ends. It returns the address to dial.
 func serveStage06(t *testing.T) string {
 	t.Helper()
-	app, err := wsgirouter.NewApp(wsgirouter.Service{})
-	require.NoError(t, err)
-	return serve(t, wsgirouter.NewServer(app))
+	return serve(t, wsgirouter.NewServer(wsgirouter.NewApp(wsgirouter.Service{})))
 }
 
 // serveStage01 runs stage 01's server until the test ends.

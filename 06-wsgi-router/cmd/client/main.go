@@ -229,21 +229,14 @@ func describe(s wsgirouter.ServerInfo) string {
 
 // newDemoServer builds the server the demo starts when there is no -addr.
 // Tests replace it to give the application a clock of their own.
-var newDemoServer = func() (*wsgirouter.Server, error) {
-	app, err := wsgirouter.NewApp(wsgirouter.Service{})
-	if err != nil {
-		return nil, err
-	}
-	return wsgirouter.NewServer(app), nil
+var newDemoServer = func() *wsgirouter.Server {
+	return wsgirouter.NewServer(wsgirouter.NewApp(wsgirouter.Service{}))
 }
 
 // startServer starts the demo server on a free loopback port, sets *addr to
 // its address, and returns a function that stops it.
 func startServer(addr *string) (stop func(), err error) {
-	srv, err := newDemoServer()
-	if err != nil {
-		return nil, err
-	}
+	srv := newDemoServer()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

@@ -68,9 +68,7 @@ func TestDemoWithoutTrace(t *testing.T) {
 // ends, and returns the listener, which counts the connections accepted.
 func startCounted(t *testing.T) *rpctest.CountingListener {
 	t.Helper()
-	app, err := wsgirouter.NewApp(wsgirouter.Service{})
-	require.NoError(t, err)
-	srv := wsgirouter.NewServer(app)
+	srv := wsgirouter.NewServer(wsgirouter.NewApp(wsgirouter.Service{}))
 	l := rpctest.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()

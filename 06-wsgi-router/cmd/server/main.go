@@ -42,7 +42,7 @@ import (
 // test adds a page to it).
 var (
 	newServer = wsgirouter.NewServer
-	newApp    = func(svc wsgirouter.Service) (wsgirouter.Application, error) { return wsgirouter.NewApp(svc) }
+	newApp    = func(svc wsgirouter.Service) wsgirouter.Application { return wsgirouter.NewApp(svc) }
 )
 
 func main() {
@@ -95,10 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer root.Close()
 		svc.Files = wsgirouter.RootFS(root)
 	}
-	app, err := newApp(svc)
-	if err != nil {
-		return err
-	}
+	app := newApp(svc)
 
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -239,7 +239,7 @@ func TestWWWServesThroughRootFS(t *testing.T) {
 	var files fs.FS
 	saved := newApp
 	t.Cleanup(func() { newApp = saved })
-	newApp = func(svc wsgirouter.Service) (wsgirouter.Application, error) {
+	newApp = func(svc wsgirouter.Service) wsgirouter.Application {
 		files = svc.Files
 		return saved(svc)
 	}
@@ -334,13 +334,11 @@ func withTestPages(t *testing.T) (held <-chan struct{}, release func()) {
 }
 
 // withPages returns newApp with the test pages added: /hold sends on
-// entered when it begins, and returns when release is closed.
-func withPages(newApp func(wsgirouter.Service) (wsgirouter.Application, error), entered chan<- struct{}, release <-chan struct{}) func(wsgirouter.Service) (wsgirouter.Application, error) {
-	return func(svc wsgirouter.Service) (wsgirouter.Application, error) {
-		app, err := newApp(svc)
-		if err != nil {
-			return nil, err
-		}
+// entered when it begins, and returns when release is closed. Like
+// NewApp, it panics if its own route table is wrong.
+func withPages(newApp func(wsgirouter.Service) wsgirouter.Application, entered chan<- struct{}, release <-chan struct{}) func(wsgirouter.Service) wsgirouter.Application {
+	return func(svc wsgirouter.Service) wsgirouter.Application {
+		app := newApp(svc)
 		huge := wsgirouter.AppFunc(func(env *wsgirouter.Environ, start wsgirouter.StartResponse) []byte {
 			_ = start(200, nil)
 			return make([]byte, hugeAnswer)
@@ -351,9 +349,13 @@ func withPages(newApp func(wsgirouter.Service) (wsgirouter.Application, error), 
 			_ = start(200, nil)
 			return []byte("released\n")
 		})
-		return wsgirouter.NewRouter(app,
+		router, err := wsgirouter.NewRouter(app,
 			wsgirouter.Route{Method: "GET", Pattern: "/huge", App: huge},
 			wsgirouter.Route{Method: "GET", Pattern: "/hold", App: hold})
+		if err != nil {
+			panic(err)
+		}
+		return router
 	}
 }
 
@@ -426,14 +428,7 @@ func TestGraceCutsOffAnApplicationStillRunning(t *testing.T) {
 	for _, tc := range servers {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
-			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", "1s"}, tc.args...)...)
-			conn, err := net.Dial("tcp", addr)
-			require.NoError(t, err)
-			defer conn.Close()
-			require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
-			_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
-			require.NoError(t, err)
-			<-held
+			_, conn, done := runHolding(t, ctx, held, append([]string{"-grace", "1s"}, tc.args...)...)
 			stop()
 			assert.ErrorContains(t, <-done, "requests still running after 1s, cut off")
 			// run closed the connection before it returned.
@@ -455,14 +450,7 @@ func TestGraceLetsAnApplicationFinish(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			held, release := withTestPages(t)
 			ctx, stop := context.WithCancel(t.Context())
-			addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0", "-grace", (20 * linger).String()}, tc.args...)...)
-			conn, err := net.Dial("tcp", addr)
-			require.NoError(t, err)
-			defer conn.Close()
-			require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
-			_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
-			require.NoError(t, err)
-			<-held
+			addr, conn, done := runHolding(t, ctx, held, append([]string{"-grace", (20 * linger).String()}, tc.args...)...)
 			stop()
 			// The listener closes as Shutdown begins; then the application
 			// goes on running, for longer than the connection's 500 ms.
@@ -484,6 +472,22 @@ func TestGraceLetsAnApplicationFinish(t *testing.T) {
 			assert.NoError(t, <-done)
 		})
 	}
+}
+
+// runHolding runs the command with args on a free port, asks for /hold
+// on a connection of its own, and returns once the application holds the
+// request: the address, that connection, and what run returns.
+func runHolding(t *testing.T, ctx context.Context, held <-chan struct{}, args ...string) (string, net.Conn, <-chan error) {
+	t.Helper()
+	addr, done := runInProcess(t, ctx, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
+	_, err = io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
+	require.NoError(t, err)
+	<-held
+	return addr, conn, done
 }
 
 // waitUntil looks at cond every millisecond until it holds, and fails

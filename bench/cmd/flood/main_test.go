@@ -51,9 +51,7 @@ func TestFlood(t *testing.T) {
 			return serve(t, srv.Serve, srv.Shutdown, atmostonce.ErrServerClosed)
 		}},
 		{"06", func(t *testing.T) string {
-			app, err := wsgirouter.NewApp(wsgirouter.Service{})
-			require.NoError(t, err)
-			srv := wsgirouter.NewServer(app)
+			srv := wsgirouter.NewServer(wsgirouter.NewApp(wsgirouter.Service{}))
 			srv.MaxConns = 8
 			srv.HeaderTimeout, srv.IdleTimeout = time.Hour, time.Hour
 			return serve(t, srv.Serve, srv.Shutdown, wsgirouter.ErrServerClosed)

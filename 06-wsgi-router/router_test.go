@@ -21,6 +21,19 @@ type recorded struct {
 	params  []Param
 }
 
+// assertRouted checks that got is the 200 of the route named want, which
+// saw params (none if params is empty).
+func assertRouted(t *testing.T, got recorded, want string, params []Param) {
+	t.Helper()
+	assert.Equal(t, 200, got.status)
+	assert.Equal(t, want, got.body)
+	if len(params) == 0 {
+		assert.Empty(t, got.params)
+	} else {
+		assert.Equal(t, params, got.params)
+	}
+}
+
 // callWSGI calls app directly, with no server, for a request of method
 // and target, and a start that checks as the servers' does.
 func callWSGI(t *testing.T, app Application, method, target string, body []byte) recorded {
@@ -130,14 +143,7 @@ func TestRouterMatching(t *testing.T) {
 		{"GET", "/post-or-file", "catch-all", []Param{{"file", "post-or-file"}}},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
-			got := callWSGI(t, r, tc.method, tc.path, nil)
-			assert.Equal(t, 200, got.status)
-			assert.Equal(t, tc.want, got.body)
-			if len(tc.params) == 0 {
-				assert.Empty(t, got.params)
-			} else {
-				assert.Equal(t, tc.params, got.params)
-			}
+			assertRouted(t, callWSGI(t, r, tc.method, tc.path, nil), tc.want, tc.params)
 		})
 	}
 }
@@ -263,14 +269,7 @@ func TestRoutesMatchThePathAsSent(t *testing.T) {
 		{"/dir%2F", "catch-all", []Param{{"file", "dir/"}}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
-			got := callWSGI(t, r, "GET", tc.path, nil)
-			assert.Equal(t, 200, got.status)
-			assert.Equal(t, tc.want, got.body)
-			if len(tc.params) == 0 {
-				assert.Empty(t, got.params)
-			} else {
-				assert.Equal(t, tc.params, got.params)
-			}
+			assertRouted(t, callWSGI(t, r, "GET", tc.path, nil), tc.want, tc.params)
 		})
 	}
 }
@@ -280,12 +279,11 @@ func TestRoutesMatchThePathAsSent(t *testing.T) {
 // catches the path then, refuses it, since no file name holds a "/"; and
 // a {name} of the API may hold one (and then names no server).
 func TestDemoRoutesOnThePathAsSent(t *testing.T) {
-	app, err := NewApp(Service{Files: fstest.MapFS{
+	app := NewApp(Service{Files: fstest.MapFS{
 		"index.html":    {Data: []byte("index")},
 		"sub/page.txt":  {Data: []byte("a page in a folder")},
 		"private/x.txt": {Data: []byte("behind the proxy's rule on /private/")},
 	}})
-	require.NoError(t, err)
 	for server, addr := range bothServersOf(t, app) {
 		for _, tc := range []struct {
 			target string
