@@ -125,12 +125,10 @@ type Server struct {
 	funcs registry // the route table; it has a lock of its own
 	table *table   // the calls run, for at-most-once; made by init
 
-	closing atomic.Bool // Shutdown has begun; every request reads it, so it has no lock
-
 	mu        sync.Mutex // protects listeners, conns and freed, and the making of what init makes
 	listeners map[*net.Listener]struct{}
 	conns     map[*serverConn]struct{}
-	stopped   chan struct{}       // closed when Shutdown begins
+	stopped   chan struct{}       // closed once, when Shutdown begins; see shuttingDown
 	budget    *semaphore.Weighted // MaxRequestBytesHeld, in bytes
 	halted    context.Context     // ends when Shutdown gives up waiting: readers waiting for budget stop
 	halt      context.CancelFunc
@@ -216,7 +214,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if s.closing.Load() {
+	if s.shuttingDown() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -232,7 +230,7 @@ func (s *Server) Serve(l net.Listener) error {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.shuttingDown() {
 				return ErrServerClosed
 			}
 			if !passing(err) {
@@ -341,13 +339,27 @@ func passing(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// shuttingDown reports whether Shutdown has begun; it may be called at
+// any time after init. Every request asks, so it takes no lock: Shutdown
+// closes stopped (once, under s.mu), and a receive that sees it closed
+// happens after the close, as for any synchronising operation of a
+// race-free Go program.
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
 // track records conn as served and returns it as a serverConn, unless the
-// server is shutting down: then it returns nil. Shutdown sets closing
+// server is shutting down: then it returns nil. Shutdown closes stopped
 // under the same lock, so a connection it does not reach is never served.
 func (s *Server) track(conn net.Conn) *serverConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if s.shuttingDown() {
 		return nil
 	}
 	c := &serverConn{Conn: conn, srv: s, mu: make(connLock, 1), gone: make(chan struct{})}
@@ -801,7 +813,7 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 					answers.refuse(0, evictedAnswer)
 				}
 			case errors.Is(err, os.ErrDeadlineExceeded) && requests.waiting() &&
-				answers.busy() && !s.closing.Load():
+				answers.busy() && !s.shuttingDown():
 				// Not idle: the client waits for answers. Wait again.
 				continue
 			case errors.As(err, &large) && large.skipped:
@@ -831,7 +843,7 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 			s.release(n)
 			answers.refuse(0, failure(Internal, NotRun, "%v; closing the connection", errZeroID))
 			return
-		case s.closing.Load():
+		case s.shuttingDown():
 			// Shutdown began while this request was on its way: say
 			// that it did not run. The reader goes on until the
 			// deadline Shutdown set, answering each the same way.
@@ -1218,13 +1230,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if !s.closing.Swap(true) {
-		close(s.stopped)
+	if !s.shuttingDown() {
+		close(s.stopped) // under s.mu, so once
 	}
 	for l := range s.listeners {
 		(*l).Close()
 	}
-	// No connection joins these once closing is set: track checks it
+	// No connection joins these once stopped is closed: track checks it
 	// under s.mu. Each is stopped under its own lock only, so that one
 	// that is arming its deadline holds up no other.
 	conns := slices.Collect(maps.Keys(s.conns))

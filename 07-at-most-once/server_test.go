@@ -468,7 +468,7 @@ func TestRefusalIsReadable(t *testing.T) {
 	conn, answers := slowReader(t, serve(t, srv, bigSendBuffers{rpctest.Listen(t)}))
 	big := strings.Repeat("x", bigEcho)
 	write(t, conn, encodeFrames(t, withID(call(t, "echo", big), 1))[0])
-	require.Equal(t, uint64(1), within(t, answered, "the answer's write"))
+	require.Equal(t, uint64(1), rpctest.Receive(t, answered, "the answer's write"))
 
 	// A frame too large that starts with no call: it is refused, and the
 	// stream with it. Far more follows than the server reads ahead.
