@@ -78,6 +78,16 @@ type Call struct {
 	stop     func() bool // stops watching the call's context
 }
 
+// ServerError is a failure the server reported: the call reached the
+// server, and the server answered that it could not do it.
+type ServerError struct {
+	Message string // the answer's Error
+}
+
+func (e *ServerError) Error() string {
+	return "server answered: " + e.Message
+}
+
 // ErrBroken is returned for calls on a Client whose connection failed or
 // was closed. It wraps the cause. Dial a new Client.
 var ErrBroken = errors.New("client connection is broken")

@@ -980,14 +980,6 @@ func (w *connWriter) run() {
 	}
 }
 
-// fits reports whether a write that holds n messages in size bytes may
-// take one more: at most max messages, and no more once it reaches
-// maxKeptBuffer bytes, the most a connection keeps between messages. (One
-// message may be larger alone.)
-func fits(n, size, max int) bool {
-	return n < max && size < maxKeptBuffer
-}
-
 // handle reads one request as a call and calls the function it names.
 func (s *Server) handle(req *Request) (any, error) {
 	name, args, err := parseCall(req)

@@ -1015,14 +1015,6 @@ func (w *connWriter) run() {
 	}
 }
 
-// fits reports whether a write that holds n messages in size bytes may
-// take one more: at most max messages, and no more once it reaches
-// maxKeptBuffer bytes, the most a connection keeps between messages. (One
-// message may be larger alone.)
-func fits(n, size, max int) bool {
-	return n < max && size < maxKeptBuffer
-}
-
 // serve answers one request: from the table, if it is an attempt of a
 // call the table remembers, or by running the call. A request with no
 // Client is run without the table.
