@@ -23,45 +23,6 @@ import (
 // The server's side of stage 05: calls side by side, backpressure, and
 // what the timeouts and Shutdown do while calls are in flight.
 
-// TestArticleFlawOneCallAtATime holds a slow call inside the server and
-// makes fast calls meanwhile, on the slow call's connection and on
-// another. The article's server is one select loop: for each connection
-// with bytes to read, it reads a request, runs the function and sends the
-// answer before it looks at the next, so one slow call holds up every
-// caller on every connection. Ours runs each call on a goroutine of its
-// own: the fast calls are answered while the slow one is still held.
-func TestArticleFlawOneCallAtATime(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	slowEntered, releaseSlow := make(chan struct{}), make(chan struct{})
-	srv.beforeAnswer = func(req *Request) {
-		if req.Func == "echo" && req.Params[0].Str == "slow" {
-			close(slowEntered)
-			<-releaseSlow
-		}
-	}
-	addr := serve(t, srv, rpctest.Listen(t))
-	defer close(releaseSlow) // before the server's shutdown, which waits for it
-
-	c := dial(t, addr)
-	slow := c.Go(t.Context(), "echo", "slow")
-	<-slowEntered
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop) // only a broken server takes it
-	defer cancel()
-	for i := range 3 {
-		sum, err := DemoClient{c}.Add(ctx, i, 1)
-		require.NoError(t, err, "a fast call on the slow call's connection")
-		assert.Equal(t, i+1, sum)
-	}
-	sum, err := DemoClient{dial(t, addr)}.Add(ctx, 2, 2)
-	require.NoError(t, err, "a fast call on another connection")
-	assert.Equal(t, 4, sum)
-	select {
-	case <-slow.Done:
-		t.Fatal("the slow call was answered while it was held")
-	default:
-	}
-}
-
 // TestPeerThatNeverReadsIsBounded attacks one connection with calls whose
 // answers are 64 KiB each, and never reads an answer. The server's write
 // blocks; then its answer queue fills; then MaxInFlight calls wait to queue

@@ -1,11 +1,11 @@
 package atmostonce
 
 import (
-	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"runtime"
 	"slices"
 	"testing"
 
+	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
