@@ -680,14 +680,15 @@ func (c *serverConn) write(p []byte) bool {
 	return err == nil
 }
 
-// hangUp closes c politely, once every answer has been written. Closing a
-// socket that still has unread input makes the kernel send a reset, which
-// destroys what it has not sent of the answers, and what the client has
-// not read. So hangUp first says it is done writing, then reads and drops
-// what the client is still sending, and only then lets the caller close.
-// It stops when the client closes its side, after maxDrainBytes, or at one
-// deadline, closeLinger from now, which bytes arriving do not move:
-// Shutdown, or a deadline it set before, does not cut it short.
+// hangUp makes the close of c polite: serveConn calls it once every answer
+// has been written, and closes c when it returns. Closing a socket that
+// still has unread input makes the kernel send a reset, which destroys
+// what it has not sent of the answers, and what the client has not read.
+// So hangUp first says it is done writing, then reads and drops what the
+// client is still sending. It stops when the client closes its side, after
+// maxDrainBytes, or at one deadline, closeLinger from when it began, which
+// bytes arriving do not move and which Shutdown does not bring earlier
+// (see stop).
 func (s *Server) hangUp(c *serverConn) {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
@@ -839,9 +840,8 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 // Calls hand it their answers through a queue; it encodes every answer
 // waiting and writes them all at once when the queue is empty, so under
 // load many answers share one write, and one system call. (Before it
-// looks at the queue, it yields once to the calls that are ready to run:
-// with 64 calls in flight, that makes its writes about fifteen times
-// fewer.)
+// looks at the queue, it yields once to the calls that are ready to run,
+// so that their answers join the write: under load, far fewer writes.)
 //
 // The queue holds at most MaxInFlight answers. When the client does not
 // read, the writer blocks, then the calls that finish block handing their
