@@ -1204,8 +1204,9 @@ func CallFrom(ctx context.Context) (CallInfo, bool) {
 // Shutdown stops the server. At once, it makes every Serve return
 // ErrServerClosed and closes their listeners, and it gives every
 // connection closeLinger (500 ms) more to read: a request that arrives by
-// then is answered "the server is shutting down; the call did not run",
-// with its ID, and is not run; what arrives later is not read. A call in
+// then is not run, and is answered with its ID that it did not run
+// (Unavailable, NotRun: safe to send elsewhere); what arrives later is not
+// read. A call in
 // flight runs to its end and is answered. Once Shutdown has begun, a write
 // of answers gets closeLinger, so a client that does not read cannot hold
 // it. When a connection's answers are written, it is hung up politely
