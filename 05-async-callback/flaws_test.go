@@ -229,7 +229,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 				c.GoFunc(ctx, "slow", callback, 500)
 				return c, func() { // the answer comes before Close
 					clock.wake(500)
-					rpctest.Receive(t, late, "the late answer")
+					rpctest.Receive(t, late, "late answer")
 				}
 			},
 			check: func(t *testing.T, call *Call) {
@@ -248,7 +248,7 @@ func TestArticleFlawCallbackNeverRuns(t *testing.T) {
 				cancel()
 				return c, func() {
 					clock.wake(500)
-					rpctest.Receive(t, late, "the late answer")
+					rpctest.Receive(t, late, "late answer")
 				}
 			},
 			check: func(t *testing.T, call *Call) {

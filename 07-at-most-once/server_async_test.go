@@ -234,7 +234,7 @@ func TestIdleTimeoutSparesBusyConnections(t *testing.T) {
 	b := newBusyConn(t)
 	nextTimeout(t, b.server) // IdleTimeout has passed, with the call held
 	write(t, b.conn, b.next)
-	rpctest.Receive(t, b.entered, "the second call, on a connection past its IdleTimeout")
+	rpctest.Receive(t, b.entered, "second call, on a connection past its IdleTimeout")
 	b.release()
 	assert.Equal(t, map[uint64]Response{1: answerTo(1, strAnswer("held")), 2: answerTo(2, intAnswer(3))},
 		nextAnswers(t, b.answers, 2))

@@ -421,7 +421,7 @@ func TestRefusalIsReadable(t *testing.T) {
 	conn, answers := slowReader(t, serve(t, srv, bigSendBuffers{rpctest.Listen(t)}))
 	big := strings.Repeat("x", bigEcho)
 	write(t, conn, encodeFrames(t, withID(call(t, "echo", big), 1))[0])
-	require.Equal(t, uint64(1), rpctest.Receive(t, answered, "the answer's write"))
+	require.Equal(t, uint64(1), rpctest.Receive(t, answered, "write of the answer"))
 
 	// A frame too large that starts with no call: it is refused, and the
 	// stream with it. Far more follows than the server reads ahead.
@@ -493,7 +493,7 @@ func testShutdownFinishes(t *testing.T, n int) {
 	assert.NoError(t, res.err)
 	assert.Equal(t, int64(n), res.written, "answers written when Shutdown returned")
 	for i, call := range calls {
-		call = rpctest.Receive(t, call.Done, "an answer")
+		call = rpctest.Receive(t, call.Done, "answer")
 		require.NoError(t, call.Error)
 		assert.Equal(t, 40+i, call.Result)
 	}
@@ -698,7 +698,7 @@ func testClientVanishes(t *testing.T, echoes []string) {
 	}
 	require.NoError(t, conn.Close())
 	release()
-	rpctest.Receive(t, (<-l.conns).closed, "the server's close of its side")
+	rpctest.Receive(t, (<-l.conns).closed, "close of the server's side")
 
 	c := dial(t, l.Addr().String())
 	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
