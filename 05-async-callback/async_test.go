@@ -101,7 +101,7 @@ func TestGo(t *testing.T) {
 	call = c.Go(ctx, "slow", 500)
 	clock.waitAsleep(t, 1)
 	cancel()
-	within(t, call.Done, "the cancelled call's end")
+	rpctest.Receive(t, call.Done, "end of the cancelled call")
 	assert.ErrorIs(t, call.Error, context.Canceled)
 
 	call = c.Go(t.Context(), "echo", []byte("x"))
@@ -210,7 +210,7 @@ func TestAnswerToNoCallBreaksClient(t *testing.T) {
 	}))
 	first, second := c.Go(t.Context(), "add", 1, 2), c.Go(t.Context(), "add", 3, 4)
 	for _, call := range []*Call{first, second} {
-		within(t, call.Done, "the call's end")
+		rpctest.Receive(t, call.Done, "end of the call")
 		assert.ErrorIs(t, call.Error, ErrBroken)
 		assert.ErrorContains(t, call.Error, "an answer to call 9, which was never made")
 	}

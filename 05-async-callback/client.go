@@ -23,8 +23,9 @@ import (
 // stubs for the demo service on top of it.
 //
 // A Client may be used by many goroutines at once. There are three ways to
-// call: Call waits for the answer; Go returns at once, and the call's Done
-// channel delivers it when it ends; GoFunc runs a function when it ends.
+// call: Call waits for the answer; Go returns once the call is queued, and
+// the call's Done channel delivers it when it ends; GoFunc runs a function
+// when it ends.
 //
 // A call given up because its context ended is forgotten at once: its
 // answer, if it comes, is counted and dropped (see LateAnswers), never
@@ -76,6 +77,16 @@ type Call struct {
 	req      Request
 	callback func(*Call) // run when the call ends, instead of Done (GoFunc)
 	stop     func() bool // stops watching the call's context
+}
+
+// ServerError is a failure the server reported: the call reached the
+// server, and the server answered that it could not do it.
+type ServerError struct {
+	Message string // the answer's Error
+}
+
+func (e *ServerError) Error() string {
+	return "server answered: " + e.Message
 }
 
 // ErrBroken is returned for calls on a Client whose connection failed or
@@ -236,9 +247,9 @@ func (c *Client) Call(ctx context.Context, name string, args ...any) (any, error
 
 // Go starts a call and returns it once it is queued for the writer: at
 // once, unless as many calls are in flight as WithMaxPending allows, or
-// the writer's queue is full, when it waits for room, or for ctx. The call's Done channel
-// receives it when it ends: answered, refused, given up because ctx ended,
-// or failed with the connection.
+// the writer's queue is full, when it waits for room, or for ctx. The
+// call's Done channel receives it when it ends: answered, refused, given
+// up because ctx ended, or failed with the connection.
 func (c *Client) Go(ctx context.Context, name string, args ...any) *Call {
 	call := &Call{Name: name, Args: args, Done: make(chan *Call, 1)}
 	c.send(ctx, call)
@@ -246,15 +257,15 @@ func (c *Client) Go(ctx context.Context, name string, args ...any) *Call {
 	return call
 }
 
-// GoFunc starts a call as Go does, and returns: fire and forget. When the
-// call ends, whichever way it ends, callback runs once with it, on a
-// goroutine of its own that the Client starts then. It never runs on the
-// goroutine that called GoFunc, not even when the call fails before it is
-// sent (arguments the wire cannot carry, ctx ended already, the Client
-// broken), so a caller may hold a lock that its callback takes. Callbacks
-// may run at the same time as each other, may make calls and may Close the
-// Client; Close does not wait for them. GoFunc panics if callback is nil,
-// as net/rpc's Go panics on a Done channel with no room.
+// GoFunc starts a call as Go does, and returns when Go would: fire and
+// forget. When the call ends, whichever way it ends, callback runs once
+// with it, on a goroutine of its own that the Client starts then. It never
+// runs on the goroutine that called GoFunc, not even when the call fails
+// before it is sent (arguments the wire cannot carry, ctx ended already,
+// the Client broken), so a caller may hold a lock that its callback takes.
+// Callbacks may run at the same time as each other, may make calls and may
+// Close the Client; Close does not wait for them. GoFunc panics if
+// callback is nil, as net/rpc's Go panics on a Done channel with no room.
 func (c *Client) GoFunc(ctx context.Context, name string, callback func(*Call), args ...any) {
 	if callback == nil {
 		panic("asyncrpc: GoFunc with a nil callback: the call's end would go nowhere")

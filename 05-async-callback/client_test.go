@@ -154,7 +154,7 @@ func TestClientCancel(t *testing.T) {
 	assert.Equal(t, 3, sum)
 
 	clock.wake(500)
-	assert.Equal(t, uint64(1), within(t, late, "the late answer"), "the late answer is the cancelled call's")
+	assert.Equal(t, uint64(1), rpctest.Receive(t, late, "late answer"), "the late answer is the cancelled call's")
 	assert.Equal(t, int64(1), c.LateAnswers())
 }
 
@@ -322,7 +322,7 @@ func TestClientWaitingCallHonoursContext(t *testing.T) {
 
 	conn.release()
 	for i, call := range calls {
-		within(t, call.Done, "an answer")
+		rpctest.Receive(t, call.Done, "answer")
 		require.NoError(t, call.Error)
 		assert.Equal(t, i+1, call.Result)
 	}
@@ -635,7 +635,7 @@ func TestClientMaxRequestBytes(t *testing.T) {
 func TestClientFirstRequestTooLarge(t *testing.T) {
 	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)), WithMaxRequestBytes(1000))
 	call := c.Go(t.Context(), "echo", strings.Repeat("x", 1000))
-	within(t, call.Done, "the call's end")
+	rpctest.Receive(t, call.Done, "end of the call")
 	assert.ErrorIs(t, call.Error, errTooLarge)
 	assert.Equal(t, uint64(1), call.ID, "registered, and never sent")
 
@@ -750,7 +750,7 @@ func TestClientStopsWatchingContext(t *testing.T) {
 		require.NoError(t, call.Error)
 	}
 	for range n / 2 {
-		require.NoError(t, within(t, called, "a callback").Error)
+		require.NoError(t, rpctest.Receive(t, called, "callback").Error)
 	}
 	assert.Zero(t, ctx.live.Load(), "calls ended and still watching the context")
 }

@@ -106,6 +106,14 @@ const readBufferBytes = 4096
 // message it was grown for: an idle connection holds only small buffers.
 const maxKeptBuffer = 64 << 10
 
+// fits reports whether a write that holds n messages in size bytes may
+// take one more: at most max messages, and no more once it reaches
+// maxKeptBuffer bytes, the most a connection keeps between messages. (One
+// message may be larger alone.)
+func fits(n, size, max int) bool {
+	return n < max && size < maxKeptBuffer
+}
+
 // frameHeaderBytes is the size of a frame's length.
 const frameHeaderBytes = 4
 
@@ -1138,16 +1146,6 @@ func decodeAnswer(r *Response) (any, error) {
 		return nil, fmt.Errorf("answer: %w", err)
 	}
 	return res, nil
-}
-
-// ServerError is a failure the server reported: the call reached the
-// server, and the server answered that it could not do it.
-type ServerError struct {
-	Message string // the answer's Error
-}
-
-func (e *ServerError) Error() string {
-	return "server answered: " + e.Message
 }
 
 // quoteShort quotes s for an error message, cut to a readable length: an

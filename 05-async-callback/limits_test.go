@@ -75,9 +75,6 @@ func TestIdleConnectionKeepsAtMost(t *testing.T) {
 	})
 }
 
-// raceEnabled is set when the tests run under the race detector.
-var raceEnabled bool
-
 // TestZeroServer serves with a Server that was never set up: the zero value
 // takes the default limits, and Register works on it.
 func TestZeroServer(t *testing.T) {
@@ -116,7 +113,7 @@ func TestLargeMessagesShareBuffers(t *testing.T) {
 	}) / calls
 	t.Logf("an echo of %d KiB: %d KiB allocated, %.1f times the message", size>>10, perCall>>10, float64(perCall)/size)
 	bound := 6 * size // 4.6 measured
-	if raceEnabled {
+	if rpctest.RaceEnabled {
 		bound = 9 * size // 6.8 measured; 12.8 with every buffer grown again
 	}
 	assert.Less(t, perCall, uint64(bound), "allocated per call")
@@ -146,7 +143,7 @@ func TestEncoderSharesBuffers(t *testing.T) {
 	}) / answers
 	t.Logf("an answer of %d KiB: %d bytes allocated", size>>10, perAnswer)
 	bound := size / 2 // 88 bytes measured; 106 KiB with every buffer grown again
-	if raceEnabled {
+	if rpctest.RaceEnabled {
 		// A quarter of the frames and encoders put back are dropped: 55
 		// KiB measured, and 128 KiB with every buffer grown again.
 		bound = size

@@ -170,19 +170,6 @@ func (c *heldConn) Close() error {
 	return c.Conn.Close()
 }
 
-// within receives from ch, or fails the test if nothing comes within the
-// backstop.
-func within[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(rpctest.Backstop):
-		t.Fatalf("%s never came", what)
-		panic("unreachable")
-	}
-}
-
 // pendingCalls returns how many calls c has registered and not ended.
 func pendingCalls(c *Client) int {
 	c.mu.Lock()
@@ -199,7 +186,7 @@ var articleTime = time.Date(2019, time.January, 16, 22, 5, 31, 0, time.Local)
 func newStoppedClockServer(t testing.TB) *Server {
 	t.Helper()
 	srv := NewServer()
-	skipped, err := srv.Register(Service{now: func() time.Time { return articleTime }})
+	skipped, err := srv.Register(Service{Now: func() time.Time { return articleTime }})
 	require.NoError(t, err)
 	require.Empty(t, skipped)
 	return srv

@@ -113,12 +113,10 @@ type Server struct {
 
 	funcs registry // the route table; it has a lock of its own
 
-	closing atomic.Bool // Shutdown has begun; every request reads it, so it has no lock
-
 	mu        sync.Mutex // protects listeners, conns and freed, and the making of what init makes
 	listeners map[*net.Listener]struct{}
 	conns     map[*serverConn]struct{}
-	stopped   chan struct{}       // closed when Shutdown begins
+	stopped   chan struct{}       // closed once, when Shutdown begins; see shuttingDown
 	budget    *semaphore.Weighted // MaxRequestBytesHeld, in bytes
 	halted    context.Context     // ends when Shutdown gives up waiting: readers waiting for budget stop
 	halt      context.CancelFunc
@@ -202,7 +200,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if s.closing.Load() {
+	if s.shuttingDown() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -218,7 +216,7 @@ func (s *Server) Serve(l net.Listener) error {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.shuttingDown() {
 				return ErrServerClosed
 			}
 			if !passing(err) {
@@ -323,13 +321,27 @@ func passing(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// shuttingDown reports whether Shutdown has begun; it may be called at
+// any time after init. Every request asks, so it takes no lock: Shutdown
+// closes stopped (once, under s.mu), and a receive that sees it closed
+// happens after the close, as for any synchronising operation of a
+// race-free Go program.
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
 // track records conn as served and returns it as a serverConn, unless the
-// server is shutting down: then it returns nil. Shutdown sets closing
+// server is shutting down: then it returns nil. Shutdown closes stopped
 // under the same lock, so a connection it does not reach is never served.
 func (s *Server) track(conn net.Conn) *serverConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if s.shuttingDown() {
 		return nil
 	}
 	c := &serverConn{Conn: conn, srv: s, mu: make(connLock, 1), gone: make(chan struct{})}
@@ -668,14 +680,15 @@ func (c *serverConn) write(p []byte) bool {
 	return err == nil
 }
 
-// hangUp closes c politely, once every answer has been written. Closing a
-// socket that still has unread input makes the kernel send a reset, which
-// destroys what it has not sent of the answers, and what the client has
-// not read. So hangUp first says it is done writing, then reads and drops
-// what the client is still sending, and only then lets the caller close.
-// It stops when the client closes its side, after maxDrainBytes, or at one
-// deadline, closeLinger from now, which bytes arriving do not move:
-// Shutdown, or a deadline it set before, does not cut it short.
+// hangUp makes the close of c polite: serveConn calls it once every answer
+// has been written, and closes c when it returns. Closing a socket that
+// still has unread input makes the kernel send a reset, which destroys
+// what it has not sent of the answers, and what the client has not read.
+// So hangUp first says it is done writing, then reads and drops what the
+// client is still sending. It stops when the client closes its side, after
+// maxDrainBytes, or at one deadline, closeLinger from when it began, which
+// bytes arriving do not move and which Shutdown does not bring earlier
+// (see stop).
 func (s *Server) hangUp(c *serverConn) {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
@@ -780,7 +793,7 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 					answers.refuse(0, errEvicted)
 				}
 			case errors.Is(err, os.ErrDeadlineExceeded) && requests.waiting() &&
-				answers.busy() && !s.closing.Load():
+				answers.busy() && !s.shuttingDown():
 				// Not idle: the client waits for answers. Wait again.
 				continue
 			case errors.As(err, &large) && large.skipped:
@@ -800,7 +813,7 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 			s.release(n)
 			answers.refuse(0, fmt.Errorf("%v; closing the connection", errZeroID))
 			return
-		case s.closing.Load():
+		case s.shuttingDown():
 			// Shutdown began while this request was on its way: say
 			// that it did not run. The reader goes on until the
 			// deadline Shutdown set, answering each the same way.
@@ -827,9 +840,8 @@ func (s *Server) readRequests(c *serverConn, answers *connWriter, calls *errgrou
 // Calls hand it their answers through a queue; it encodes every answer
 // waiting and writes them all at once when the queue is empty, so under
 // load many answers share one write, and one system call. (Before it
-// looks at the queue, it yields once to the calls that are ready to run:
-// with 64 calls in flight, that makes its writes about fifteen times
-// fewer.)
+// looks at the queue, it yields once to the calls that are ready to run,
+// so that their answers join the write: under load, far fewer writes.)
 //
 // The queue holds at most MaxInFlight answers. When the client does not
 // read, the writer blocks, then the calls that finish block handing their
@@ -968,14 +980,6 @@ func (w *connWriter) run() {
 	}
 }
 
-// fits reports whether a write that holds n messages in size bytes may
-// take one more: at most max messages, and no more once it reaches
-// maxKeptBuffer bytes, the most a connection keeps between messages. (One
-// message may be larger alone.)
-func fits(n, size, max int) bool {
-	return n < max && size < maxKeptBuffer
-}
-
 // handle reads one request as a call and calls the function it names.
 func (s *Server) handle(req *Request) (any, error) {
 	name, args, err := parseCall(req)
@@ -1018,13 +1022,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.setDefaults()
 	s.init()
-	if !s.closing.Swap(true) {
-		close(s.stopped)
+	if !s.shuttingDown() {
+		close(s.stopped) // under s.mu, so once
 	}
 	for l := range s.listeners {
 		(*l).Close()
 	}
-	// No connection joins these once closing is set: track checks it
+	// No connection joins these once stopped is closed: track checks it
 	// under s.mu. Each is stopped under its own lock only, so that one
 	// that is arming its deadline holds up no other.
 	conns := slices.Collect(maps.Keys(s.conns))

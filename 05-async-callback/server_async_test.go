@@ -2,7 +2,6 @@ package asyncrpc
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -17,50 +16,10 @@ import (
 	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 // The server's side of stage 05: calls side by side, backpressure, and
 // what the timeouts and Shutdown do while calls are in flight.
-
-// TestArticleFlawOneCallAtATime holds a slow call inside the server and
-// makes fast calls meanwhile, on the slow call's connection and on
-// another. The article's server is one select loop: for each connection
-// with bytes to read, it reads a request, runs the function and sends the
-// answer before it looks at the next, so one slow call holds up every
-// caller on every connection. Ours runs each call on a goroutine of its
-// own: the fast calls are answered while the slow one is still held.
-func TestArticleFlawOneCallAtATime(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	slowEntered, releaseSlow := make(chan struct{}), make(chan struct{})
-	srv.beforeAnswer = func(req *Request) {
-		if req.Func == "echo" && req.Params[0].Str == "slow" {
-			close(slowEntered)
-			<-releaseSlow
-		}
-	}
-	addr := serve(t, srv, rpctest.Listen(t))
-	defer close(releaseSlow) // before the server's shutdown, which waits for it
-
-	c := dial(t, addr)
-	slow := c.Go(t.Context(), "echo", "slow")
-	<-slowEntered
-	ctx, cancel := context.WithTimeout(t.Context(), rpctest.Backstop) // only a broken server takes it
-	defer cancel()
-	for i := range 3 {
-		sum, err := DemoClient{c}.Add(ctx, i, 1)
-		require.NoError(t, err, "a fast call on the slow call's connection")
-		assert.Equal(t, i+1, sum)
-	}
-	sum, err := DemoClient{dial(t, addr)}.Add(ctx, 2, 2)
-	require.NoError(t, err, "a fast call on another connection")
-	assert.Equal(t, 4, sum)
-	select {
-	case <-slow.Done:
-		t.Fatal("the slow call was answered while it was held")
-	default:
-	}
-}
 
 // TestPeerThatNeverReadsIsBounded attacks one connection with calls whose
 // answers are 64 KiB each, and never reads an answer. The server's write
@@ -269,7 +228,7 @@ func TestIdleTimeoutSparesBusyConnections(t *testing.T) {
 	b := newBusyConn(t)
 	nextTimeout(t, b.server) // IdleTimeout has passed, with the call held
 	write(t, b.conn, b.next)
-	within(t, b.entered, "the second call, on a connection past its IdleTimeout")
+	rpctest.Receive(t, b.entered, "second call, on a connection past its IdleTimeout")
 	b.release()
 	assert.Equal(t, map[uint64]Response{1: answerTo(1, strAnswer("held")), 2: answerTo(2, intAnswer(3))},
 		nextAnswers(t, b.answers, 2))
@@ -322,105 +281,4 @@ func TestRefusalWhileCallInFlight(t *testing.T) {
 	release()
 	assert.Equal(t, answerTo(1, strAnswer("held")), nextAnswer(t, answers), "the call in flight is answered")
 	assertClosed(t, answers.decode(&Response{}))
-}
-
-// TestShutdownWithCallsInFlight holds three calls on one connection and
-// shuts the server down. Shutdown waits for them: each is answered, the
-// answers are written before Shutdown returns, and then the connection is
-// closed.
-func TestShutdownWithCallsInFlight(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	entered, release := holdCalls(srv)
-	var written atomic.Int64
-	srv.answerWritten = func(uint64) { written.Add(1) }
-	l := rpctest.Listen(t)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-
-	c := dial(t, l.Addr().String())
-	var calls []*Call
-	for _, s := range []string{"a", "b", "c"} {
-		calls = append(calls, c.Go(t.Context(), "echo", s))
-		<-entered
-	}
-	type shutdownResult struct {
-		err     error
-		written int64 // answers written when Shutdown returned
-	}
-	shutdown := make(chan shutdownResult, 1)
-	go func() {
-		err := srv.Shutdown(context.Background())
-		shutdown <- shutdownResult{err, written.Load()}
-	}()
-	require.ErrorIs(t, <-served, ErrServerClosed) // Shutdown has begun
-	release()
-	res := <-shutdown
-	assert.NoError(t, res.err)
-	assert.Equal(t, int64(3), res.written, "answers written when Shutdown returned")
-	for i, want := range []string{"a", "b", "c"} {
-		call := <-calls[i].Done
-		require.NoError(t, call.Error)
-		assert.Equal(t, want, call.Result)
-	}
-	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
-	assert.ErrorIs(t, err, ErrBroken, "the connection is closed after its answers")
-}
-
-// TestShutdownDeadlineWithCallsInFlight holds calls past Shutdown's
-// deadline: Shutdown closes the connection and returns ctx.Err(), while
-// the calls are still held in their function.
-func TestShutdownDeadlineWithCallsInFlight(t *testing.T) {
-	srv := NewDemoServer(Service{})
-	entered, release := holdCalls(srv)
-	l := rpctest.Listen(t)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-
-	c := dial(t, l.Addr().String())
-	calls := []*Call{c.Go(t.Context(), "echo", "a"), c.Go(t.Context(), "echo", "b")}
-	<-entered
-	<-entered
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-	defer cancel()
-	shutdown := make(chan error, 1)
-	go func() { shutdown <- srv.Shutdown(ctx) }()
-	select {
-	case err := <-shutdown:
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-	case <-time.After(rpctest.Backstop):
-		release()
-		t.Fatal("Shutdown did not return at its deadline")
-	}
-	assert.ErrorIs(t, <-served, ErrServerClosed)
-	for _, call := range calls {
-		assert.ErrorIs(t, (<-call.Done).Error, ErrBroken, "the call's connection was closed under it")
-	}
-	release()
-	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the calls to end")
-}
-
-// TestServerPeerDiesMidCall has a client send three calls and die while
-// the server holds them. When the calls end, the server cannot deliver
-// their answers: it closes the connection, and every goroutine it started
-// for it returns.
-func TestServerPeerDiesMidCall(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	srv := NewDemoServer(Service{})
-	entered, release := holdCalls(srv)
-	l := watch(rpctest.Listen(t))
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-
-	conn, _ := rawConn(t, l.Addr().String())
-	write(t, conn, calls(t, call(t, "echo", "a"), call(t, "echo", "b"), call(t, "echo", "c")))
-	for range 3 {
-		<-entered
-	}
-	require.NoError(t, conn.Close())
-	release()
-	<-(<-l.conns).closed // the server has closed its side
-
-	require.NoError(t, srv.Shutdown(t.Context()))
-	require.ErrorIs(t, <-served, ErrServerClosed)
-	goleak.VerifyNone(t, ignore)
 }

@@ -100,7 +100,7 @@ func TestGo(t *testing.T) {
 	call = c.Go(ctx, "slow", 500)
 	clock.waitAsleep(t, 1)
 	cancel()
-	within(t, call.Done, "the cancelled call's end")
+	rpctest.Receive(t, call.Done, "end of the cancelled call")
 	assert.ErrorIs(t, call.Error, context.Canceled)
 	assertFailure(t, call.Error, Canceled, OutcomeUnknown, "it was sent")
 
@@ -234,7 +234,7 @@ func TestAnswerToNoCallBreaksClient(t *testing.T) {
 	}))
 	first, second := c.Go(t.Context(), "add", 1, 2), c.Go(t.Context(), "add", 3, 4)
 	for _, call := range []*Call{first, second} {
-		within(t, call.Done, "the call's end")
+		rpctest.Receive(t, call.Done, "end of the call")
 		assertFailure(t, call.Error, Unavailable, OutcomeUnknown)
 		assert.ErrorContains(t, call.Error, "an answer to call 9, which was never made")
 	}

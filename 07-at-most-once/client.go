@@ -341,11 +341,11 @@ func (c *Client) Go(ctx context.Context, name string, args ...any) *Call {
 	return call
 }
 
-// GoFunc starts a call as Go does, and returns: fire and forget. When the
-// call ends, whichever way it ends, callback runs once with it, on a
-// goroutine of its own that the Client starts then, never on the
-// goroutine that called GoFunc. Close does not wait for callbacks. GoFunc
-// panics if callback is nil.
+// GoFunc starts a call as Go does, and returns when Go would: fire and
+// forget. When the call ends, whichever way it ends, callback runs once
+// with it, on a goroutine of its own that the Client starts then, never on
+// the goroutine that called GoFunc. Close does not wait for callbacks.
+// GoFunc panics if callback is nil.
 func (c *Client) GoFunc(ctx context.Context, name string, callback func(*Call), args ...any) {
 	if callback == nil {
 		panic("atmostonce: GoFunc with a nil callback: the call's end would go nowhere")
@@ -1047,7 +1047,7 @@ func (c *Client) mayRetryLocked(call *Call) bool {
 	}
 	if c.tokens <= c.policy.MaxTokens/2 {
 		c.stats.throttled.Add(1)
-		c.eventLocked(Event{Kind: Throttled, ID: call.ID, Attempt: call.Attempts})
+		c.event(Event{Kind: Throttled, ID: call.ID, Attempt: call.Attempts})
 		return false
 	}
 	return true
@@ -1061,12 +1061,12 @@ func (c *Client) retryLocked(call *Call, n int) {
 	call.retry = true
 	if n == 0 {
 		c.retries = append(c.retries, call)
-		c.eventLocked(Event{Kind: Retrying, ID: call.ID, Attempt: call.Attempts + 1})
+		c.event(Event{Kind: Retrying, ID: call.ID, Attempt: call.Attempts + 1})
 		c.poke()
 		return
 	}
 	wait := c.policy.Backoff.wait(c.rng, n-1)
-	c.eventLocked(Event{Kind: Retrying, ID: call.ID, Attempt: call.Attempts + 1, Wait: wait})
+	c.event(Event{Kind: Retrying, ID: call.ID, Attempt: call.Attempts + 1, Wait: wait})
 	call.timer = time.AfterFunc(wait, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -1091,15 +1091,13 @@ func (c *Client) poke() {
 func (c *Client) spend() { c.tokens = max(c.tokens-1, 0) }
 func (c *Client) earn()  { c.tokens = min(c.tokens+c.policy.TokenRatio, c.policy.MaxTokens) }
 
-// event reports e to the WithEvents function, if there is one.
+// event reports e to the WithEvents function, if there is one. It is
+// called with c.mu held or not: that function must not call the Client.
 func (c *Client) event(e Event) {
 	if c.onEvent != nil {
 		c.onEvent(e)
 	}
 }
-
-// eventLocked is event, with c.mu held.
-func (c *Client) eventLocked(e Event) { c.event(e) }
 
 // Close may be called at any time, from any goroutine, a callback's too.
 // The first call stops the Client: its connection is closed, every call in

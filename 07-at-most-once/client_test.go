@@ -162,7 +162,7 @@ func TestClientCancel(t *testing.T) {
 	assert.Equal(t, 3, sum)
 
 	clock.wake(500)
-	assert.Equal(t, uint64(1), within(t, late, "the late answer"), "the late answer is the cancelled call's")
+	assert.Equal(t, uint64(1), rpctest.Receive(t, late, "late answer"), "the late answer is the cancelled call's")
 	assert.Equal(t, int64(1), c.LateAnswers())
 }
 
@@ -384,7 +384,7 @@ func TestClientWaitingCallHonoursContext(t *testing.T) {
 
 	conn.release()
 	for i, call := range calls {
-		within(t, call.Done, "an answer")
+		rpctest.Receive(t, call.Done, "answer")
 		require.NoError(t, call.Error)
 		assert.Equal(t, i+1, call.Result)
 	}
@@ -758,7 +758,7 @@ func TestClientMaxRequestBytes(t *testing.T) {
 func TestClientFirstRequestTooLarge(t *testing.T) {
 	c := dial(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)), WithMaxRequestBytes(1000))
 	call := c.Go(t.Context(), "echo", strings.Repeat("x", 1000))
-	within(t, call.Done, "the call's end")
+	rpctest.Receive(t, call.Done, "end of the call")
 	assertFailure(t, call.Error, ResourceExhausted, NotRun)
 	assert.ErrorContains(t, call.Error, "message too large")
 	assert.Equal(t, uint64(1), call.ID, "registered, and never sent")
@@ -876,7 +876,7 @@ func TestClientStopsWatchingContext(t *testing.T) {
 		require.NoError(t, call.Error)
 	}
 	for range n / 2 {
-		require.NoError(t, within(t, called, "a callback").Error)
+		require.NoError(t, rpctest.Receive(t, called, "callback").Error)
 	}
 	assert.Zero(t, ctx.live.Load(), "calls ended and still watching the context")
 }
@@ -967,11 +967,10 @@ func TestClientMaxPending(t *testing.T) {
 		third := c.Go(t.Context(), "add", 4, 4) // the place first left
 		synctest.Wait()
 		assert.Equal(t, 2, pendingCalls(c))
-		close(received)
-		var got []uint64
-		for id := range received {
-			got = append(got, id)
-		}
+		// Not closed: as the test ends, t.Context() ends, the calls still
+		// pending are given up, and the server reads their cancel frames.
+		got := []uint64{<-received, <-received, <-received}
+		assert.Empty(t, received, "requests beyond those three")
 		assert.Equal(t, []uint64{first.ID, second.ID, third.ID}, got, "the requests the server received")
 		assert.Equal(t, uint64(3), third.ID)
 	})

@@ -139,6 +139,14 @@ const readBufferBytes = 4096
 // message it was grown for: an idle connection holds only small buffers.
 const maxKeptBuffer = 64 << 10
 
+// fits reports whether a write that holds n messages in size bytes may
+// take one more: at most max messages, and no more once it reaches
+// maxKeptBuffer bytes, the most a connection keeps between messages. (One
+// message may be larger alone.)
+func fits(n, size, max int) bool {
+	return n < max && size < maxKeptBuffer
+}
+
 // frameHeaderBytes is the size of a frame's length.
 const frameHeaderBytes = 4
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -177,53 +177,6 @@ func TestServerErrorsAreNotData(t *testing.T) {
 			}, nextAnswers(t, answers, 2))
 		})
 	}
-}
-
-// tripwire is a type whose GobDecode, code of the receiving program,
-// records that it ran.
-type tripwire struct{ Cmd string }
-
-var tripped atomic.Bool
-
-func (t tripwire) GobEncode() ([]byte, error) { return []byte(t.Cmd), nil }
-func (*tripwire) GobDecode([]byte) error      { tripped.Store(true); return nil }
-
-// hostileRequest is a Request whose Params carry a type with code of its
-// own, as a sender hoping for pickle's behaviour might write it.
-type hostileRequest struct {
-	Func   string
-	Params []*tripwire
-}
-
-// TestArticleFlawCodeOnLoad sends a call whose argument is a value of a
-// type with decoding code of its own. pickle.loads would run whatever
-// function the bytes name. Our decoder accepts only the type definitions
-// our own encoder writes, so the call is refused before gob reads any of
-// it, although the server's process has the type, registered with gob.
-// gob alone would refuse it too: it fills in the types the receiver
-// declares and nothing else, and Params are Values.
-//
-// A field of type any is where the bytes do choose: into one, gob decodes
-// any type the receiving program has registered, and runs its GobDecode.
-// That is why Value is a struct, not an any.
-func TestArticleFlawCodeOnLoad(t *testing.T) {
-	gob.Register(&tripwire{})
-	tripped.Store(false) // a run before this one (-count) may have set it
-	conn, answers := rawConn(t, serve(t, NewDemoServer(Service{}), rpctest.Listen(t)))
-	hostile := foreignFrames(t, &hostileRequest{Func: "echo", Params: []*tripwire{{Cmd: "rm -rf /"}}})
-	write(t, conn, hostile)
-	refusal := nextAnswer(t, answers)
-	assert.Contains(t, refusal.Error, "malformed message: a type definition that is not one of ours")
-	assert.Zero(t, refusal.ID, "refused at its definitions: no call was read")
-	err := gob.NewDecoder(bytes.NewReader(hostile[frameHeaderBytes:])).Decode(&Request{})
-	assert.ErrorContains(t, err, "gob: wrong type ([]atmostonce.Value) for received field hostileRequest.Params")
-	assert.False(t, tripped.Load(), "gob ran code the sender chose")
-
-	var stream bytes.Buffer
-	require.NoError(t, gob.NewEncoder(&stream).Encode(struct{ Params []any }{[]any{&tripwire{Cmd: "rm -rf /"}}}))
-	var into struct{ Params []any }
-	require.NoError(t, gob.NewDecoder(&stream).Decode(&into))
-	assert.True(t, tripped.Load(), "into a field of type any, the bytes choose which registered type's code runs")
 }
 
 // broken has methods that go wrong in the ways a server must survive.
@@ -468,7 +421,7 @@ func TestRefusalIsReadable(t *testing.T) {
 	conn, answers := slowReader(t, serve(t, srv, bigSendBuffers{rpctest.Listen(t)}))
 	big := strings.Repeat("x", bigEcho)
 	write(t, conn, encodeFrames(t, withID(call(t, "echo", big), 1))[0])
-	require.Equal(t, uint64(1), within(t, answered, "the answer's write"))
+	require.Equal(t, uint64(1), rpctest.Receive(t, answered, "write of the answer"))
 
 	// A frame too large that starts with no call: it is refused, and the
 	// stream with it. Far more follows than the server reads ahead.
@@ -487,29 +440,43 @@ func TestRefusalIsReadable(t *testing.T) {
 	assert.NoError(t, <-sent, "the server read all the client sent")
 }
 
-// TestShutdownFinishesCallsInFlight holds a call inside the server, asks the
-// server to shut down, and checks that the call's answer was written before
-// Shutdown returned, and that an idle connection is closed.
+// TestShutdownFinishesCallsInFlight holds calls inside the server, one or
+// three on one connection, beside an idle connection, and shuts the server
+// down. The idle connection and the listener are closed at once; the calls
+// are answered, their answers are written before Shutdown returns, and
+// then their connection is closed too.
 func TestShutdownFinishesCallsInFlight(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		calls int
+	}{
+		{"one call", 1},
+		{"three calls", 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testShutdownFinishes(t, tt.calls) })
+	}
+}
+
+func testShutdownFinishes(t *testing.T, n int) {
 	srv := NewDemoServer(Service{})
 	entered, release := holdCalls(srv)
-	l := &answerCounter{Listener: rpctest.Listen(t)}
+	var written atomic.Int64
+	srv.answerWritten = func(id uint64) {
+		if id != 0 { // 0 is the hello's answer, which answers no call
+			written.Add(1)
+		}
+	}
+	l := rpctest.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
 	_, idle := rawConn(t, l.Addr().String())
-	c := dial(t, l.Addr().String())
-	type result struct {
-		sum int
-		err error
+	c := dial(t, l.Addr().String(), noRetries()...)
+	var calls []*Call
+	for i := range n {
+		calls = append(calls, c.Go(t.Context(), "add", 40, i))
+		<-entered
 	}
-	answered := make(chan result, 1)
-	go func() {
-		sum, err := DemoClient{c}.Add(context.Background(), 40, 2)
-		answered <- result{sum, err}
-	}()
-	<-entered
-
 	type shutdownResult struct {
 		err     error
 		written int64 // answers written when Shutdown returned
@@ -517,52 +484,24 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	shutdown := make(chan shutdownResult, 1)
 	go func() {
 		err := srv.Shutdown(context.Background())
-		shutdown <- shutdownResult{err, l.written.Load()}
+		shutdown <- shutdownResult{err, written.Load()}
 	}()
-	err := idle.decode(&Response{})
-	assert.ErrorIs(t, err, io.EOF, "an idle connection is closed")
-	assert.ErrorIs(t, <-served, ErrServerClosed, "Serve returns once the listener is closed")
+	assert.ErrorIs(t, idle.decode(&Response{}), io.EOF, "an idle connection is closed")
+	require.ErrorIs(t, <-served, ErrServerClosed, "Serve returns once the listener is closed")
 	release()
-
-	got := <-answered
-	require.NoError(t, got.err)
-	assert.Equal(t, 42, got.sum)
 	res := <-shutdown
 	assert.NoError(t, res.err)
-	// Two writes: the answer to the client's hello, then the call's.
-	assert.Equal(t, int64(2), res.written, "Shutdown returned before the answer in flight was written")
+	assert.Equal(t, int64(n), res.written, "answers written when Shutdown returned")
+	for i, call := range calls {
+		call = rpctest.Receive(t, call.Done, "answer")
+		require.NoError(t, call.Error)
+		assert.Equal(t, 40+i, call.Result)
+	}
+	_, err := DemoClient{c}.Add(t.Context(), 1, 2)
+	assert.ErrorIs(t, err, Unavailable, "the connection is closed after its answers, and no other can be made")
 	_, err = net.Dial("tcp", l.Addr().String())
 	assert.Error(t, err, "a server that has shut down accepts no connection")
 }
-
-// answerCounter counts the writes that the server's connections have
-// finished.
-type answerCounter struct {
-	net.Listener
-	written atomic.Int64
-}
-
-func (l *answerCounter) Accept() (net.Conn, error) {
-	conn, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &countedConn{Conn: conn, written: &l.written}, nil
-}
-
-type countedConn struct {
-	net.Conn
-	written *atomic.Int64
-}
-
-func (c *countedConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.written.Add(1)
-	return n, err
-}
-
-// CloseWrite keeps the polite close of the connection it wraps.
-func (c *countedConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
 
 // waiter has one method, wait, which stays inside the server until the
 // test closes held.
@@ -649,13 +588,51 @@ func TestShutdownDoesNotWaitForSlowReaders(t *testing.T) {
 	assert.NoError(t, <-shutdown, "Shutdown waited for a client that does not read")
 }
 
-// TestShutdownDeadline holds a call past Shutdown's deadline: Shutdown
-// closes the connection and returns the context's error, while the call
-// is still stuck in its function.
+// deafCalls is a service whose hold(s) waits in its function, deaf to its
+// context, until the test releases it, and returns s.
+type deafCalls struct{ entered, held chan struct{} }
+
+func (d deafCalls) Hold(s string) string {
+	d.entered <- struct{}{}
+	<-d.held
+	return s
+}
+
+// TestShutdownDeadline holds calls past Shutdown's deadline, one whose
+// deadline has passed before Shutdown is called and two whose deadline
+// passes while it waits: Shutdown closes the connection and returns the
+// context's error, while the calls are still stuck in their function. (They are held in
+// a function deaf to its context: the server cancels the context of every
+// call as Shutdown gives up, and a call that heeds it could end before
+// Shutdown looks.)
 func TestShutdownDeadline(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		calls int
+		ctx   func() (context.Context, context.CancelFunc)
+		want  error
+	}{
+		{"one call, the deadline passed already", 1, func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, context.Canceled},
+		{"two calls, the deadline passes", 2, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 10*time.Millisecond)
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			testShutdownDeadline(t, tt.calls, ctx, tt.want)
+		})
+	}
+}
+
+func testShutdownDeadline(t *testing.T, n int, ctx context.Context, want error) {
 	srv := NewServer()
-	deaf := deafCalls{entered: make(chan struct{}, 1), held: make(chan struct{})}
-	_, err := srv.Register(deaf) // a call stuck in its function (see TestShutdownDeadlineWithCallsInFlight)
+	deaf := deafCalls{entered: make(chan struct{}, n), held: make(chan struct{})}
+	_, err := srv.Register(deaf)
 	require.NoError(t, err)
 	entered, release := deaf.entered, sync.OnceFunc(func() { close(deaf.held) })
 	t.Cleanup(release)
@@ -664,45 +641,73 @@ func TestShutdownDeadline(t *testing.T) {
 	go func() { served <- srv.Serve(l) }()
 
 	c := dial(t, l.Addr().String(), noRetries()...) // a client that may retry waits for a server to come back
-	failed := make(chan error, 1)
-	go func() {
-		_, err := c.Call(context.Background(), "hold", "x")
-		failed <- err
-	}()
-	<-entered
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the deadline has passed already
+	var calls []*Call
+	for i := range n {
+		calls = append(calls, c.Go(t.Context(), "hold", fmt.Sprint(i)))
+		<-entered
+	}
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(ctx) }()
-	assertFailure(t, <-failed, Unavailable, OutcomeUnknown, "the call's connection was closed under it")
-	assert.ErrorIs(t, <-shutdown, context.Canceled, "Shutdown does not wait for a call that is stuck")
+	select {
+	case err := <-shutdown:
+		assert.ErrorIs(t, err, want, "Shutdown does not wait for calls that are stuck")
+	case <-time.After(rpctest.Backstop):
+		release()
+		t.Fatal("Shutdown did not return at its deadline")
+	}
 	assert.ErrorIs(t, <-served, ErrServerClosed)
+	for _, call := range calls {
+		assertFailure(t, (<-call.Done).Error, Unavailable, OutcomeUnknown, "the call's connection was closed under it")
+	}
 	release()
-	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the call to end")
+	assert.NoError(t, srv.Shutdown(context.Background()), "a second Shutdown waits for the calls to end")
 }
 
-// TestClientVanishes has a client give up and hang up while its call is
-// inside the server. The server cannot write that answer; it drops the
-// connection and goes on serving everyone else.
+// TestClientVanishes has a client send one call, or three, and hang up
+// while the server holds them. When the calls end, the server cannot
+// deliver their answers: it closes the connection, every goroutine it
+// started for it returns, and it goes on serving everyone else.
 func TestClientVanishes(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		calls []string
+	}{
+		{"one call", []string{"a"}},
+		{"three calls", []string{"a", "b", "c"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testClientVanishes(t, tt.calls) })
+	}
+}
+
+func testClientVanishes(t *testing.T, echoes []string) {
+	ignore := goleak.IgnoreCurrent()
 	srv := NewDemoServer(Service{})
 	entered, release := holdCalls(srv)
-	addr := serve(t, srv, rpctest.Listen(t))
-	defer release() // before the server's shutdown, which waits for held calls
+	l := watch(rpctest.Listen(t))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
 
-	ctx, cancel := context.WithCancel(t.Context())
-	go func() {
+	conn, _ := rawConn(t, l.Addr().String())
+	var requests []Request
+	for _, s := range echoes {
+		requests = append(requests, call(t, "echo", s))
+	}
+	write(t, conn, calls(t, requests...))
+	for range echoes {
 		<-entered
-		cancel() // the client closes its connection: it is broken now
-	}()
-	_, err := DemoClient{dial(t, addr)}.Add(ctx, 1, 2)
-	require.ErrorIs(t, err, context.Canceled)
+	}
+	require.NoError(t, conn.Close())
 	release()
+	rpctest.Receive(t, (<-l.conns).closed, "close of the server's side")
 
-	sum, err := DemoClient{dial(t, addr)}.Add(t.Context(), 1, 2)
+	c := dial(t, l.Addr().String())
+	sum, err := DemoClient{c}.Add(t.Context(), 1, 2)
 	require.NoError(t, err, "the server goes on serving")
 	assert.Equal(t, 3, sum)
+	c.Close() // its goroutines are not the server's
+	require.NoError(t, srv.Shutdown(t.Context()))
+	require.ErrorIs(t, <-served, ErrServerClosed)
+	goleak.VerifyNone(t, ignore)
 }
 
 // TestManyConnections runs many connections at once, each making many

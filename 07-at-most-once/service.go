@@ -17,7 +17,7 @@ import (
 // The server's route table is built from its exported methods: Sum answers
 // to sum, GetTime to get_time. Nothing in them knows about the wire.
 type Service struct {
-	now func() time.Time // the clock GetTime reads; nil means time.Now
+	Now func() time.Time // the clock GetTime reads; nil means time.Now
 
 	// Sleep is how Slow waits; nil means a timer. It returns ctx's error
 	// if ctx ends first. A test gives it a clock of its own, to make slow
@@ -79,8 +79,8 @@ func (Service) Add(a, b int) (int, error) {
 // before a one-digit day. Go calls that layout time.ANSIC.
 func (s Service) GetTime() string {
 	now := time.Now
-	if s.now != nil {
-		now = s.now
+	if s.Now != nil {
+		now = s.Now
 	}
 	return now().Format(time.ANSIC)
 }

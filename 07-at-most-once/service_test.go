@@ -60,7 +60,7 @@ func TestAddOverflow(t *testing.T) {
 // TestGetTime checks the ctime layout, a space before a one-digit day
 // included, and that a Service with no clock reads the real one.
 func TestGetTime(t *testing.T) {
-	at := func(tm time.Time) Service { return Service{now: func() time.Time { return tm }} }
+	at := func(tm time.Time) Service { return Service{Now: func() time.Time { return tm }} }
 	assert.Equal(t, "Wed Jan 16 22:05:31 2019", at(articleTime).GetTime())
 	assert.Equal(t, "Sun Jan  6 07:08:09 2019", at(time.Date(2019, 1, 6, 7, 8, 9, 0, time.UTC)).GetTime())
 

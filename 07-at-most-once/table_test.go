@@ -1,11 +1,11 @@
 package atmostonce
 
 import (
-	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"runtime"
 	"slices"
 	"testing"
 
+	"github.com/rpc-from-scratch/course/internal/rpctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -168,7 +168,7 @@ func TestTableBudget(t *testing.T) {
 func TestTableMillionClients(t *testing.T) {
 	const budget = 1 << 20
 	clients := 1_000_000
-	if testing.Short() || raceEnabled {
+	if testing.Short() || rpctest.RaceEnabled {
 		clients = 100_000
 	}
 	tab := newTable(budget, 1024)

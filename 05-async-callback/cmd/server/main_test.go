@@ -254,10 +254,6 @@ func TestSIGTERMWithClientsNotReading(t *testing.T) {
 	assert.NoError(t, cmd.Wait(), "exit status after SIGTERM")
 }
 
-// raceEnabled is set when the tests, and so the server they run, are built
-// with the race detector.
-var raceEnabled bool
-
 // TestPeersThatNeverReadPeakRSS runs the server as a process, at its
 // default limits, and attacks it with peers that each send 200 echoes of
 // nearly 128 KiB and never read an answer, until every peer's writes have
@@ -306,7 +302,7 @@ func TestPeersThatNeverReadPeakRSS(t *testing.T) {
 	}
 	const atRest = 16 << 20
 	bound := 2 * (3*asyncrpc.DefaultMaxRequestBytesHeld + int64(peers)*256<<10 + atRest)
-	if raceEnabled {
+	if rpctest.RaceEnabled {
 		// 2.4 times measured with the budget (340 MiB), 1.7 times
 		// without it (1.45 GiB, against 839 MiB without the detector).
 		bound *= 3
