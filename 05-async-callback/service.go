@@ -78,7 +78,8 @@ func (s Service) GetTime() string {
 	return now().Format(time.ANSIC)
 }
 
-// Echo returns s unchanged: the test of a protocol's escaping.
+// Echo returns s unchanged: a string's round trip, and with a large s
+// the test of a large message.
 func (Service) Echo(s string) string {
 	return s
 }

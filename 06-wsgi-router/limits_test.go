@@ -126,21 +126,6 @@ func waitClosed(t *testing.T, c *spyConn) {
 	}
 }
 
-// waitUntil looks at cond every millisecond until it holds, and fails the
-// test if it does not hold within the backstop. What it waits for is a
-// state of the server, never a length of time.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	backstop := time.After(rpctest.Backstop)
-	for !cond() {
-		select {
-		case <-backstop:
-			t.Fatalf("still waiting, after %v, for %s", rpctest.Backstop, what)
-		case <-time.After(time.Millisecond): // look again
-		}
-	}
-}
-
 // heapAfterGC returns the bytes of heap in use after two collections, so
 // that garbage the test made does not count.
 func heapAfterGC() int64 {
@@ -263,7 +248,7 @@ func TestStalledBodyHoldsOnlyWhatArrived(t *testing.T) {
 		_, err := io.WriteString(c, stalledBody)
 		require.NoError(t, err)
 	}
-	waitUntil(t, "every connection to wait for the rest of its body", func() bool {
+	rpctest.WaitUntil(t, "every connection to wait for the rest of its body", func() bool {
 		stalled := 0
 		for _, c := range l.accepted() {
 			if c.waitingAfter(int64(len(stalledBody))) {
@@ -318,7 +303,7 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	var stackBefore runtime.MemStats
 	runtime.ReadMemStats(&stackBefore)
 	dialN(t, addr, conns)
-	waitUntil(t, "every connection to wait for its first byte", func() bool {
+	rpctest.WaitUntil(t, "every connection to wait for its first byte", func() bool {
 		waiting := 0
 		for _, c := range l.accepted() {
 			if c.waitingAfter(0) {
@@ -385,7 +370,7 @@ func TestMaxConnsHoldsTheNext(t *testing.T) {
 		served = append(served, rc{conn, br})
 		_, err := io.WriteString(conn, add[:half])
 		require.NoError(t, err)
-		waitUntil(t, "the server to read the half request", func() bool {
+		rpctest.WaitUntil(t, "the server to read the half request", func() bool {
 			cs := l.accepted()
 			return len(cs) == i+1 && cs[i].waitingAfter(int64(half))
 		})
@@ -393,7 +378,7 @@ func TestMaxConnsHoldsTheNext(t *testing.T) {
 	next, nextBr := rawConn(t, addr)
 	_, err := io.WriteString(next, add)
 	require.NoError(t, err)
-	waitUntil(t, "the server to accept the next", func() bool { return len(l.accepted()) == maxConns+1 })
+	rpctest.WaitUntil(t, "the server to accept the next", func() bool { return len(l.accepted()) == maxConns+1 })
 	assert.Zero(t, l.accepted()[maxConns].readsStarted.Load(), "the next was read with every slot busy")
 
 	_, err = io.WriteString(served[0].conn, add[half:])
@@ -447,7 +432,7 @@ func TestPeerThatNeverReads(t *testing.T) {
 	_, err = io.WriteString(peer, strings.Repeat(get, requests)) // all of it, before the timer can fire
 	require.NoError(t, err)
 	var server *spyConn
-	waitUntil(t, "the server's write to block", func() bool {
+	rpctest.WaitUntil(t, "the server's write to block", func() bool {
 		cs := l.accepted()
 		server = cs[len(cs)-1]
 		return server.writesStarted.Load() > server.writesDone.Load()
@@ -465,7 +450,7 @@ func TestPeerThatNeverReads(t *testing.T) {
 	}
 
 	waitClosed(t, server)
-	waitUntil(t, "the connection's goroutine to end", func() bool { return runtime.NumGoroutine() <= goroutines })
+	rpctest.WaitUntil(t, "the connection's goroutine to end", func() bool { return runtime.NumGoroutine() <= goroutines })
 	assert.Less(t, server.writesDone.Load(), int64(requests), "the answers were not all written")
 }
 
@@ -480,7 +465,7 @@ func TestSlowClientBlocksNobody(t *testing.T) {
 	for i := range len(req) - 1 {
 		_, err := io.WriteString(slow, req[i:i+1])
 		require.NoError(t, err)
-		waitUntil(t, "the server to read the byte", func() bool {
+		rpctest.WaitUntil(t, "the server to read the byte", func() bool {
 			cs := l.accepted()
 			if len(cs) == 0 {
 				return false

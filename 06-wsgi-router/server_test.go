@@ -520,7 +520,7 @@ func TestHangUpKeepsALargeAnswer(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(rpctest.Backstop)))
 	sendWire(t, conn, "GET /big.bin HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"+strings.Repeat("x", 16<<10))
-	waitUntil(t, "the server to accept the connection", func() bool { return len(l.accepted()) == 1 })
+	rpctest.WaitUntil(t, "the server to accept the connection", func() bool { return len(l.accepted()) == 1 })
 	waitClosed(t, l.accepted()[0])
 
 	resp, body := readWire(t, bufio.NewReader(conn), "GET")

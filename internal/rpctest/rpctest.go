@@ -167,6 +167,22 @@ func BackstopContext(t testing.TB) context.Context {
 	return ctx
 }
 
+// WaitUntil looks at cond every millisecond until it holds, or fails the
+// test at the Backstop. It is for a state that no channel announces, such
+// as a count another goroutine keeps; what names the awaited state.
+func WaitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	backstop := time.After(Backstop)
+	for !cond() {
+		select {
+		case <-backstop:
+			t.Fatalf("still waiting, after %v, for %s", Backstop, what)
+			return
+		case <-time.After(time.Millisecond): // look again
+		}
+	}
+}
+
 // Receive returns what ch delivers, or fails the test if nothing comes
 // within the Backstop. what names the awaited thing in the failure.
 func Receive[T any](t testing.TB, ch <-chan T, what string) T {

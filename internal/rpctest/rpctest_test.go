@@ -139,3 +139,24 @@ func TestBackstopContext(t *testing.T) {
 		assert.Equal(t, Backstop, time.Since(start))
 	})
 }
+
+// TestWaitUntil returns once the condition holds, looking again every
+// millisecond, and fails the test at the Backstop when it never does.
+func TestWaitUntil(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start, looks := time.Now(), 0
+		WaitUntil(t, "the third look", func() bool { looks++; return looks == 3 })
+		assert.Equal(t, 2*time.Millisecond, time.Since(start))
+
+		r := &recorder{TB: t}
+		start = time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			WaitUntil(r, "nothing", func() bool { return false })
+		}()
+		<-done
+		assert.Equal(t, "still waiting, after 30s, for nothing", r.failed)
+		assert.Equal(t, Backstop, time.Since(start))
+	})
+}

@@ -454,7 +454,7 @@ func TestGraceLetsAnApplicationFinish(t *testing.T) {
 			stop()
 			// The listener closes as Shutdown begins; then the application
 			// goes on running, for longer than the connection's 500 ms.
-			waitUntil(t, "the server to stop accepting", func() bool {
+			rpctest.WaitUntil(t, "the server to stop accepting", func() bool {
 				c, err := net.Dial("tcp", addr)
 				if err == nil {
 					c.Close()
@@ -488,20 +488,6 @@ func runHolding(t *testing.T, ctx context.Context, held <-chan struct{}, args ..
 	require.NoError(t, err)
 	<-held
 	return addr, conn, done
-}
-
-// waitUntil looks at cond every millisecond until it holds, and fails
-// the test if it does not within the backstop.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	backstop := time.After(rpctest.Backstop)
-	for !cond() {
-		select {
-		case <-backstop:
-			t.Fatalf("still waiting, after %v, for %s", rpctest.Backstop, what)
-		case <-time.After(time.Millisecond):
-		}
-	}
 }
 
 // assertHungUp checks that a read failed because the server closed the
