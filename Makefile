@@ -53,25 +53,7 @@ bench: ## every stage's benchmarks, with allocations, each stage's into bench-NN
 	done
 
 bench-wrk: ## stage 06's server under wrk -t2 -c64 -d5s, then net/http's with the same application (-stdlib)
-	@command -v wrk >/dev/null 2>&1 || { \
-		echo "bench-wrk: wrk is not installed, so there is nothing to measure."; \
-		echo "bench-wrk: on Debian or Ubuntu: sudo apt-get install wrk"; \
-		exit 0; }; \
-	set -e; mkdir -p bin; \
-	$(GO) build -o bin/wsgi-server ./06-wsgi-router/cmd/server; \
-	for flag in "" -stdlib; do \
-		bin/wsgi-server -addr 127.0.0.1:0 $$flag >bin/wsgi-server.log 2>&1 & pid=$$!; \
-		trap 'kill $$pid 2>/dev/null' EXIT; \
-		addr=; for i in $$(seq 100); do \
-			addr=$$(sed -n 's/^listening on //p' bin/wsgi-server.log); \
-			test -n "$$addr" && break; sleep 0.1; \
-		done; \
-		test -n "$$addr" || { echo "bench-wrk: the server did not start:"; cat bin/wsgi-server.log; exit 1; }; \
-		name=ours; test -z "$$flag" || name=net/http; \
-		echo "== $$name: bin/wsgi-server $${flag:+$$flag }on $$addr"; \
-		wrk -t2 -c64 -d5s "http://$$addr/add?a=1&b=2"; \
-		kill $$pid; wait $$pid || true; trap - EXIT; echo; \
-	done
+	@GO='$(GO)' .ci/bench-wrk
 
 bench-check: ## the bench/ module (its own go.mod): vet, tidy, staticcheck, its tests, and every benchmark once
 	cd bench && $(GO) vet ./...
