@@ -646,19 +646,19 @@ func quotedChar(c byte) bool {
 }
 
 // readLine appends one line, CR LF included, to dst, and returns dst. A
-// line that takes dst past max bytes is refused with errLineTooLong as soon
-// as the bytes past the bound arrive, so dst never holds more than max
-// bytes plus one read of br; its caller says what the bound was, and what
-// status breaking it earns. A line that ends with LF alone is refused with
-// errBareLF. On any error dst holds what was read of the line, so that a
-// caller can tell that bytes came.
+// line that would take dst past max bytes is refused with errLineTooLong
+// as soon as the bytes past the bound arrive, before they are kept, so dst
+// never holds more than max bytes; its caller says what the bound was, and
+// what status breaking it earns. A line that ends with LF alone is refused
+// with errBareLF. On a read error dst holds what was read of the line, so
+// that a caller can tell that bytes came.
 func readLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
 	for {
 		frag, err := br.ReadSlice('\n')
-		dst = append(dst, frag...)
-		if len(dst) > max {
+		if len(dst)+len(frag) > max {
 			return dst, errLineTooLong
 		}
+		dst = append(dst, frag...)
 		switch {
 		case err == nil:
 			if !bytes.HasSuffix(dst, []byte("\r\n")) {
