@@ -141,12 +141,12 @@ func (r *requestReader) readHead(env *Environ) error {
 		if err == io.ErrUnexpectedEOF && len(r.head) == 0 {
 			return io.EOF
 		}
-		return headError(err, refuse(http.StatusRequestURITooLong, "the request line is longer than %d bytes", r.limits.requestLine))
+		return lineError(err, refuse(http.StatusRequestURITooLong, "the request line is longer than %d bytes", r.limits.requestLine))
 	}
 	for {
 		start := len(r.head)
 		if r.head, err = readLine(r.br, r.head, r.limits.header); err != nil {
-			return headError(err, refuse(http.StatusRequestHeaderFieldsTooLarge, "the request line and header fields are longer than %d bytes", r.limits.header))
+			return lineError(err, refuse(http.StatusRequestHeaderFieldsTooLarge, "the request line and header fields are longer than %d bytes", r.limits.header))
 		}
 		if len(r.head)-start == 2 {
 			break // the empty line that ends the head
@@ -156,20 +156,6 @@ func (r *requestReader) readHead(env *Environ) error {
 	// header field are slices of it, so a request costs one allocation
 	// here, however many fields it has.
 	return r.parseHead(string(r.head), env)
-}
-
-// headError is the answer to a line of the head that readLine refused:
-// tooLong for a line that takes the head past its bound (the request line
-// and the fields each have theirs), 400 for a line that ends with LF
-// alone. Other errors are the connection's, and pass through.
-func headError(err error, tooLong *httpError) error {
-	switch err {
-	case errLineTooLong:
-		return tooLong
-	case errBareLF:
-		return refuse(http.StatusBadRequest, "a line of the head ends with LF alone, not CR LF")
-	}
-	return err
 }
 
 // parseHead checks and splits the head read by readHead. Lines must end
@@ -496,7 +482,7 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxTrailer int) e
 	for {
 		var err error
 		if line, err = readLine(br, line[:0], maxChunkLineBytes); err != nil {
-			return framingError(err, refuse(http.StatusBadRequest, "a chunk-size line is longer than %d bytes", maxChunkLineBytes))
+			return lineError(err, refuse(http.StatusBadRequest, "a chunk-size line is longer than %d bytes", maxChunkLineBytes))
 		}
 		line = line[:len(line)-2] // its CR LF
 		sizeText, ext, hasExt := bytes.Cut(line, []byte(";"))
@@ -531,7 +517,7 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxTrailer int) e
 			return err
 		}
 		if _, err = readLine(br, line[:0], 2); err != nil { // CR LF, and nothing before it
-			return framingError(err, refuse(http.StatusBadRequest, "a chunk is longer than its size says"))
+			return lineError(err, refuse(http.StatusBadRequest, "a chunk is longer than its size says"))
 		}
 	}
 	// The trailer: fields we drop, up to an empty line, within
@@ -539,7 +525,7 @@ func readChunked(br *bufio.Reader, dst *bytes.Buffer, maxBody, maxTrailer int) e
 	for used := 0; ; {
 		var err error
 		if line, err = readLine(br, line[:0], maxTrailer-used); err != nil {
-			return framingError(err, refuse(http.StatusRequestHeaderFieldsTooLarge, "the trailer is longer than %d bytes", maxTrailer))
+			return lineError(err, refuse(http.StatusRequestHeaderFieldsTooLarge, "the trailer is longer than %d bytes", maxTrailer))
 		}
 		used += len(line)
 		line = line[:len(line)-2] // its CR LF
@@ -680,15 +666,16 @@ var (
 	errBareLF      = errors.New("a line ends with LF alone, not CR LF")
 )
 
-// framingError is the answer to a line of a chunked body that readLine
-// refused: tooLong for a line past its bound, 400 for a line that ends
-// with LF alone. Other errors are the connection's, and pass through.
-func framingError(err error, tooLong *httpError) error {
+// lineError is the answer to a line that readLine refused: tooLong, which
+// its caller makes to say which bound the line broke and what that earns,
+// or 400 for a line that ends with LF alone. Other errors are the
+// connection's, and pass through.
+func lineError(err error, tooLong *httpError) error {
 	switch err {
 	case errLineTooLong:
 		return tooLong
 	case errBareLF:
-		return refuse(http.StatusBadRequest, "a line of framing ends without CR LF")
+		return refuse(http.StatusBadRequest, "%v", errBareLF)
 	}
 	return err
 }
