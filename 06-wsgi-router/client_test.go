@@ -414,3 +414,46 @@ func TestClientRefusesBadRequests(t *testing.T) {
 	}
 	assert.Zero(t, srv.conns.Load(), "nothing sent")
 }
+
+// TestClientHeadBound: the client reads an answer's head of
+// maxAnswerHeadBytes, CR LFs and the empty line counted, and refuses one
+// byte more, saying so.
+func TestClientHeadBound(t *testing.T) {
+	for _, tt := range []struct {
+		size int
+		want string // the error, or "" for the answer read
+	}{
+		{maxAnswerHeadBytes, ""},
+		{maxAnswerHeadBytes + 1, fmt.Sprintf("answer's head is longer than %d bytes", maxAnswerHeadBytes)},
+	} {
+		t.Run(strconv.Itoa(tt.size), func(t *testing.T) {
+			head := answerHeadOf(tt.size)
+			require.Len(t, head, tt.size)
+			srv := startFakeServer(t, 0, func(string) string { return head + "ok" })
+			resp, err := client(t, srv.addr).Get(rpctest.BackstopContext(t), "/")
+			if tt.want != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.want)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, "ok", string(resp.Body))
+		})
+	}
+}
+
+// answerHeadOf returns the head of a 200 with a 2-byte body, padded with
+// X-Pad fields of at most 1000 bytes to size bytes in all.
+func answerHeadOf(size int) string {
+	head := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+	rest := size - len(head) - len("\r\n")
+	lines := (rest + 999) / 1000
+	for i := range lines {
+		n := rest / lines
+		if i == 0 {
+			n += rest % lines
+		}
+		head += "X-Pad: " + strings.Repeat("p", n-len("X-Pad: \r\n")) + "\r\n"
+	}
+	return head + "\r\n"
+}

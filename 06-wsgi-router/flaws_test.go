@@ -103,10 +103,11 @@ func flawEchoPage(env *Environ, start StartResponse) []byte {
 	return []byte(b.String())
 }
 
-// flawTwicePage starts a 200, then tries to start a 404, and says whether the
-// second start was refused.
+// flawTwicePage starts a 201, then tries to start a 404, and says whether the
+// second start was refused. (A 201, not the default 200, so that a server
+// that lost the first status would show it.)
 func flawTwicePage(env *Environ, start StartResponse) []byte {
-	if err := start(http.StatusOK, Header{{"X-Start", "first"}}); err != nil {
+	if err := start(http.StatusCreated, Header{{"X-Start", "first"}}); err != nil {
 		return []byte("first start refused: " + err.Error() + "\n")
 	}
 	if err := start(http.StatusNotFound, Header{{"X-Start", "second"}}); errors.Is(err, ErrStarted) {
@@ -313,7 +314,7 @@ func TestArticleFlawModuleNamedByURL(t *testing.T) {
 	t.Logf("the article's server: %v", err)
 }
 
-// checkStartsOnce asks for /twice, a page that starts a 200 and then
+// checkStartsOnce asks for /twice, a page that starts a 201 and then
 // tries to start a 404, and wants the second start refused with
 // ErrStarted and the first one's status and fields kept: WSGI's rule, the
 // answer starts once. The article's start_response overwrites what the
@@ -323,7 +324,7 @@ func checkStartsOnce(addr string) error {
 	switch {
 	case err != nil:
 		return err
-	case resp.StatusCode != http.StatusOK || !slices.Equal(resp.Header.Values("X-Start"), []string{"first"}) || body != "second start refused\n":
+	case resp.StatusCode != http.StatusCreated || !slices.Equal(resp.Header.Values("X-Start"), []string{"first"}) || body != "second start refused\n":
 		return fmt.Errorf("answered %d, X-Start %q, %q: the second start took", resp.StatusCode, resp.Header.Values("X-Start"), body)
 	}
 	return nil

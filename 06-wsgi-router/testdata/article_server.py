@@ -38,10 +38,10 @@ def echo(env, start_response):
 
 
 def twice(env, start_response):
-    """Starts a 200, then tries to start a 404: a page that changed its
+    """Starts a 201, then tries to start a 404: a page that changed its
     mind. The second call should be refused, and the page says whether it
     was."""
-    start_response("200 OK", [("X-Start", "first")])
+    start_response("201 Created", [("X-Start", "first")])
     try:
         start_response("404 Not Found", [("X-Start", "second")])
     except Exception:
